@@ -1,0 +1,135 @@
+"""The tlsharness command line (the controller).
+
+Exit codes of `run`: 0 clean, 1 failure found, 2 usage error,
+3 inconclusive (includes overload and stopped), 4 harness error,
+130 interrupted.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from harness import __version__
+from harness.config import ConfigError, RunConfig, parse_fault, parse_tls
+
+EXIT_USAGE = 2
+
+
+class ArgParser(argparse.ArgumentParser):
+    def error(self, message):           # one line, exit 2 (argparse prints usage too)
+        self.exit(EXIT_USAGE, f"tlsharness: error: {message}\n")
+
+
+def _add_run_flags(p: argparse.ArgumentParser) -> None:
+    d = RunConfig()
+    a = p.add_argument
+    a("--lib", default=d.lib, help="TLS library of the stand (default %(default)s)")
+    a("--workers", type=int, default=d.workers, help="worker processes (default %(default)s)")
+    a("--conns", type=int, default=d.conns, help="client connections (default %(default)s)")
+    a("--duration", type=float, default=d.duration, help="seconds of load (default %(default)s)")
+    a("--memory", default=d.memory, help="shared (TLS objects in the arena) | private")
+    a("--handoff", default=d.handoff, help="pinned | per-connection | per-message")
+    a("--lock", default=d.lock, help="connection lock: spin | futex | robust")
+    a("--tls", type=str, default="1.3", help="1.2 | 1.3")
+    a("--load", default=d.load, help="persistent | churn")
+    a("--churn-every", type=int, default=d.churn_every, help="requests per connection (churn)")
+    a("--resume", action="store_true", help="churn: resume the previous TLS session")
+    a("--rate", type=float, default=d.rate, help="requests/s in all, 0 = closed loop")
+    a("--window", type=int, default=d.window, help="outstanding requests per connection")
+    a("--clients", type=int, default=d.clients, help="load generator processes")
+    a("--timeout", type=float, default=d.timeout, help="seconds before a request times out")
+    a("--ctx", default=d.ctx, help="SSL_CTX: shared | per-worker")
+    a("--cert", default=d.cert, help="ec | rsa")
+    a("--ciphers", default=d.ciphers, help="TLS 1.2 cipher list")
+    a("--no-tickets", action="store_true", help="disable session tickets")
+    a("--arena-mb", type=int, default=d.arena_mb, help="shared arena size (default %(default)s)")
+    a("--seed", type=int, default=None, help="seed (recorded; printed in the re-run command)")
+    a("--out", default=d.out, help="results root (default ./results, or $TLSH_RESULTS)")
+    a("--linger", type=float, default=d.linger, help="seconds to keep watching after a failure")
+    a("--keep-going", action="store_true", help="do not stop at the first failure verdict")
+    a("--sample-hz", type=float, default=d.sample_hz, help="watchdog sampling rate")
+    a("--stall-s", type=float, default=d.stall_s, help="busy this long = stuck (default 1.0)")
+    a("--fault", default="none", help="inject KIND[:WORKER[:AFTER_MS]]: block, spin, die, stop, crash")
+    a("--quiet", "-q", action="store_true", help="no live progress")
+    a("--json", action="store_true", help="print the outcome as JSON")
+
+
+def config_from_args(ns) -> RunConfig:
+    cfg = RunConfig(
+        lib=ns.lib, workers=ns.workers, conns=ns.conns, duration=ns.duration, memory=ns.memory,
+        handoff=ns.handoff, lock=ns.lock, tls=parse_tls(ns.tls), load=ns.load,
+        churn_every=ns.churn_every, resume=ns.resume, rate=ns.rate, window=ns.window,
+        clients=ns.clients, timeout=ns.timeout, ctx=ns.ctx, cert=ns.cert, ciphers=ns.ciphers,
+        tickets=not ns.no_tickets, arena_mb=ns.arena_mb, seed=ns.seed, out=ns.out,
+        linger=ns.linger, stop_on_failure=not ns.keep_going, sample_hz=ns.sample_hz,
+        stall_s=ns.stall_s, fault=parse_fault(ns.fault))
+    return cfg.validate()
+
+
+def summary(out: dict) -> str:
+    lines = [f"{out['outcome'].upper()}: {out['verdict']} — {out.get('reason', '')}"]
+    if out.get("time_to_failure_ms") is not None:
+        lines.append(f"  failure {out['time_to_failure_ms']:.0f} ms after load started"
+                     f" (detected {out.get('detect_latency_ms')} ms after onset)")
+    if "replies" in out:
+        lines.append(f"  {out['replies']:,} replies ({out['replies_per_s']:,.0f}/s), "
+                     f"{out['bad']} bad, {out['timed_out']} timed out, "
+                     f"{out['cross_handoffs']:,} cross-process handoffs")
+    lines.append(f"  results: {out['run_dir']}")
+    if out.get("command") and out["exit_code"] != 0:
+        lines.append(f"  re-run:  {out['command']}")
+    return "\n".join(lines)
+
+
+def cmd_run(ns, argv) -> int:
+    from harness import backends
+    from harness.controller import HarnessError, Run
+    from harness.progress import Progress
+    try:
+        cfg = config_from_args(ns)
+        built = backends.availability()
+        if cfg.lib not in built:
+            raise ConfigError(f"unknown --lib {cfg.lib!r} (known: {', '.join(sorted(built))})")
+        if not built[cfg.lib][0]:
+            raise ConfigError(f"--lib {cfg.lib} is not built here: {built[cfg.lib][1]}")
+    except ConfigError as e:
+        print(f"tlsharness: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        run = Run(cfg, argv, Progress(quiet=ns.quiet))
+        out = run.execute()
+    except HarnessError as e:
+        print(f"tlsharness: {e}", file=sys.stderr)
+        return 4
+    except OSError as e:
+        print(f"tlsharness: {e}", file=sys.stderr)
+        return 4
+    print(json.dumps(out, indent=2, default=str) if ns.json else summary(out))
+    return out["exit_code"]
+
+
+def cmd_libs(ns, argv) -> int:
+    from harness import backends
+    for name, (built, reason) in sorted(backends.availability().items()):
+        print(f"{name:10} {'built' if built else 'missing':8} {reason}")
+    return 0
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    p = ArgParser(prog="tlsharness", description="Stress and deadlock reproduction harness "
+                  "for TLS libraries inside multi-process servers.")
+    p.add_argument("--version", action="version", version=f"tlsharness {__version__}")
+    sub = p.add_subparsers(dest="cmd", required=True, parser_class=ArgParser)
+    r = sub.add_parser("run", help="run the stand under load and judge it")
+    _add_run_flags(r)
+    r.set_defaults(fn=cmd_run)
+    lb = sub.add_parser("libs", help="list the TLS libraries built here")
+    lb.set_defaults(fn=cmd_libs)
+    ns = p.parse_args(argv)
+    return ns.fn(ns, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

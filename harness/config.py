@@ -1,0 +1,126 @@
+"""Run configuration: every parameter of `tlsharness run`, validated.
+
+Bad values raise ConfigError with a one-line message; the CLI turns it into
+exit code 2.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import random
+from dataclasses import dataclass, field
+
+CHOICES = {
+    "memory": ("shared", "private"),
+    "handoff": ("pinned", "per-connection", "per-message"),
+    "lock": ("spin", "futex", "robust"),
+    "load": ("persistent", "churn"),
+    "ctx": ("shared", "per-worker"),
+    "cert": ("ec", "rsa"),
+}
+FAULTS = ("none", "block", "spin", "die", "stop", "crash")
+
+
+class ConfigError(ValueError):
+    pass
+
+
+@dataclass
+class RunConfig:
+    lib: str = "openssl"
+    workers: int = 4
+    conns: int = 50
+    duration: float = 10.0
+    memory: str = "shared"
+    handoff: str = "per-message"
+    lock: str = "spin"
+    tls: int = 13
+    load: str = "persistent"
+    churn_every: int = 100        # requests per connection before reconnecting (churn)
+    resume: bool = False
+    rate: float = 0.0             # requests/s over all clients, 0 = closed loop
+    window: int = 1               # outstanding requests per connection
+    clients: int = 2              # load generator processes
+    timeout: float = 2.0          # a request unanswered this long is timed out
+    ctx: str = "shared"
+    cert: str = "ec"
+    ciphers: str = ""
+    tickets: bool = True
+    arena_mb: int = 256
+    seed: int | None = None
+    out: str = "results"
+    linger: float = 1.0           # after a failure verdict, keep watching this long, then stop
+    stop_on_failure: bool = True
+    sample_hz: float = 20.0
+    stall_s: float = 1.0
+    fault: dict = field(default_factory=lambda: {"kind": "none"})
+    grace: float = 3.0            # after duration: time to stop everything before SIGKILL
+
+    def validate(self) -> "RunConfig":
+        for k, allowed in CHOICES.items():
+            v = getattr(self, k)
+            if v not in allowed:
+                raise ConfigError(f"--{k} must be one of {', '.join(allowed)} (got {v!r})")
+        _range("workers", self.workers, 1, 254)
+        _range("conns", self.conns, 1, 4096)
+        _range("duration", self.duration, 0.5, 3600)
+        _range("window", self.window, 1, 64)
+        _range("clients", self.clients, 1, 16)
+        _range("churn-every", self.churn_every, 1, 10**9)
+        _range("rate", self.rate, 0, 10**7)
+        _range("timeout", self.timeout, 0.05, 60)
+        _range("arena-mb", self.arena_mb, 8, 16384)
+        _range("linger", self.linger, 0, 60)
+        _range("sample-hz", self.sample_hz, 1, 200)
+        _range("stall-s", self.stall_s, 0.05, 60)
+        if self.tls not in (12, 13):
+            raise ConfigError(f"--tls must be 1.2 or 1.3 (got {self.tls})")
+        if self.clients > self.conns:
+            self.clients = self.conns
+        kind = self.fault.get("kind", "none")
+        if kind not in FAULTS:
+            raise ConfigError(f"--fault kind must be one of {', '.join(FAULTS)} (got {kind!r})")
+        if kind != "none" and not 1 <= self.fault.get("slot", 1) <= self.workers:
+            raise ConfigError(f"--fault worker must be 1..{self.workers}")
+        if self.seed is None:
+            self.seed = random.SystemRandom().randrange(1, 2**31)
+        return self
+
+    @property
+    def max_conns(self) -> int:
+        return max(64, self.conns * 2 + 16)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def _range(name, v, lo, hi):
+    if not lo <= v <= hi:
+        raise ConfigError(f"--{name} must be between {lo} and {hi} (got {v})")
+
+
+def parse_fault(text: str) -> dict:
+    """KIND[:WORKER[:AFTER_MS]], e.g. block:2:300."""
+    parts = text.split(":")
+    try:
+        d = {"kind": parts[0]}
+        if len(parts) > 1:
+            d["slot"] = int(parts[1])
+        if len(parts) > 2:
+            d["after_ms"] = int(parts[2])
+        if len(parts) > 3:
+            raise ValueError
+    except ValueError:
+        raise ConfigError(f"--fault takes KIND[:WORKER[:AFTER_MS]] (got {text!r})") from None
+    return d
+
+
+def parse_tls(text: str) -> int:
+    v = {"1.2": 12, "12": 12, "1.3": 13, "13": 13}.get(str(text))
+    if v is None:
+        raise ConfigError(f"--tls must be 1.2 or 1.3 (got {text!r})")
+    return v
+
+
+def results_root(cfg: RunConfig) -> str:
+    return os.environ.get("TLSH_RESULTS", cfg.out)

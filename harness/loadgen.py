@@ -1,0 +1,51 @@
+"""A load generator process: ``python -m harness.loadgen CONFIG FD INDEX CONTROLLER_PID``.
+
+Private memory, system TLS library as client; the loop is C
+(native_shim/src/loadgen.c).  Its counters live in the controller's memfd at
+slot INDEX.  The loop ends by itself after the configured duration.
+"""
+from __future__ import annotations
+
+import json
+import mmap
+import os
+import signal
+import sys
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    cfg = json.loads(open(argv[0]).read())
+    fd, index, controller = int(argv[1]), int(argv[2]), int(argv[3])
+    from harness import native
+    ffi, lib = native.load("_tlsh_loadgen")
+    if lib.tlsh_set_pdeathsig(signal.SIGKILL, controller) != 0:
+        os._exit(70)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    stride = ffi.sizeof("struct tlsh_lg_counters")
+    mm = mmap.mmap(fd, stride * (index + 1))
+    counters = ffi.cast("struct tlsh_lg_counters *", ffi.from_buffer(mm)) + index
+    c = ffi.new("struct tlsh_lg_config *")
+    c.host = cfg["host"].encode()
+    c.port = cfg["port"]
+    c.nconns = cfg["nconns"]
+    c.conn_base = cfg["conn_base"]
+    c.window = cfg["window"]
+    c.churn = cfg["churn"]
+    c.resume = int(cfg["resume"])
+    c.tls_version = cfg["tls"]
+    c.rate = cfg["rate"]
+    c.duration_s = cfg["duration"]
+    c.timeout_s = cfg["timeout"]
+    c.ciphers = cfg.get("ciphers", "").encode()
+    stop = ffi.new("int *")
+    rc = lib.tlsh_loadgen_run(c, counters, stop)
+    if rc != 0:
+        print(f"loadgen: {ffi.string(counters.error).decode(errors='replace')}",
+              file=sys.stderr, flush=True)
+    sys.stdout.flush()
+    os._exit(0 if rc == 0 else 1)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

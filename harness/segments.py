@@ -1,0 +1,175 @@
+"""Shared segments between the controller and the processes it starts.
+
+Each segment is a memfd created by the controller and inherited by the
+child: it vanishes with the last process that holds it, so no run can leave
+anything in /dev/shm.  The controller maps them read-only.
+"""
+from __future__ import annotations
+
+import mmap
+import os
+
+from harness import native
+
+ACTIVITIES = ["starting", "idle", "accept", "handshake", "read", "write",
+              "lock_wait", "close", "fault", "exited"]
+ROLES = {0: "none", 1: "worker", 2: "listener"}
+SLOT_STATES = {0: "unused", 1: "alive", 2: "dead"}
+
+
+class Segment:
+    """A memfd of `size` bytes; `fd` is inheritable for pass_fds."""
+
+    def __init__(self, name: str, size: int):
+        self.size = size
+        self.fd = os.memfd_create(name, 0)
+        os.ftruncate(self.fd, size)
+        self.map = mmap.mmap(self.fd, size, prot=mmap.PROT_READ)
+
+    def close(self):
+        if self.map is not None:
+            self.map.close()
+            self.map = None
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+def _cstr(ffi, arr) -> str:
+    return ffi.string(arr).decode("utf-8", "replace")
+
+
+class StatusView:
+    """Read-only view of the stand's status segment."""
+
+    def __init__(self, nslots: int):
+        ffi, lib = native.core()
+        self.ffi, self.lib = ffi, lib
+        self.nslots = nslots
+        self.seg = Segment("tlsh-status", int(lib.tlsh_status_bytes(nslots)))
+        self.buf = ffi.from_buffer(self.seg.map)
+        self.s = ffi.cast("struct tlsh_status *", self.buf)
+
+    @property
+    def fd(self):
+        return self.seg.fd
+
+    def header_ok(self) -> bool:
+        return self.s.magic == self.lib.TLSH_STATUS_MAGIC and self.s.magic2 == self.lib.TLSH_STATUS_MAGIC
+
+    def header(self) -> dict:
+        s, ffi = self.s, self.ffi
+        a = s.arena
+        return {
+            "ok": self.header_ok(), "ready": s.ready, "port": s.port, "stand_pid": s.stand_pid,
+            "arena_base": s.arena_base, "arena_size": s.arena_size,
+            "arena": {"in_use": a.in_use, "peak": a.peak, "requested": a.requested,
+                      "n_alloc": a.n_alloc, "n_free": a.n_free, "n_fail": a.n_fail,
+                      "double_free": a.n_double_free, "wild_free": a.n_wild_free,
+                      "events": a.n_events},
+            "accepted": s.accepted, "dispatched": s.dispatched,
+            "cross_handoffs": s.cross_handoffs, "conns_open": s.conns_open,
+            "conns_closed": s.conns_closed,
+            "lib_version": _cstr(ffi, s.lib_version), "error": _cstr(ffi, s.error),
+        }
+
+    def arena_events(self) -> list[dict]:
+        names = {1: "double_free", 2: "wild_free", 3: "out_of_memory", 4: "bad_realloc"}
+        out = []
+        for i in range(min(self.s.n_arena_events, self.lib.TLSH_ARENA_MAX_EVENTS)):
+            e = self.s.arena_events[i]
+            out.append({"kind": names.get(e.kind, str(e.kind)), "pid": e.pid,
+                        "offset": e.offset, "prev_pid": e.prev_pid, "inside": bool(e.inside),
+                        "time_ns": e.time_ns})
+        return out
+
+    def slot(self, i: int) -> dict:
+        w = self.s.slots[i]
+        magic = self.lib.TLSH_SLOT_MAGIC
+        return {
+            "slot": i, "ok": w.magic == magic and w.magic2 == magic,
+            "pid": w.pid, "role": ROLES.get(w.role, "?"),
+            "state": SLOT_STATES.get(w.state, "?"),
+            "activity": ACTIVITIES[w.activity] if 0 <= w.activity < len(ACTIVITIES) else "?",
+            "since_ns": w.activity_since_ns, "lock_waiting": w.lock_waiting,
+            "lock_held": w.lock_held, "conn": w.conn, "exit_signal": w.exit_signal,
+            "exit_code": w.exit_code, "exit_ns": w.exit_ns,
+            "last_progress_ns": w.last_progress_ns, "requests": w.requests,
+            "handshakes": w.handshakes, "errors": w.errors, "malformed": w.malformed,
+            "handoffs": w.handoffs, "closed": w.closed, "dispatches": w.dispatches,
+        }
+
+    def slots(self) -> list[dict]:
+        return [self.slot(i) for i in range(self.nslots)]
+
+    def close(self):
+        self.buf = None
+        self.s = None
+        self.seg.close()
+
+
+class LoadgenView:
+    """Read-only view of the load generators' counters (one struct each)."""
+
+    FIELDS = ("sent", "answered", "bad", "timed_out", "connects", "handshakes",
+              "resumed", "conn_errors")
+
+    def __init__(self, nprocs: int):
+        ffi, lib = native.core()
+        self.ffi, self.lib = ffi, lib
+        self.n = nprocs
+        self.stride = ffi.sizeof("struct tlsh_lg_counters")
+        self.seg = Segment("tlsh-loadgen", self.stride * nprocs)
+        self.buf = ffi.from_buffer(self.seg.map)
+        self.c = ffi.cast("struct tlsh_lg_counters *", self.buf)
+
+    @property
+    def fd(self):
+        return self.seg.fd
+
+    def proc(self, i: int) -> dict:
+        c = self.c[i]
+        d = {f: getattr(c, f) for f in self.FIELDS}
+        d.update(pid=c.pid, done=c.done, ready=c.ready, ok=c.magic == self.lib.TLSH_LG_MAGIC,
+                 last_answer_ns=c.last_answer_ns, updated_ns=c.updated_ns,
+                 error=_cstr(self.ffi, c.error))
+        return d
+
+    def total(self) -> dict:
+        procs = [self.proc(i) for i in range(self.n)]
+        t = {f: sum(p[f] for p in procs) for f in self.FIELDS}
+        t["ready"] = sum(1 for p in procs if p["ready"])
+        t["done"] = sum(1 for p in procs if p["done"])
+        t["last_answer_ns"] = max((p["last_answer_ns"] for p in procs), default=0)
+        t["errors"] = [p["error"] for p in procs if p["error"]]
+        return t
+
+    def latency_hist(self) -> list[int]:
+        n = self.lib.TLSH_LAT_BUCKETS
+        return [sum(self.c[i].lat_hist[b] for i in range(self.n)) for b in range(n)]
+
+    def close(self):
+        self.buf = None
+        self.c = None
+        self.seg.close()
+
+
+def bucket_lower_us(b: int) -> int:
+    """Lower bound in µs of latency bucket b (inverse of tlsh_lat_bucket)."""
+    if b < 8:
+        return b
+    msb = 3 + (b - 8) // 8
+    sub = (b - 8) % 8
+    return (8 + sub) << (msb - 3)
+
+
+def hist_quantile(hist: list[int], q: float) -> float | None:
+    total = sum(hist)
+    if not total:
+        return None
+    target, acc = q * total, 0
+    for b, n in enumerate(hist):
+        acc += n
+        if acc >= target:
+            return bucket_lower_us(b) / 1000.0     # ms
+    return None

@@ -1,0 +1,154 @@
+"""The stand process: ``python -m harness.stand CONFIG STATUS_FD CONTROLLER_PID``.
+
+Started fresh by the controller (never a fork of it).  Order matters:
+load the TLS extension and install the allocator hooks before anything can
+touch the library, then create arena, contexts and the status segment, then
+fork the listener and the workers, then supervise them until told to stop.
+"""
+from __future__ import annotations
+
+import json
+import mmap
+import os
+import signal
+import sys
+import time
+
+EXIT_SETUP = 78     # EX_CONFIG: the stand could not be set up (reason in status.error)
+
+
+def _guard_libcrypto():
+    for m in ("ssl", "_ssl", "_hashlib", "hashlib"):
+        if m in sys.modules:
+            raise SystemExit(f"stand: {m} was imported before the TLS hooks; refusing")
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    cfg = json.loads(open(argv[0]).read())
+    status_fd, controller = int(argv[1]), int(argv[2])
+    _guard_libcrypto()
+
+    from harness import backends
+    be = backends.get(cfg["lib"])
+    ffi, lib = be.ffi, be.lib
+    if lib.tlsh_set_pdeathsig(signal.SIGKILL, controller) != 0:
+        os._exit(70)                        # the controller is already gone
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    nslots = cfg["workers"] + 1
+    size = int(lib.tlsh_status_bytes(nslots))
+    mm = mmap.mmap(status_fd, size)
+    st = ffi.cast("struct tlsh_status *", ffi.from_buffer(mm))
+    st.version = lib.TLSH_STATUS_VERSION
+    st.nslots = nslots
+    st.stand_pid = os.getpid()
+    st.magic2 = lib.TLSH_STATUS_MAGIC
+    st.magic = lib.TLSH_STATUS_MAGIC
+
+    def fail(msg: str) -> int:
+        data = msg.encode()[:255]
+        ffi.memmove(st.error, data + b"\0", len(data) + 1)
+        print(f"stand: {msg}", file=sys.stderr, flush=True)
+        return EXIT_SETUP
+
+    arena = ffi.NULL
+    if cfg["memory"] == "shared":
+        arena = lib.tlsh_arena_create(cfg["arena_mb"] << 20)
+        if arena == ffi.NULL:
+            return fail(f"cannot create a {cfg['arena_mb']} MiB arena")
+        if not be.hook(arena):
+            return fail(f"{be.name}: allocator hook refused (the library allocated before "
+                        f"the hook: was it loaded earlier in this process?)")
+        st.arena_base = lib.tlsh_arena_base(arena)
+        st.arena_size = lib.tlsh_arena_size(arena)
+    try:
+        be.init()
+        ver = be.version().encode()[:95]
+        ffi.memmove(st.lib_version, ver + b"\0", len(ver) + 1)
+        nctx = cfg["workers"] if cfg["ctx"] == "per-worker" else 1
+        ctxs = [be.ctx_new(cfg["cert"], cfg["key"], cfg["tls"], cfg.get("ciphers", ""),
+                           cfg.get("tickets", True)) for _ in range(nctx)]
+    except backends.BackendError as e:
+        return fail(f"{be.name}: {e}")
+
+    c = ffi.new("struct tlsh_stand_cfg *")
+    c.nworkers = cfg["workers"]
+    c.memory = {"shared": lib.TLSH_MEM_SHARED, "private": lib.TLSH_MEM_PRIVATE}[cfg["memory"]]
+    c.handoff = {"pinned": lib.TLSH_HANDOFF_PINNED, "per-connection": lib.TLSH_HANDOFF_PER_CONN,
+                 "per-message": lib.TLSH_HANDOFF_PER_MSG}[cfg["handoff"]]
+    c.lock_flavor = {"spin": lib.TLSH_LOCK_SPIN, "futex": lib.TLSH_LOCK_FUTEX,
+                     "robust": lib.TLSH_LOCK_ROBUST}[cfg["lock"]]
+    c.max_conns = cfg["max_conns"]
+    c.port = cfg.get("port", 0)
+    fault = cfg.get("fault") or {}
+    c.fault_kind = {"none": 0, "block": 1, "spin": 2, "die": 3, "stop": 4, "crash": 5}[
+        fault.get("kind", "none")]
+    c.fault_slot = fault.get("slot", 1)
+    c.fault_after_ms = fault.get("after_ms", 500)
+    err = ffi.new("char[256]")
+    stand = lib.tlsh_stand_new(c, st, arena, err, 256)
+    if stand == ffi.NULL:
+        return fail(ffi.string(err).decode(errors="replace"))
+
+    children = {}
+    pid = lib.tlsh_stand_spawn_listener(stand)
+    children[pid] = 0
+    ops = be.ops()
+    for slot in range(1, cfg["workers"] + 1):
+        pid = lib.tlsh_stand_spawn_worker(stand, slot, ops, ctxs[(slot - 1) % len(ctxs)])
+        children[pid] = slot
+    lib.tlsh_stand_parent_close(stand)
+    return supervise(ffi, lib, st, stand, children)
+
+
+def supervise(ffi, lib, st, stand, children: dict) -> int:
+    """Reap children (recording how each died) and publish arena statistics."""
+    stopping = []
+    signal.signal(signal.SIGTERM, lambda *_: stopping.append(1))
+    alive = dict(children)
+    while alive and not stopping:
+        _reap(lib, st, alive, children)
+        lib.tlsh_stand_publish_arena(stand)
+        time.sleep(0.02)
+    st.stopping = 1
+    for pid in list(alive):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + 5
+    while alive and time.monotonic() < deadline:
+        if not _reap(lib, st, alive, children, block=True):
+            break
+    return 0
+
+
+def _reap(lib, st, alive, children, block=False) -> bool:
+    reaped = False
+    while alive:
+        try:
+            pid, status = os.waitpid(-1, 0 if block else os.WNOHANG)
+        except ChildProcessError:
+            alive.clear()
+            return True
+        if pid == 0:
+            break
+        reaped = True
+        slot = children.get(pid)
+        alive.pop(pid, None)
+        if slot is None:
+            continue
+        w = st.slots[slot]
+        if not st.stopping:
+            w.exit_signal = os.WTERMSIG(status) if os.WIFSIGNALED(status) else 0
+            w.exit_code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else 0
+            w.exit_ns = lib.tlsh_now_ns()
+            w.state = lib.TLSH_SLOT_DEAD
+        if block:
+            break
+    return reaped
+
+
+if __name__ == "__main__":
+    sys.exit(main())

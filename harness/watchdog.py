@@ -1,0 +1,263 @@
+"""The watchdog: a checker over the sample history that decides a verdict.
+
+Samples come from /proc (no ptrace), the stand's status segment and the
+load generators' counters.  Liveness is judged per worker, not by total
+throughput: the commonest failure of the model is *degraded* (some workers
+stuck for good while the rest carry the load).
+
+Verdicts: pass, livelock, deadlock, mixed, degraded, crash, corruption,
+overload, stopped, inconclusive.  Thresholds are `Thresholds` fields.
+"""
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import asdict, dataclass, field
+
+BUSY = {"handshake", "read", "write", "lock_wait", "close", "fault", "accept"}
+FAILURES = {"livelock", "deadlock", "mixed", "degraded", "crash", "corruption"}
+NOT_HANGS = {"overload", "stopped"}
+
+
+@dataclass
+class Thresholds:
+    stall_s: float = 1.0          # one busy activity this long: the worker is stuck
+    progress_s: float = 0.5       # window over which progress (replies) is looked for
+    no_progress_s: float = 2.0    # no reply at all this long, nobody stuck: a hang anyway
+    spin_cpu: float = 0.5         # CPU share above which a stuck process is spinning
+    futex_samples: int = 2        # private futex wait on an arena address, this many samples
+    overload_wait: float = 0.5    # run-queue wait per wall second that makes it overload
+
+
+@dataclass
+class Verdict:
+    verdict: str
+    reason: str = ""
+    onset_ns: int | None = None
+    detect_ns: int | None = None
+    blocked: list = field(default_factory=list)
+    spinning: list = field(default_factory=list)
+    stopped: list = field(default_factory=list)
+    crashed: list = field(default_factory=list)
+    progressing: list = field(default_factory=list)
+    evidence: list = field(default_factory=list)
+    families: list = field(default_factory=list)
+
+    @property
+    def failed(self) -> bool:
+        return self.verdict in FAILURES
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def in_arena(addr: int, arena: tuple[int, int]) -> bool:
+    base, size = arena
+    return base != 0 and base <= addr < base + size
+
+
+class Watchdog:
+    def __init__(self, th: Thresholds, arena: tuple[int, int] = (0, 0)):
+        self.th = th
+        self.arena = arena
+        self.hist: deque = deque(maxlen=400)
+        self.futex_streak: dict[int, int] = {}
+        self.first: Verdict | None = None
+        self.load_start_ns: int | None = None
+
+    # -- helpers over the history -------------------------------------------------
+    def _window(self, seconds: float):
+        """(oldest sample within `seconds`, newest sample)."""
+        new = self.hist[-1]
+        old = new
+        for s in reversed(self.hist):
+            old = s
+            if new["t"] - s["t"] >= seconds * 1e9:
+                break
+        return old, new
+
+    def _cpu_share(self, pid: int, seconds: float = 0.5) -> float | None:
+        old, new = self._window(seconds)
+        a, b = old["procs"].get(pid), new["procs"].get(pid)
+        dt = (new["t"] - old["t"]) / 1e9
+        if not a or not b or dt <= 0:
+            return None
+        return (b["cpu_s"] - a["cpu_s"]) / dt
+
+    def _runq_wait(self, pid: int, seconds: float = 0.5) -> float | None:
+        old, new = self._window(seconds)
+        a, b = old["procs"].get(pid), new["procs"].get(pid)
+        dt = (new["t"] - old["t"]) / 1e9
+        if not a or not b or dt <= 0 or "wait_ns" not in a or "wait_ns" not in b:
+            return None
+        return (b["wait_ns"] - a["wait_ns"]) / 1e9 / dt
+
+    def _progress(self, seconds: float) -> int:
+        old, new = self._window(seconds)
+        return new["lg"]["answered"] - old["lg"]["answered"]
+
+    # -- the rules ----------------------------------------------------------------
+    def observe(self, s: dict) -> Verdict | None:
+        """Add a sample; return the first failure verdict when it is decided."""
+        self.hist.append(s)
+        if self.load_start_ns is None and s["lg"]["ready"]:
+            self.load_start_ns = s["t"]
+        for w in s["slots"]:
+            p = s["procs"].get(w["pid"]) or {}
+            fx = (p.get("syscall") or {}).get("futex")
+            if fx and fx["private"] and fx["cmd"].startswith("wait") and in_arena(fx["addr"], self.arena):
+                self.futex_streak[w["pid"]] = self.futex_streak.get(w["pid"], 0) + 1
+            else:
+                self.futex_streak.pop(w["pid"], None)
+        if self.first is None:
+            v = self.judge()
+            if v.failed or v.verdict in NOT_HANGS:
+                self.first = v
+                return v
+        return None
+
+    def judge(self) -> Verdict:
+        s = self.hist[-1]
+        t, th = s["t"], self.th
+        hdr = s["hdr"]
+        # crash: a stand process died by a signal (or exited) while the run was live
+        crashed = [{"slot": w["slot"], "pid": w["pid"], "role": w["role"],
+                    "signal": w["exit_signal"], "exit_code": w["exit_code"],
+                    "activity": w["activity"], "at_ns": w["exit_ns"]}
+                   for w in s["slots"] if w["state"] == "dead"]
+        if crashed:
+            return Verdict("crash", reason=_crash_reason(crashed),
+                           onset_ns=min(c["at_ns"] for c in crashed), detect_ns=t,
+                           crashed=crashed)
+        # corruption: evidence of damage, whatever else happens
+        ev = []
+        if hdr["arena"]["double_free"]:
+            ev.append(f"arena: {hdr['arena']['double_free']} double free(s)")
+        if hdr["arena"]["wild_free"]:
+            ev.append(f"arena: {hdr['arena']['wild_free']} wild free(s)")
+        if s["lg"]["bad"]:
+            ev.append(f"load generator: {s['lg']['bad']} bad replies")
+        bad_slots = [w["slot"] for w in s["slots"] if not w["ok"] and w["state"] != "unused"]
+        if not hdr["ok"] or bad_slots:
+            ev.append(f"status segment overwritten (slots {bad_slots or 'header'})")
+        if ev:
+            return Verdict("corruption", reason="; ".join(ev), onset_ns=t, detect_ns=t, evidence=ev)
+
+        stuck = []
+        for w in s["slots"]:
+            if w["state"] != "alive":
+                continue
+            age = (t - w["since_ns"]) / 1e9
+            why = None
+            if w["activity"] in BUSY and age >= th.stall_s:
+                why = f"{w['activity']} for {age:.1f} s"
+            if self.futex_streak.get(w["pid"], 0) >= th.futex_samples:
+                fx = s["procs"][w["pid"]]["syscall"]["futex"]
+                why = (f"private futex wait on arena+{fx['addr'] - self.arena[0]:#x}"
+                       + (f" ({why})" if why else ""))
+            if why:
+                stuck.append((w, why))
+        progress = self._progress(th.progress_s)
+        if not stuck:
+            if (self.load_start_ns and (t - self.load_start_ns) / 1e9 > th.no_progress_s
+                    and self._progress(th.no_progress_s) == 0 and not s["lg"]["done"]):
+                return self._no_progress(s)
+            return Verdict("pass")
+        return self._classify(s, stuck, progress)
+
+    def _describe(self, s, w, why) -> dict:
+        p = s["procs"].get(w["pid"]) or {}
+        d = {"slot": w["slot"], "pid": w["pid"], "role": w["role"], "activity": w["activity"],
+             "since_ns": w["since_ns"], "why": why, "state": p.get("state"),
+             "cpu": _round(self._cpu_share(w["pid"])), "wchan": p.get("wchan"),
+             "lock_waiting": w["lock_waiting"], "lock_held": w["lock_held"]}
+        fx = (p.get("syscall") or {}).get("futex")
+        if fx:
+            d["futex"] = {"addr": hex(fx["addr"]), "op": hex(fx["op"]),
+                          "private": fx["private"], "in_arena": in_arena(fx["addr"], self.arena)}
+        return d
+
+    def _classify(self, s, stuck, progress) -> Verdict:
+        th = self.th
+        blocked, spinning, stopped = [], [], []
+        for w, why in stuck:
+            d = self._describe(s, w, why)
+            if d["state"] in ("T", "t"):
+                stopped.append(d)
+            elif (d["cpu"] or 0) >= th.spin_cpu or d["state"] == "R":
+                spinning.append(d)
+            else:
+                blocked.append(d)
+        stuck_slots = {w["slot"] for w, _ in stuck}
+        old, new = self._window(th.progress_s)
+        progressing = [w["slot"] for w, w0 in zip(new["slots"], old["slots"])
+                       if w["role"] == "worker" and w["slot"] not in stuck_slots
+                       and w["requests"] > w0["requests"]]
+        onset = min(w["since_ns"] for w, _ in stuck)
+        kw = dict(onset_ns=onset, detect_ns=s["t"], blocked=blocked, spinning=spinning,
+                  stopped=stopped, progressing=progressing)
+        if stopped:
+            return Verdict("stopped", reason=f"{len(stopped)} process(es) stopped (state T): "
+                           "not a hang", **kw)
+        n = len(stuck)
+        if progress > 0:
+            return Verdict("degraded", reason=f"{n} worker(s) stuck for good while "
+                           f"{len(progressing)} still serve ({progress} replies in "
+                           f"{th.progress_s} s)", **kw)
+        if blocked and spinning:
+            return Verdict("mixed", reason=f"{len(blocked)} blocked, {len(spinning)} spinning, "
+                           "no progress", **kw)
+        if spinning:
+            return Verdict("livelock", reason=f"{len(spinning)} process(es) burn CPU, no SIP "
+                           "processing", **kw)
+        return Verdict("deadlock", reason=f"{len(blocked)} process(es) blocked, no progress", **kw)
+
+    def _no_progress(self, s) -> Verdict:
+        """No reply for no_progress_s and no worker stuck in an activity."""
+        waits = [self._runq_wait(p) or 0 for p in s["procs"]]
+        if waits and max(waits) >= self.th.overload_wait:
+            return Verdict("overload", reason=f"no progress while processes wait "
+                           f"{max(waits):.2f} s/s for a CPU: not a hang", detect_ns=s["t"])
+        stuck = [(w, "no replies") for w in s["slots"] if w["state"] == "alive"]
+        v = self._classify(s, stuck, 0)
+        v.onset_ns = s["t"] - int(self.th.no_progress_s * 1e9)
+        return v
+
+    def final(self) -> Verdict:
+        """The verdict of the whole run, from the whole history."""
+        if not self.hist:
+            return Verdict("inconclusive", reason="no samples")
+        if self.first is not None:
+            v = self.judge()           # re-judged after the linger: stuck for good?
+            if v.verdict in ("pass",):
+                v = self.first         # recovered meanwhile: keep what was seen
+            v.onset_ns = min(x for x in (v.onset_ns, self.first.onset_ns) if x) \
+                if (v.onset_ns or self.first.onset_ns) else None
+            v.detect_ns = self.first.detect_ns
+            return v
+        s = self.hist[-1]
+        if not self.load_start_ns or s["lg"]["answered"] == 0:
+            errs = "; ".join(s["lg"].get("errors") or [])
+            return Verdict("inconclusive", reason="no load reached the stand"
+                           + (f" ({errs})" if errs else ""))
+        return Verdict("pass", reason=f"{s['lg']['answered']} replies, every worker live")
+
+
+def _crash_reason(crashed) -> str:
+    import signal as _s
+    parts = []
+    for c in crashed:
+        sig = _s.Signals(c["signal"]).name if c["signal"] else f"exit {c['exit_code']}"
+        parts.append(f"{c['role']} {c['slot']} (pid {c['pid']}) died of {sig} during {c['activity']}")
+    return "; ".join(parts)
+
+
+def _round(x):
+    return None if x is None else round(x, 3)
+
+
+EXIT_CODES = {"pass": 0, "inconclusive": 3, "overload": 3, "stopped": 3}
+
+
+def exit_code(verdict: str) -> int:
+    """0 pass, 1 failure found, 3 inconclusive (incl. overload, stopped)."""
+    return EXIT_CODES.get(verdict, 1)

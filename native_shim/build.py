@@ -1,0 +1,144 @@
+"""Build the cffi extensions of tlsharness into harness/_native/.
+
+One extension per TLS library, each built only when its library is found
+(pkg-config or headers); the reason is printed when one is skipped.  The
+library-independent core (arena, locks, SIP) is always built.
+
+    python -m native_shim.build [--only NAME] [--quiet]
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+OUT = ROOT / "harness" / "_native"
+INCLUDE = HERE / "include"
+SRC = HERE / "src"
+CFLAGS = ["-O2", "-g", "-Wall", "-Wno-unused-function", "-std=gnu11", "-fno-strict-aliasing"]
+
+
+@dataclass
+class Extension:
+    name: str                      # module name: harness._native.<name>
+    bindings: list[str]            # binding modules under native_shim/bindings
+    pkg: str | None = None         # pkg-config name of the TLS library, if any
+    libraries: list[str] = field(default_factory=list)
+    probe_header: str | None = None  # header that must exist when pkg is None
+
+    def find(self) -> tuple[bool, str, dict]:
+        """Return (found, reason, flags) for the TLS library of this extension."""
+        if self.pkg is None and self.probe_header is None:
+            return True, "no TLS library", {"cflags": [], "libs": self.libraries, "version": ""}
+        if self.pkg and shutil.which("pkg-config"):
+            r = subprocess.run(["pkg-config", "--cflags", "--libs", self.pkg],
+                               capture_output=True, text=True)
+            if r.returncode == 0:
+                v = subprocess.run(["pkg-config", "--modversion", self.pkg],
+                                   capture_output=True, text=True).stdout.strip()
+                flags = r.stdout.split()
+                return True, f"pkg-config {self.pkg} {v}", {
+                    "cflags": [f for f in flags if not f.startswith("-l")],
+                    "libs": [f[2:] for f in flags if f.startswith("-l")] + self.libraries,
+                    "version": v}
+        if self.probe_header:
+            for inc in ("/usr/include", "/usr/local/include"):
+                if Path(inc, self.probe_header).exists():
+                    return True, f"header {self.probe_header}", {
+                        "cflags": [], "libs": self.libraries, "version": ""}
+            return False, f"{self.probe_header} not found (install the -dev package)", {}
+        return False, f"pkg-config cannot find {self.pkg} (install its -dev package)", {}
+
+
+EXTENSIONS = [
+    Extension("_tlsh_core", ["core"]),
+    Extension("_tlsh_openssl", ["core", "stand", "openssl"], pkg="openssl"),
+    Extension("_tlsh_loadgen", ["core", "loadgen"], pkg="openssl"),
+]
+
+
+def _binding(name):
+    return importlib.import_module(f"native_shim.bindings.{name}")
+
+
+def make_ffi(ext: Extension, flags: dict):
+    import cffi
+    mods = [_binding(b) for b in ext.bindings]
+    ffi = cffi.FFI()
+    ffi.cdef("\n".join(m.TYPES for m in mods) + "\n" + "\n".join(m.FUNCTIONS for m in mods)
+             + "\nconst char *tlsh_build_info(void);\n")
+    sources, seen = [], set()
+    for m in mods:
+        for s in m.SOURCES:
+            if s not in seen:
+                seen.add(s)
+                sources.append(str(SRC / s))
+    ffi.set_source(
+        f"harness._native.{ext.name}",
+        "\n".join(m.INCLUDES for m in mods) + "\n" + "\n".join(m.CUSTOMIZATIONS for m in mods)
+        + f'\nconst char *tlsh_build_info(void) {{ return {json.dumps(json.dumps(flags))}; }}\n',
+        sources=sources,
+        include_dirs=[str(INCLUDE)],
+        extra_compile_args=CFLAGS + flags.get("cflags", []),
+        libraries=flags.get("libs", []) + ["pthread"],
+        extra_link_args=["-Wl,--no-as-needed"],
+    )
+    return ffi
+
+
+def build(only: str | None = None, quiet: bool = False) -> dict:
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / "__init__.py").touch()
+    report = {}
+    if only:                       # keep what the other extensions' last build said
+        try:
+            report = json.loads((OUT / "build.json").read_text())
+        except (OSError, ValueError):
+            report = {}
+    tmp = ROOT / "build" / "cffi"
+    tmp.mkdir(parents=True, exist_ok=True)
+    for ext in EXTENSIONS:
+        if only and ext.name != only:
+            continue
+        found, reason, flags = ext.find()
+        if not found:
+            report[ext.name] = {"built": False, "reason": reason}
+            print(f"skip  {ext.name}: {reason}")
+            continue
+        ffi = make_ffi(ext, flags)
+        if not quiet:
+            print(f"build {ext.name} ({reason})", flush=True)
+        so = ffi.compile(tmpdir=str(tmp), verbose=False)
+        dest = OUT / Path(so).name
+        shutil.copy2(so, dest)
+        report[ext.name] = {"built": True, "reason": reason, "path": str(dest),
+                            "version": flags.get("version", "")}
+    (OUT / "build.json").write_text(json.dumps(report, indent=2) + "\n")
+    return report
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--only")
+    ap.add_argument("--quiet", action="store_true")
+    a = ap.parse_args(argv)
+    try:
+        build(a.only, a.quiet)
+    except Exception as e:  # compile errors: one clear line plus the compiler's output above
+        print(f"native_shim build failed: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,28 @@
+/* Load generator: native client loop, private memory, system TLS library.
+ * K connections multiplexed with epoll in one process; the controller runs
+ * several such processes. */
+#ifndef TLSH_LOADGEN_H
+#define TLSH_LOADGEN_H
+#include "tlsh_status.h"
+
+struct tlsh_lg_config {
+    char host[64];          /* always a loopback address */
+    int port;
+    int nconns;             /* connections of this process */
+    int conn_base;          /* first connection number (unique Call-IDs across processes) */
+    int window;             /* outstanding requests per connection (>= 1) */
+    int churn;              /* 0 persistent; N > 0: reconnect after N requests */
+    int resume;             /* with churn: resume the previous TLS session */
+    int tls_version;        /* 12 or 13 */
+    double rate;            /* requests/s for this process, 0 = closed loop */
+    double duration_s;      /* the loop stops by itself after this */
+    double timeout_s;       /* a request unanswered this long counts as timed out */
+    char ciphers[128];      /* TLS 1.2 cipher list, "" = library default */
+};
+
+/* Runs until duration or until *stop becomes non-zero; returns 0, or -1
+ * with c->error set when it could not start at all. */
+int tlsh_loadgen_run(const struct tlsh_lg_config *cfg, struct tlsh_lg_counters *c,
+                     volatile int *stop);
+
+#endif

@@ -1,0 +1,126 @@
+/* Status segment: the stand's window for the controller and the watchdog.
+ * A memfd created by the controller, mapped read-write by the stand and
+ * read-only by the controller: readable without ptrace and without any
+ * cooperation from a stuck stand.  Every slot is framed by magic values so a
+ * stray write (zeroed page, wild memset) is noticed instead of trusted. */
+#ifndef TLSH_STATUS_H
+#define TLSH_STATUS_H
+#include <stdint.h>
+#include "tlsh_arena.h"
+
+#define TLSH_STATUS_MAGIC 0x54534c4853544154ULL  /* header */
+#define TLSH_SLOT_MAGIC   0x534c4f54534c4f54ULL  /* each slot, head and tail */
+#define TLSH_STATUS_VERSION 1
+#define TLSH_MAX_SLOTS 256
+
+enum tlsh_role { TLSH_ROLE_NONE = 0, TLSH_ROLE_WORKER = 1, TLSH_ROLE_LISTENER = 2 };
+
+enum tlsh_activity {
+    TLSH_ACT_STARTING = 0,
+    TLSH_ACT_IDLE = 1,        /* waiting for work (epoll / dispatch channel) */
+    TLSH_ACT_ACCEPT = 2,      /* listener: accepting / dispatching */
+    TLSH_ACT_HANDSHAKE = 3,
+    TLSH_ACT_READ = 4,
+    TLSH_ACT_WRITE = 5,
+    TLSH_ACT_LOCK_WAIT = 6,   /* waiting for the lock in lock_waiting */
+    TLSH_ACT_CLOSE = 7,       /* shutdown / free of a session */
+    TLSH_ACT_FAULT = 8,       /* inside an injected fault */
+    TLSH_ACT_EXITED = 9,
+};
+
+enum tlsh_slot_state { TLSH_SLOT_UNUSED = 0, TLSH_SLOT_ALIVE = 1, TLSH_SLOT_DEAD = 2 };
+
+struct tlsh_slot {
+    uint64_t magic;
+    int32_t pid;
+    int32_t role;
+    int32_t state;            /* tlsh_slot_state, written by the supervisor on exit */
+    int32_t activity;
+    int64_t activity_since_ns;
+    int32_t lock_waiting;     /* lock id, -1 none */
+    int32_t lock_held;        /* lock id, -1 none (last one taken) */
+    int32_t conn;             /* connection being served, -1 none */
+    int32_t exit_signal;      /* signal that killed it, 0 if none */
+    int32_t exit_code;
+    int32_t pad;
+    int64_t last_progress_ns; /* last request served or handshake completed */
+    uint64_t requests;
+    uint64_t handshakes;
+    uint64_t errors;          /* TLS errors */
+    uint64_t malformed;       /* malformed SIP */
+    uint64_t handoffs;        /* connections received that another process had served */
+    uint64_t closed;          /* connections closed here */
+    uint64_t dispatches;      /* connections received from the listener */
+    int64_t exit_ns;
+    uint64_t magic2;
+};
+
+struct tlsh_status {
+    uint64_t magic;
+    uint32_t version;
+    uint32_t nslots;          /* listener + workers */
+    int32_t stand_pid;
+    int32_t port;             /* TLS listener port on 127.0.0.1 */
+    int32_t ready;            /* 1 when the listener accepts */
+    int32_t stopping;
+    int64_t start_ns;
+    uint64_t arena_base;      /* 0 in private-memory mode */
+    uint64_t arena_size;
+    struct tlsh_arena_stats arena;   /* copied by the stand supervisor */
+    int32_t n_arena_events;
+    int32_t pad;
+    struct tlsh_arena_event arena_events[TLSH_ARENA_MAX_EVENTS];
+    uint64_t accepted;        /* listener counters */
+    uint64_t dispatched;
+    uint64_t cross_handoffs;  /* dispatches to a different process than the previous server */
+    uint64_t conns_open;
+    uint64_t conns_closed;
+    char lib_version[96];
+    char error[256];          /* fatal set-up error of the stand */
+    uint64_t magic2;
+    struct tlsh_slot slots[];
+};
+
+static inline uint64_t tlsh_status_bytes(int nslots)
+{
+    return sizeof(struct tlsh_status) + (uint64_t)nslots * sizeof(struct tlsh_slot);
+}
+
+/* Load generator counters: one struct per load generator process in a memfd
+ * from the controller.  Updated as the loop goes; the controller samples. */
+#define TLSH_LG_MAGIC 0x4c4f414447454e31ULL
+#define TLSH_LAT_BUCKETS 128   /* latency histogram: see tlsh_lat_bucket() */
+
+struct tlsh_lg_counters {
+    uint64_t magic;
+    int32_t pid;
+    int32_t done;             /* 1 when the loop has ended by itself */
+    int32_t ready;            /* 1 once the first connection is up */
+    int32_t nconns;
+    uint64_t sent;
+    uint64_t answered;        /* good replies: 200, matching Call-ID and CSeq */
+    uint64_t bad;             /* wrong status, unknown Call-ID/CSeq, unparsable */
+    uint64_t timed_out;       /* requests without a reply within the timeout */
+    uint64_t connects;        /* TCP connections opened */
+    uint64_t handshakes;      /* TLS handshakes completed */
+    uint64_t resumed;         /* of which resumed sessions */
+    uint64_t conn_errors;     /* connect/handshake/IO errors, peer closes */
+    int64_t last_answer_ns;
+    int64_t updated_ns;
+    uint64_t lat_hist[TLSH_LAT_BUCKETS];
+    char error[160];
+    uint64_t magic2;
+};
+
+/* Latency bucket: 8 buckets per power of two of microseconds.
+ * Bucket b covers [lower(b), lower(b+1)). */
+static inline int tlsh_lat_bucket(uint64_t us)
+{
+    if (us < 8) return (int)us;
+    int msb = 63 - __builtin_clzll(us);          /* >= 3 */
+    int sub = (int)((us >> (msb - 3)) & 7);
+    int b = 8 + (msb - 3) * 8 + sub;
+    return b < TLSH_LAT_BUCKETS ? b : TLSH_LAT_BUCKETS - 1;
+}
+
+#endif

@@ -1,0 +1,191 @@
+/* Stand set-up: connection table, listening socket, dispatch channels,
+ * process spawning, and the supervisor's publication of arena statistics. */
+#define _GNU_SOURCE
+#include "tlsh_stand.h"
+#include "tlsh_util.h"
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/prctl.h>
+#include <unistd.h>
+
+void tlsh_slot_init(struct tlsh_status *s, int slot, int role)
+{
+    struct tlsh_slot *w = &s->slots[slot];
+    memset(w, 0, sizeof(*w));
+    w->magic = TLSH_SLOT_MAGIC;
+    w->magic2 = TLSH_SLOT_MAGIC;
+    w->pid = getpid();
+    w->role = role;
+    w->state = TLSH_SLOT_ALIVE;
+    w->lock_waiting = -1;
+    w->lock_held = -1;
+    w->conn = -1;
+    tlsh_set_activity(w, TLSH_ACT_STARTING, tlsh_now_ns());
+}
+
+struct tlsh_stand *tlsh_stand_new(const struct tlsh_stand_cfg *cfg, struct tlsh_status *status,
+                                  tlsh_arena *arena, char *err, size_t errlen)
+{
+    if (cfg->nworkers < 1 || cfg->nworkers + 1 > TLSH_MAX_SLOTS || cfg->max_conns < 1) {
+        snprintf(err, errlen, "bad stand configuration (workers 1..%d, max_conns >= 1)",
+                 TLSH_MAX_SLOTS - 1);
+        return NULL;
+    }
+    struct tlsh_stand *st = calloc(1, sizeof(*st));
+    if (!st) { snprintf(err, errlen, "out of memory"); return NULL; }
+    st->cfg = *cfg;
+    st->status = status;
+    st->arena = arena;
+    st->conns_bytes = (size_t)cfg->max_conns * sizeof(struct tlsh_conn);
+    st->conns = tlsh_shared_map(st->conns_bytes);
+    if (!st->conns) {
+        snprintf(err, errlen, "cannot map connection table: %s", strerror(errno));
+        free(st);
+        return NULL;
+    }
+    for (int i = 0; i < cfg->max_conns; i++) {
+        int e = tlsh_lock_init(&st->conns[i].lock, cfg->lock_flavor, i);
+        if (e) { snprintf(err, errlen, "lock init: %s", strerror(e)); return NULL; }
+        st->conns[i].last_worker = -1;
+        st->conns[i].owner = -1;
+    }
+    st->listen_fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int one = 1;
+    setsockopt(st->listen_fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)cfg->port) };
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);      /* 127.0.0.1 only */
+    socklen_t alen = sizeof(a);
+    if (st->listen_fd < 0 || bind(st->listen_fd, (struct sockaddr *)&a, sizeof(a)) != 0
+        || listen(st->listen_fd, 1024) != 0
+        || getsockname(st->listen_fd, (struct sockaddr *)&a, &alen) != 0) {
+        snprintf(err, errlen, "cannot listen on 127.0.0.1:%d: %s", cfg->port, strerror(errno));
+        return NULL;
+    }
+    status->port = ntohs(a.sin_port);
+    for (int s = 1; s <= cfg->nworkers; s++) {
+        int sv[2];
+        if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) {
+            snprintf(err, errlen, "socketpair: %s", strerror(errno));
+            return NULL;
+        }
+        int buf = 1 << 20;
+        setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &buf, sizeof(buf));
+        setsockopt(sv[1], SOL_SOCKET, SO_SNDBUF, &buf, sizeof(buf));
+        st->chan_l[s] = sv[0];
+        st->chan_w[s] = sv[1];
+    }
+    return st;
+}
+
+static void child_common(struct tlsh_stand *st, int parent)
+{
+    /* Die with the stand: a stuck or killed supervisor never leaves workers. */
+    if (tlsh_set_pdeathsig(SIGKILL, parent) != 0)
+        _exit(70);
+    signal(SIGPIPE, SIG_IGN);
+    signal(SIGTERM, SIG_DFL);
+    signal(SIGINT, SIG_IGN);     /* the controller decides; a terminal ^C goes to it */
+    (void)st;
+}
+
+int tlsh_stand_spawn_listener(struct tlsh_stand *st)
+{
+    int parent = getpid();
+    pid_t pid = fork();
+    if (pid != 0)
+        return pid;
+    child_common(st, parent);
+    prctl(PR_SET_NAME, "tlsh-listener");
+    for (int s = 1; s <= st->cfg.nworkers; s++)
+        close(st->chan_w[s]);
+    tlsh_slot_init(st->status, 0, TLSH_ROLE_LISTENER);
+    if (st->arena) tlsh_arena_set_proc_slot(st->arena, 0);
+    tlsh_listener_main(st);
+    _exit(0);
+}
+
+int tlsh_stand_spawn_worker(struct tlsh_stand *st, int slot, const struct tlsh_tls_ops *ops,
+                            void *ctx)
+{
+    int parent = getpid();
+    pid_t pid = fork();
+    if (pid != 0)
+        return pid;
+    child_common(st, parent);
+    char name[16];
+    snprintf(name, sizeof(name), "tlsh-worker-%d", slot);
+    prctl(PR_SET_NAME, name);
+    close(st->listen_fd);
+    for (int s = 1; s <= st->cfg.nworkers; s++) {
+        close(st->chan_l[s]);
+        if (s != slot) close(st->chan_w[s]);
+    }
+    tlsh_slot_init(st->status, slot, TLSH_ROLE_WORKER);
+    if (st->arena) tlsh_arena_set_proc_slot(st->arena, slot);
+    tlsh_worker_main(st, slot, ops, ctx);
+    _exit(0);
+}
+
+void tlsh_stand_parent_close(struct tlsh_stand *st)
+{
+    close(st->listen_fd);
+    for (int s = 1; s <= st->cfg.nworkers; s++) {
+        close(st->chan_l[s]);
+        close(st->chan_w[s]);
+    }
+}
+
+void tlsh_stand_publish_arena(struct tlsh_stand *st)
+{
+    if (!st->arena) return;
+    struct tlsh_status *s = st->status;
+    tlsh_arena_get_stats(st->arena, &s->arena);
+    s->n_arena_events = tlsh_arena_get_events(st->arena, s->arena_events, TLSH_ARENA_MAX_EVENTS);
+}
+
+int tlsh_send_msg(int chan, const struct tlsh_msg *m, int fd)
+{
+    struct iovec iov = { (void *)m, sizeof(*m) };
+    union { char buf[CMSG_SPACE(sizeof(int))]; struct cmsghdr align; } u;
+    struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
+    if (fd >= 0) {
+        memset(&u, 0, sizeof(u));
+        mh.msg_control = u.buf;
+        mh.msg_controllen = sizeof(u.buf);
+        struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+        c->cmsg_level = SOL_SOCKET;
+        c->cmsg_type = SCM_RIGHTS;
+        c->cmsg_len = CMSG_LEN(sizeof(int));
+        memcpy(CMSG_DATA(c), &fd, sizeof(int));
+    }
+    for (;;) {
+        ssize_t n = sendmsg(chan, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n == (ssize_t)sizeof(*m)) return 0;
+        if (n < 0 && errno == EINTR) continue;
+        return -1;
+    }
+}
+
+int tlsh_recv_msg(int chan, struct tlsh_msg *m, int *fd)
+{
+    struct iovec iov = { m, sizeof(*m) };
+    union { char buf[CMSG_SPACE(sizeof(int))]; struct cmsghdr align; } u;
+    struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf,
+                         .msg_controllen = sizeof(u.buf) };
+    *fd = -1;
+    ssize_t n;
+    do n = recvmsg(chan, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+    while (n < 0 && errno == EINTR);
+    if (n < 0) return (errno == EAGAIN || errno == EWOULDBLOCK) ? 0 : -1;
+    if (n == 0) return -1;
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c))
+        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS)
+            memcpy(fd, CMSG_DATA(c), sizeof(int));
+    return n == (ssize_t)sizeof(*m) ? 1 : -1;
+}

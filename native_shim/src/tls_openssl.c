@@ -1,0 +1,143 @@
+/* OpenSSL adapter: allocator hooks to the arena, server contexts, and the
+ * tlsh_tls_ops used by the worker loop. */
+#define _GNU_SOURCE
+#include "tlsh_tls.h"
+#include "tlsh_arena.h"
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <openssl/crypto.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
+/* Point libcrypto's allocator at the arena.  Must be the first libcrypto
+ * call of the process: returns 0 when OpenSSL has already allocated
+ * (Python's ssl or hashlib imported first, for instance). */
+int tlsh_openssl_hook(tlsh_arena *a)
+{
+    tlsh_hook_arena = a;
+    return CRYPTO_set_mem_functions(tlsh_hook_malloc, tlsh_hook_realloc, tlsh_hook_free);
+}
+
+int tlsh_openssl_init(void)
+{
+    /* No atexit cleanup: one exiting worker must not tear down state that
+     * the others still use (OpenSIPS #1121, #1304). */
+    return OPENSSL_init_ssl(OPENSSL_INIT_NO_ATEXIT | OPENSSL_INIT_LOAD_SSL_STRINGS
+                            | OPENSSL_INIT_LOAD_CRYPTO_STRINGS, NULL);
+}
+
+const char *tlsh_openssl_version(void) { return OpenSSL_version(OPENSSL_VERSION); }
+
+static void errstr(char *err, size_t n, const char *what)
+{
+    unsigned long e = ERR_get_error();
+    char buf[200] = "";
+    if (e) ERR_error_string_n(e, buf, sizeof(buf));
+    snprintf(err, n, "%s%s%s", what, e ? ": " : "", buf);
+    ERR_clear_error();
+}
+
+void *tlsh_openssl_ctx_new(const char *cert, const char *key, int tls_version,
+                           const char *ciphers, int tickets, char *err, size_t errlen)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+    if (!ctx) { errstr(err, errlen, "SSL_CTX_new"); return NULL; }
+    int v = tls_version == 12 ? TLS1_2_VERSION : TLS1_3_VERSION;
+    SSL_CTX_set_min_proto_version(ctx, v);
+    SSL_CTX_set_max_proto_version(ctx, v);
+    SSL_CTX_set_mode(ctx, SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    if (!tickets) SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
+    if (ciphers && *ciphers && tls_version == 12 && !SSL_CTX_set_cipher_list(ctx, ciphers)) {
+        errstr(err, errlen, "cipher list");
+        SSL_CTX_free(ctx);
+        return NULL;
+    }
+    if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1) {
+        errstr(err, errlen, "certificate");
+        SSL_CTX_free(ctx);
+        return NULL;
+    }
+    if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1
+        || SSL_CTX_check_private_key(ctx) != 1) {
+        errstr(err, errlen, "private key");
+        SSL_CTX_free(ctx);
+        return NULL;
+    }
+    static const unsigned char sid[] = "tlsharness";
+    SSL_CTX_set_session_id_context(ctx, sid, sizeof(sid) - 1);
+    return ctx;
+}
+
+static void *o_new(void *ctx) { return SSL_new((SSL_CTX *)ctx); }
+
+static int o_set_fd(void *s, int fd)
+{
+    SSL *ssl = s;
+    if (!SSL_get_rbio(ssl)) {
+        if (SSL_set_fd(ssl, fd) != 1) return -1;
+        SSL_set_accept_state(ssl);
+        return 0;
+    }
+    /* Re-attach this process's fd number to the existing socket BIO, as the
+     * servers do when another process takes the connection over. */
+    BIO *b = SSL_get_rbio(ssl);
+    BIO_set_fd(b, fd, BIO_NOCLOSE);
+    return 0;
+}
+
+static int map_err(SSL *ssl, int r)
+{
+    switch (SSL_get_error(ssl, r)) {
+    case SSL_ERROR_WANT_READ: return TLSH_IO_WANT_READ;
+    case SSL_ERROR_WANT_WRITE: return TLSH_IO_WANT_WRITE;
+    case SSL_ERROR_ZERO_RETURN: return TLSH_IO_CLOSED;
+    case SSL_ERROR_SYSCALL:
+        if (ERR_peek_error() == 0) { ERR_clear_error(); return TLSH_IO_CLOSED; }
+        return TLSH_IO_ERROR;
+    default: return TLSH_IO_ERROR;
+    }
+}
+
+static int o_handshake(void *s)
+{
+    int r = SSL_do_handshake((SSL *)s);
+    return r == 1 ? TLSH_IO_OK : map_err(s, r);
+}
+
+static int o_read(void *s, void *buf, int len)
+{
+    int r = SSL_read((SSL *)s, buf, len);
+    return r > 0 ? r : map_err(s, r);
+}
+
+static int o_write(void *s, const void *buf, int len)
+{
+    int r = SSL_write((SSL *)s, buf, len);
+    return r > 0 ? r : map_err(s, r);
+}
+
+static int o_pending(void *s) { return SSL_pending((SSL *)s); }
+
+static void o_shutdown(void *s)
+{
+    SSL_set_quiet_shutdown((SSL *)s, 1);
+    SSL_shutdown((SSL *)s);
+}
+
+static void o_free(void *s) { SSL_free((SSL *)s); }
+static void o_clear(void) { ERR_clear_error(); }
+
+static void o_last_error(char *buf, size_t len)
+{
+    unsigned long e = ERR_peek_last_error();
+    buf[0] = 0;
+    if (e) ERR_error_string_n(e, buf, len);
+}
+
+static const struct tlsh_tls_ops OPS = {
+    "openssl", o_new, o_set_fd, o_handshake, o_read, o_write, o_pending,
+    o_shutdown, o_free, o_clear, o_last_error,
+};
+
+const struct tlsh_tls_ops *tlsh_openssl_ops(void) { return &OPS; }

@@ -1,0 +1,257 @@
+/* The worker loop: serve connections handed over by the listener.  Takes the
+ * connection lock, attaches its own fd to the TLS session, handshakes or
+ * reads SIP requests, answers 200 OK, and hands the connection back. */
+#define _GNU_SOURCE
+#include "tlsh_stand.h"
+#include "tlsh_sip.h"
+#include "tlsh_util.h"
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <unistd.h>
+
+#define OUTBUF 65536
+
+struct wstate {
+    struct tlsh_stand *st;
+    int slot;
+    struct tlsh_slot *me;
+    const struct tlsh_tls_ops *ops;
+    void *ctx;
+    int ep, chan;
+    int *fd;              /* this process's fd of each connection, -1 none */
+    int *pinned;          /* 1 when the fd is in this worker's epoll */
+    int64_t fault_at_ns;  /* 0: no fault armed */
+    char out[OUTBUF];
+    size_t outlen;
+};
+
+enum { SERVE_KEEP = 0, SERVE_CLOSED = 1, SERVE_HS_DONE = 2 };
+
+static void lock_conn(struct wstate *W, struct tlsh_conn *c, int id)
+{
+    int64_t now = tlsh_now_ns();
+    W->me->lock_waiting = id;
+    tlsh_set_activity(W->me, TLSH_ACT_LOCK_WAIT, now);
+    tlsh_lock_get(&c->lock);
+    W->me->lock_waiting = -1;
+    W->me->lock_held = id;
+}
+
+static void unlock_conn(struct wstate *W, struct tlsh_conn *c)
+{
+    W->me->lock_held = -1;
+    tlsh_lock_release(&c->lock);
+}
+
+static void maybe_fault(struct wstate *W)
+{
+    if (!W->fault_at_ns || tlsh_now_ns() < W->fault_at_ns)
+        return;
+    int kind = W->st->cfg.fault_kind;
+    W->fault_at_ns = 0;
+    tlsh_set_activity(W->me, TLSH_ACT_FAULT, tlsh_now_ns());
+    switch (kind) {
+    case TLSH_FAULT_BLOCK:
+        for (;;) pause();
+    case TLSH_FAULT_SPIN:
+        for (volatile unsigned long i = 0;; i++) ;
+    case TLSH_FAULT_DIE:
+        kill(getpid(), SIGKILL);
+        for (;;) pause();
+    case TLSH_FAULT_STOP:
+        raise(SIGSTOP);
+        break;
+    case TLSH_FAULT_CRASH:
+        {
+            int *volatile bad = NULL;
+            *bad = 1;           /* a real invalid access, not raise() */
+        }
+        break;
+    }
+}
+
+/* Write everything in W->out; 0 or -1. */
+static int flush_out(struct wstate *W, void *sess, int fd)
+{
+    size_t off = 0;
+    int64_t deadline = 0;
+    if (!W->outlen) return 0;
+    tlsh_set_activity(W->me, TLSH_ACT_WRITE, tlsh_now_ns());
+    while (off < W->outlen) {
+        int n = W->ops->write(sess, W->out + off, (int)(W->outlen - off));
+        if (n > 0) { off += (size_t)n; continue; }
+        if (n != TLSH_IO_WANT_WRITE && n != TLSH_IO_WANT_READ) { W->outlen = 0; return -1; }
+        int64_t now = tlsh_now_ns();
+        if (!deadline) deadline = now + 2000000000LL;
+        if (now > deadline) { W->outlen = 0; return -1; }
+        struct pollfd p = { fd, n == TLSH_IO_WANT_WRITE ? POLLOUT : POLLIN, 0 };
+        poll(&p, 1, 50);
+    }
+    W->outlen = 0;
+    return 0;
+}
+
+/* Answer every complete request in the connection buffer.
+ * 0 ok, -1 malformed input or write error. */
+static int process_requests(struct wstate *W, struct tlsh_conn *c, int fd)
+{
+    size_t off = 0, mlen;
+    int r;
+    while ((r = tlsh_sip_frame(c->inbuf + off, c->inlen - off, &mlen)) == 1) {
+        if (W->outlen + 2048 > OUTBUF && flush_out(W, c->sess, fd) != 0)
+            return -1;
+        int n = tlsh_sip_reply(c->inbuf + off, mlen, W->out + W->outlen, OUTBUF - W->outlen);
+        if (n < 0) { W->me->malformed++; return -1; }
+        W->outlen += (size_t)n;
+        off += mlen;
+        W->me->requests++;
+        c->served++;
+    }
+    if (r < 0) { W->me->malformed++; return -1; }
+    if (off) {
+        memmove(c->inbuf, c->inbuf + off, c->inlen - off);
+        c->inlen -= (uint32_t)off;
+        W->me->last_progress_ns = tlsh_now_ns();
+    }
+    return 0;
+}
+
+static int serve(struct wstate *W, int id, int hs_only, int batch_once)
+{
+    struct tlsh_stand *st = W->st;
+    struct tlsh_conn *c = &st->conns[id];
+    int fd = W->fd[id], ret = SERVE_KEEP;
+    W->me->conn = id;
+    lock_conn(W, c, id);
+    maybe_fault(W);
+    if (c->last_worker >= 0 && c->last_worker != W->slot)
+        W->me->handoffs++;
+    c->last_worker = W->slot;
+    if (c->state == TLSH_CONN_NEW) {
+        tlsh_set_activity(W->me, TLSH_ACT_HANDSHAKE, tlsh_now_ns());
+        c->sess = W->ops->sess_new(W->ctx);
+        if (!c->sess) { W->me->errors++; goto closed; }
+        c->state = TLSH_CONN_HANDSHAKE;
+    }
+    if (c->state == TLSH_CONN_CLOSED || !c->sess)
+        goto closed;
+    W->ops->set_fd(c->sess, fd);
+    if (c->state == TLSH_CONN_HANDSHAKE) {
+        tlsh_set_activity(W->me, TLSH_ACT_HANDSHAKE, tlsh_now_ns());
+        int r = W->ops->handshake(c->sess);
+        if (r == TLSH_IO_WANT_READ || r == TLSH_IO_WANT_WRITE)
+            goto out;
+        if (r != TLSH_IO_OK) { W->me->errors++; goto close_sess; }
+        c->state = TLSH_CONN_ESTABLISHED;
+        W->me->handshakes++;
+        W->me->last_progress_ns = tlsh_now_ns();
+        if (hs_only) { ret = SERVE_HS_DONE; goto out; }
+    }
+    for (;;) {
+        tlsh_set_activity(W->me, TLSH_ACT_READ, tlsh_now_ns());
+        int n = W->ops->read(c->sess, c->inbuf + c->inlen, TLSH_CONN_BUF - (int)c->inlen);
+        if (n > 0) {
+            c->inlen += (uint32_t)n;
+            uint64_t before = W->me->requests;
+            if (process_requests(W, c, fd) != 0) goto close_sess;
+            if (batch_once && W->me->requests != before) break;
+            continue;
+        }
+        if (n == TLSH_IO_WANT_READ || n == TLSH_IO_WANT_WRITE) break;
+        if (n != TLSH_IO_CLOSED) W->me->errors++;
+        flush_out(W, c->sess, fd);
+        goto close_sess;
+    }
+    if (flush_out(W, c->sess, fd) != 0) { W->me->errors++; goto close_sess; }
+    {
+        size_t ml;
+        c->ready = W->ops->pending(c->sess) > 0
+                   || tlsh_sip_frame(c->inbuf, c->inlen, &ml) != 0;
+    }
+    goto out;
+close_sess:
+    W->outlen = 0;
+    tlsh_set_activity(W->me, TLSH_ACT_CLOSE, tlsh_now_ns());
+    W->ops->shutdown(c->sess);
+    W->ops->free(c->sess);
+    W->ops->clear_errors();
+    c->sess = NULL;
+closed:
+    c->state = TLSH_CONN_CLOSED;
+    W->me->closed++;
+    ret = SERVE_CLOSED;
+out:
+    unlock_conn(W, c);
+    W->me->conn = -1;
+    return ret;
+}
+
+static void finish(struct wstate *W, int id, int r, int pin)
+{
+    struct tlsh_msg m = { 0, id, W->st->conns[id].gen, 0 };
+    if (r == SERVE_KEEP && pin) {
+        if (!W->pinned[id]) {
+            struct epoll_event ev = { .events = EPOLLIN, .data.u64 = (uint64_t)id };
+            epoll_ctl(W->ep, EPOLL_CTL_ADD, W->fd[id], &ev);
+            W->pinned[id] = 1;
+        }
+        return;
+    }
+    if (W->pinned[id]) {
+        epoll_ctl(W->ep, EPOLL_CTL_DEL, W->fd[id], NULL);
+        W->pinned[id] = 0;
+    }
+    close(W->fd[id]);
+    W->fd[id] = -1;
+    m.type = r == SERVE_CLOSED ? TLSH_MSG_CLOSED : r == SERVE_HS_DONE ? TLSH_MSG_HS_DONE
+                                                                      : TLSH_MSG_RELEASE;
+    if (tlsh_send_msg(W->chan, &m, -1) != 0 && errno != EAGAIN)
+        _exit(0);           /* listener gone: the stand is ending */
+}
+
+void tlsh_worker_main(struct tlsh_stand *st, int slot, const struct tlsh_tls_ops *ops, void *ctx)
+{
+    struct wstate *W = calloc(1, sizeof(*W));
+    int n = st->cfg.max_conns;
+    W->st = st; W->slot = slot; W->me = &st->status->slots[slot];
+    W->ops = ops; W->ctx = ctx;
+    W->chan = st->chan_w[slot];
+    W->fd = malloc(sizeof(int) * n);
+    W->pinned = calloc(n, sizeof(int));
+    for (int i = 0; i < n; i++) W->fd[i] = -1;
+    if (st->cfg.fault_kind != TLSH_FAULT_NONE && st->cfg.fault_slot == slot)
+        W->fault_at_ns = tlsh_now_ns() + (int64_t)st->cfg.fault_after_ms * 1000000LL;
+    W->ep = epoll_create1(EPOLL_CLOEXEC);
+    struct epoll_event ev = { .events = EPOLLIN, .data.u64 = UINT64_MAX };
+    epoll_ctl(W->ep, EPOLL_CTL_ADD, W->chan, &ev);
+    int per_conn = st->cfg.handoff == TLSH_HANDOFF_PER_CONN;
+    int per_msg = st->cfg.handoff == TLSH_HANDOFF_PER_MSG;
+    struct epoll_event evs[64];
+    for (;;) {
+        tlsh_set_activity(W->me, TLSH_ACT_IDLE, tlsh_now_ns());
+        int k = epoll_wait(W->ep, evs, 64, 500);
+        for (int i = 0; i < k; i++) {
+            if (evs[i].data.u64 == UINT64_MAX) {
+                struct tlsh_msg m;
+                int fd, r;
+                while ((r = tlsh_recv_msg(W->chan, &m, &fd)) == 1) {
+                    if (fd < 0 || m.conn < 0 || m.conn >= n) { if (fd >= 0) close(fd); continue; }
+                    W->me->dispatches++;
+                    W->fd[m.conn] = fd;
+                    int hs_only = per_conn && !m.pin;
+                    int res = serve(W, m.conn, hs_only, per_msg);
+                    finish(W, m.conn, res, m.pin);
+                }
+                if (r < 0) _exit(0);            /* listener gone */
+            } else {
+                int id = (int)evs[i].data.u64;
+                if (W->fd[id] < 0) continue;
+                finish(W, id, serve(W, id, 0, 0), 1);
+            }
+        }
+    }
+}
