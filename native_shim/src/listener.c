@@ -25,6 +25,7 @@ struct lstate {
     int *freelist, nfree;
     int *pending, npending;   /* connections whose dispatch must be retried */
     int dead[TLSH_MAX_SLOTS];
+    int busy[TLSH_MAX_SLOTS]; /* connections handed to a worker and not yet returned */
     int rr;
 };
 
@@ -35,15 +36,22 @@ static void arm(struct lstate *L, int id)
     L->armed[id] = 1;
 }
 
+/* The least busy live worker, scanning round-robin from a moving start so
+ * that equally busy workers take turns (OpenSIPS's TCP main also picks the
+ * least loaded child).  A worker stuck for good keeps its busy count and
+ * stops receiving work: the others carry on (the "degraded" outcome). */
 static int next_live_worker(struct lstate *L, int exclude)
 {
-    int n = L->st->cfg.nworkers;
+    int n = L->st->cfg.nworkers, best = -1;
+    int start = L->rr++;
     for (int k = 0; k < n; k++) {
-        int s = 1 + (L->rr++ % n);
-        if (!L->dead[s] && (s != exclude || n == 1))
-            return s;
+        int s = 1 + ((start + k) % n);
+        if (L->dead[s] || (s == exclude && n > 1))
+            continue;
+        if (best < 0 || L->busy[s] < L->busy[best])
+            best = s;
     }
-    return -1;
+    return best;
 }
 
 static void close_conn(struct lstate *L, int id);
@@ -65,6 +73,7 @@ static void dispatch(struct lstate *L, int id, int pin, int exclude)
         if (s < 0 || L->dead[s])
             break;
         if (tlsh_send_msg(st->chan_l[s], &m, L->fd[id]) == 0) {
+            L->busy[s]++;
             st->status->dispatched++;
             L->me->dispatches++;
             if (c->last_worker >= 0 && c->last_worker != s)
@@ -132,6 +141,7 @@ static void on_chan(struct lstate *L, int s)
         if (m.conn < 0 || m.conn >= st->cfg.max_conns || L->fd[m.conn] < 0)
             continue;
         struct tlsh_conn *c = &st->conns[m.conn];
+        if (L->busy[s] > 0) L->busy[s]--;
         switch (m.type) {
         case TLSH_MSG_RELEASE:
             if (c->ready) dispatch(L, m.conn, 0, -1);

@@ -1,0 +1,36 @@
+# tlsharness — two commands on a fresh machine:
+#   make demo   set up, then run the main job
+#   make test   set up, then run the test suite
+PYTHON ?= python3
+VENV   := .venv
+VPY    := $(VENV)/bin/python
+NATIVE := harness/_native/build.json
+NATIVE_SRC := $(wildcard native_shim/src/*.c native_shim/include/*.h native_shim/bindings/*.py) native_shim/build.py
+
+.PHONY: setup system-deps demo test bench clean
+
+setup: system-deps $(VENV)/.installed $(NATIVE)
+
+system-deps:
+	@tools/system-deps.sh
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VPY) -m pip install -q --disable-pip-version-check "cffi>=1.15" "pytest>=7" "setuptools>=61" wheel psutil
+	$(VPY) -m pip install -q --disable-pip-version-check --no-build-isolation -e .
+	@touch $@
+
+$(NATIVE): $(VENV)/.installed $(NATIVE_SRC)
+	$(VPY) -m native_shim.build
+
+demo: setup
+	$(VENV)/bin/tlsharness demo
+
+test: setup
+	$(VPY) -m pytest -q
+
+bench: setup
+	$(VPY) bench/throughput.py
+
+clean:
+	rm -rf build harness/_native/*.so $(NATIVE)

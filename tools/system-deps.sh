@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Install the Debian packages tlsharness needs, only those missing.
+# As root: apt-get install them.  Otherwise: print the exact command, exit 1.
+set -u
+PKGS="gcc make pkg-config openssl libssl-dev libwolfssl-dev libmbedtls-dev libgnutls28-dev elfutils python3-venv"
+missing=""
+for p in $PKGS; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+cmd="apt-get install -y --no-install-recommends$missing"
+if [ "$(id -u)" -ne 0 ]; then
+  echo "tlsharness: missing Debian packages:$missing" >&2
+  echo "run: sudo apt-get update && sudo $cmd" >&2
+  exit 1
+fi
+echo "installing:$missing"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq >/dev/null && $cmd -qq >/dev/null || { echo "tlsharness: apt-get failed: $cmd" >&2; exit 1; }
