@@ -120,7 +120,8 @@ class Run:
         sc = {"lib": cfg.lib, "workers": cfg.workers, "memory": cfg.memory, "handoff": cfg.handoff,
               "lock": cfg.lock, "tls": cfg.tls, "ctx": cfg.ctx, "cert": cert, "key": key,
               "ciphers": cfg.ciphers, "tickets": cfg.tickets, "arena_mb": cfg.arena_mb,
-              "max_conns": cfg.max_conns, "fault": cfg.fault, "seed": cfg.seed}
+              "max_conns": cfg.max_conns, "fault": cfg.fault, "seed": cfg.seed,
+              "stacks_dir": str(self.dir / "stacks")}
         (self.dir / "stand.json").write_text(json.dumps(sc, indent=2))
         self.stand = self._spawn(["harness.stand", str(self.dir / "stand.json"),
                                   str(self.status.fd), str(os.getpid())],

@@ -131,7 +131,7 @@ class LoadgenView:
         c = self.c[i]
         d = {f: getattr(c, f) for f in self.FIELDS}
         d.update(pid=c.pid, done=c.done, ready=c.ready, ok=c.magic == self.lib.TLSH_LG_MAGIC,
-                 last_answer_ns=c.last_answer_ns, updated_ns=c.updated_ns,
+                 last_answer_ns=c.last_answer_ns, updated_ns=c.updated_ns, ready_ns=c.ready_ns,
                  error=_cstr(self.ffi, c.error))
         return d
 
@@ -141,6 +141,7 @@ class LoadgenView:
         t["ready"] = sum(1 for p in procs if p["ready"])
         t["done"] = sum(1 for p in procs if p["done"])
         t["last_answer_ns"] = max((p["last_answer_ns"] for p in procs), default=0)
+        t["ready_ns"] = min((p["ready_ns"] for p in procs if p["ready_ns"]), default=0)
         t["errors"] = [p["error"] for p in procs if p["error"]]
         return t
 

@@ -86,6 +86,9 @@ def main(argv=None) -> int:
         fault.get("kind", "none")]
     c.fault_slot = fault.get("slot", 1)
     c.fault_after_ms = fault.get("after_ms", 500)
+    if cfg.get("stacks_dir"):
+        os.makedirs(cfg["stacks_dir"], exist_ok=True)
+        c.crash_dir = cfg["stacks_dir"].encode()[:199]
     err = ffi.new("char[256]")
     stand = lib.tlsh_stand_new(c, st, arena, err, 256)
     if stand == ffi.NULL:

@@ -100,7 +100,8 @@ class Watchdog:
         """Add a sample; return the first failure verdict when it is decided."""
         self.hist.append(s)
         if self.load_start_ns is None and s["lg"]["ready"]:
-            self.load_start_ns = s["t"]
+            # the load generators' first completed handshake (same clock), else this sample
+            self.load_start_ns = s["lg"].get("ready_ns") or s["t"]
         for w in s["slots"]:
             p = s["procs"].get(w["pid"]) or {}
             fx = (p.get("syscall") or {}).get("futex")

@@ -120,7 +120,9 @@ def build(only: str | None = None, quiet: bool = False) -> dict:
             print(f"build {ext.name} ({reason})", flush=True)
         so = ffi.compile(tmpdir=str(tmp), verbose=False)
         dest = OUT / Path(so).name
-        shutil.copy2(so, dest)
+        tmpdest = dest.with_name(dest.name + ".new")
+        shutil.copy2(so, tmpdest)
+        os.replace(tmpdest, dest)   # never rewrite a .so in place: running processes map it
         report[ext.name] = {"built": True, "reason": reason, "path": str(dest),
                             "version": flags.get("version", "")}
     (OUT / "build.json").write_text(json.dumps(report, indent=2) + "\n")

@@ -35,6 +35,7 @@ struct tlsh_stand_cfg {
     int fault_kind;      /* tlsh_fault_kind */
     int fault_slot;      /* worker slot (1..nworkers) */
     int fault_after_ms;  /* after the stand became ready */
+    char crash_dir[200]; /* where a crashing worker writes its own stack ("" = nowhere) */
 };
 
 enum tlsh_conn_state { TLSH_CONN_FREE = 0, TLSH_CONN_NEW = 1, TLSH_CONN_HANDSHAKE = 2,
@@ -65,6 +66,9 @@ void tlsh_stand_parent_close(struct tlsh_stand *st);
 /* Supervisor: copy arena statistics and events into the status segment. */
 void tlsh_stand_publish_arena(struct tlsh_stand *st);
 void tlsh_slot_init(struct tlsh_status *s, int slot, int role);
+/* In a child: on SIGSEGV/SIGBUS/SIGILL/SIGFPE/SIGABRT write this process's
+ * stack to <crash_dir>/crash-<slot>-<pid>.txt, then die of the signal. */
+void tlsh_install_crash_handler(const char *dir, int slot);
 
 /* internal, shared by listener.c and worker.c */
 struct tlsh_stand {

@@ -107,6 +107,7 @@ struct tlsh_lg_counters {
     uint64_t conn_errors;     /* connect/handshake/IO errors, peer closes */
     int64_t last_answer_ns;
     int64_t updated_ns;
+    int64_t ready_ns;         /* when the first handshake completed: the load's start */
     uint64_t lat_hist[TLSH_LAT_BUCKETS];
     char error[160];
     uint64_t magic2;

@@ -105,6 +105,7 @@ int tlsh_stand_spawn_listener(struct tlsh_stand *st)
     for (int s = 1; s <= st->cfg.nworkers; s++)
         close(st->chan_w[s]);
     tlsh_slot_init(st->status, 0, TLSH_ROLE_LISTENER);
+    tlsh_install_crash_handler(st->cfg.crash_dir, 0);
     if (st->arena) tlsh_arena_set_proc_slot(st->arena, 0);
     tlsh_listener_main(st);
     _exit(0);
@@ -127,6 +128,7 @@ int tlsh_stand_spawn_worker(struct tlsh_stand *st, int slot, const struct tlsh_t
         if (s != slot) close(st->chan_w[s]);
     }
     tlsh_slot_init(st->status, slot, TLSH_ROLE_WORKER);
+    tlsh_install_crash_handler(st->cfg.crash_dir, slot);
     if (st->arena) tlsh_arena_set_proc_slot(st->arena, slot);
     tlsh_worker_main(st, slot, ops, ctx);
     _exit(0);

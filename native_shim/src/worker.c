@@ -67,7 +67,7 @@ static void maybe_fault(struct wstate *W)
         break;
     case TLSH_FAULT_CRASH:
         {
-            int *volatile bad = NULL;
+            volatile int *volatile bad = NULL;
             *bad = 1;           /* a real invalid access, not raise() */
         }
         break;

@@ -1,0 +1,746 @@
+/* Load generator: K TLS client connections multiplexed with epoll in one
+ * thread, sending SIP OPTIONS requests (tlsh_sip_request) and matching the
+ * 200 replies by (Call-ID, CSeq).  All memory is private (malloc); counters
+ * live in the caller's struct tlsh_lg_counters (usually a shared mapping read
+ * by the controller), updated in place with plain stores.
+ *
+ * Matching: tlsh_sip_request(conn, seq) writes "Call-ID: <conn>-<seq>@tlsharness"
+ * and "CSeq: <seq> OPTIONS"; the start-up self-check refuses to run when that
+ * format changes.  seq increases per connection number and is NOT reset on
+ * reconnect, so Call-IDs stay unique for the whole run.
+ *
+ * Per connection a ring of 2*window slots holds the outstanding requests in
+ * send order (at most `window` live; a reply out of order leaves a hole that
+ * is popped once it reaches the head).
+ *
+ * Timeouts: a request older than timeout_s counts timed_out once and is
+ * dropped from the window; its seq goes to a small per-connection "graveyard"
+ * so that a late reply for it is ignored (counted neither answered nor bad).
+ * A reply matching an outstanding request but with a status other than 200
+ * counts bad and releases that request.  Requests lost with a connection
+ * (error, peer close) are simply dropped, not counted.
+ *
+ * Churn N: a connection sends at most N requests; once they are all settled
+ * (answered, bad or timed out) it is shut down (one close_notify, no wait)
+ * and a new connection is opened at once, resuming the previous session when
+ * cfg->resume is set.  The session is taken after the first reply has been
+ * read (TLS 1.3 tickets arrive after the handshake).
+ *
+ * SIGPIPE is set to SIG_IGN in this process (OpenSSL writes with write(2)). */
+#define _GNU_SOURCE
+#include "tlsh_loadgen.h"
+#include "tlsh_sip.h"
+#include "tlsh_util.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <math.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
+enum { ST_IDLE = 0, ST_CONNECTING, ST_HANDSHAKE, ST_OPEN };
+
+#define WBUF_CAP 16384
+#define RBUF_INIT 16384
+#define RBUF_MAX (2 * TLSH_SIP_MAX_MSG + 16384)
+#define REQ_RESERVE 1024        /* room needed to build one more request */
+#define MAX_EVENTS 256
+#define SCAN_NS 10000000LL      /* timeout / reconnect scan period */
+
+struct slot {
+    uint64_t seq;               /* 0: hole (settled out of order) */
+    int64_t sent_ns;
+};
+
+struct lgconn {
+    int fd;
+    int state;
+    uint32_t gen;               /* epoll generation: stale events are ignored */
+    uint32_t evmask;
+    SSL *ssl;
+    unsigned connno;
+    int64_t since_ns;           /* CONNECTING/HANDSHAKE start; IDLE: reconnect time */
+    uint64_t next_seq;
+    struct slot *ring;
+    uint32_t rcap, rhead, rcount, live;
+    uint64_t *grave;            /* seqs dropped by timeout (late replies ignored) */
+    uint32_t gcap, ghead;
+    uint64_t conn_sent, conn_settled;
+    int tokens;                 /* open loop: requests granted, not yet built */
+    int sess_taken;
+    char *rbuf; size_t rlen, rcap_b;
+    char *wbuf; size_t wlen;    /* pending SSL_write (must be retried as is) */
+};
+
+struct lg {
+    const struct tlsh_lg_config *cfg;
+    struct tlsh_lg_counters *c;
+    SSL_CTX *ctx;
+    int ep;
+    int family;
+    struct sockaddr_storage addr;
+    socklen_t addrlen;
+    struct lgconn *conns;
+    int n;
+    int window;
+    int64_t timeout_ns;
+    SSL_SESSION *sess;          /* last resumable session (resume mode) */
+    uint64_t rnd;
+    int nidle;                  /* connections waiting to reconnect */
+};
+
+static void set_error(struct tlsh_lg_counters *c, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(c->error, sizeof c->error, fmt, ap);
+    va_end(ap);
+    for (char *p = c->error; *p; p++)
+        if (*p == '\n' || *p == '\r') *p = ' ';
+}
+
+static uint64_t rnd_next(struct lg *g)
+{
+    uint64_t x = g->rnd;
+    x ^= x << 13; x ^= x >> 7; x ^= x << 17;
+    return g->rnd = x;
+}
+
+/* ---- addresses ------------------------------------------------------ */
+
+static int resolve_loopback(const char *host, struct sockaddr_storage *ss, socklen_t *len,
+                            int *family)
+{
+    memset(ss, 0, sizeof *ss);
+    struct sockaddr_in *a4 = (struct sockaddr_in *)ss;
+    struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)ss;
+    if (strcmp(host, "localhost") == 0) {
+        a4->sin_family = AF_INET;
+        a4->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        *len = sizeof *a4; *family = AF_INET;
+        return 0;
+    }
+    if (inet_pton(AF_INET, host, &a4->sin_addr) == 1) {
+        if ((ntohl(a4->sin_addr.s_addr) >> 24) != 127) return -1;
+        a4->sin_family = AF_INET;
+        *len = sizeof *a4; *family = AF_INET;
+        return 0;
+    }
+    if (inet_pton(AF_INET6, host, &a6->sin6_addr) == 1) {
+        if (!IN6_IS_ADDR_LOOPBACK(&a6->sin6_addr)) return -1;
+        a6->sin6_family = AF_INET6;
+        *len = sizeof *a6; *family = AF_INET6;
+        return 0;
+    }
+    return -1;
+}
+
+/* ---- connection life cycle ------------------------------------------ */
+
+static void ep_set(struct lg *g, struct lgconn *cn, uint32_t mask)
+{
+    if (cn->evmask == mask) return;
+    struct epoll_event ev = { .events = mask };
+    ev.data.u64 = ((uint64_t)cn->gen << 32) | (uint32_t)(cn - g->conns);
+    if (epoll_ctl(g->ep, EPOLL_CTL_MOD, cn->fd, &ev) == 0)
+        cn->evmask = mask;
+}
+
+static void drop_window(struct lgconn *cn)
+{
+    cn->rhead = cn->rcount = cn->live = 0;
+    cn->ghead = 0;
+    memset(cn->grave, 0, cn->gcap * sizeof *cn->grave);
+    cn->rlen = 0;
+    cn->wlen = 0;
+    cn->tokens = 0;
+    cn->conn_sent = cn->conn_settled = 0;
+    cn->sess_taken = 0;
+}
+
+/* Close the socket; graceful: one close_notify (no wait) so the session
+ * stays resumable. */
+static void conn_close(struct lg *g, struct lgconn *cn, int graceful)
+{
+    if (cn->ssl) {
+        if (graceful && cn->state == ST_OPEN) {
+            ERR_clear_error();
+            SSL_shutdown(cn->ssl);
+        }
+        SSL_free(cn->ssl);
+        cn->ssl = NULL;
+    }
+    if (cn->fd >= 0) {
+        close(cn->fd);          /* removes it from the epoll set */
+        cn->fd = -1;
+    }
+    cn->evmask = 0;
+    cn->gen++;
+    drop_window(cn);
+    ERR_clear_error();
+}
+
+static void conn_fail(struct lg *g, struct lgconn *cn, int64_t now)
+{
+    g->c->conn_errors++;
+    conn_close(g, cn, 0);
+    cn->state = ST_IDLE;
+    cn->since_ns = now + 10000000LL + (int64_t)(rnd_next(g) % 40000000ULL);  /* 10-50 ms */
+    g->nidle++;
+}
+
+static void start_tls(struct lg *g, struct lgconn *cn, int64_t now);
+
+static void start_connect(struct lg *g, struct lgconn *cn, int64_t now)
+{
+    cn->state = ST_CONNECTING;
+    cn->since_ns = now;
+    cn->fd = socket(g->family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (cn->fd < 0) { conn_fail(g, cn, now); return; }
+    int one = 1;
+    setsockopt(cn->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    g->c->connects++;
+    int r = connect(cn->fd, (struct sockaddr *)&g->addr, g->addrlen);
+    if (r != 0 && errno != EINPROGRESS) { conn_fail(g, cn, now); return; }
+    struct epoll_event ev = { .events = EPOLLOUT | EPOLLIN };
+    ev.data.u64 = ((uint64_t)cn->gen << 32) | (uint32_t)(cn - g->conns);
+    if (epoll_ctl(g->ep, EPOLL_CTL_ADD, cn->fd, &ev) != 0) { conn_fail(g, cn, now); return; }
+    cn->evmask = ev.events;
+    if (r == 0) start_tls(g, cn, now);
+}
+
+static void fill(struct lg *g, struct lgconn *cn, int64_t now);
+
+static void do_handshake(struct lg *g, struct lgconn *cn, int64_t now)
+{
+    ERR_clear_error();
+    int r = SSL_do_handshake(cn->ssl);
+    if (r == 1) {
+        struct tlsh_lg_counters *c = g->c;
+        c->handshakes++;
+        if (SSL_session_reused(cn->ssl)) c->resumed++;
+        if (!c->ready) c->ready_ns = now;
+        c->ready = 1;
+        cn->state = ST_OPEN;
+        ep_set(g, cn, EPOLLIN);
+        fill(g, cn, now);
+        return;
+    }
+    int e = SSL_get_error(cn->ssl, r);
+    if (e == SSL_ERROR_WANT_READ) ep_set(g, cn, EPOLLIN);
+    else if (e == SSL_ERROR_WANT_WRITE) ep_set(g, cn, EPOLLIN | EPOLLOUT);
+    else conn_fail(g, cn, now);
+}
+
+static void start_tls(struct lg *g, struct lgconn *cn, int64_t now)
+{
+    cn->ssl = SSL_new(g->ctx);
+    if (!cn->ssl || !SSL_set_fd(cn->ssl, cn->fd)) { conn_fail(g, cn, now); return; }
+    SSL_set_connect_state(cn->ssl);
+    if (g->cfg->resume && g->sess)
+        SSL_set_session(cn->ssl, g->sess);
+    cn->state = ST_HANDSHAKE;
+    cn->since_ns = now;
+    do_handshake(g, cn, now);
+}
+
+/* Reconnect at once (churn). */
+static void conn_recycle(struct lg *g, struct lgconn *cn, int64_t now)
+{
+    conn_close(g, cn, 1);
+    start_connect(g, cn, now);
+}
+
+/* ---- window ----------------------------------------------------------- */
+
+static inline struct slot *ring_at(struct lgconn *cn, uint32_t i)
+{
+    uint32_t k = cn->rhead + i;
+    if (k >= cn->rcap) k -= cn->rcap;
+    return &cn->ring[k];
+}
+
+static inline void ring_pop_holes(struct lgconn *cn)
+{
+    while (cn->rcount && cn->ring[cn->rhead].seq == 0) {
+        if (++cn->rhead == cn->rcap) cn->rhead = 0;
+        cn->rcount--;
+    }
+}
+
+static inline int churn_done(struct lg *g, struct lgconn *cn)
+{
+    int churn = g->cfg->churn;
+    return churn > 0 && cn->conn_sent >= (uint64_t)churn && cn->conn_settled >= cn->conn_sent;
+}
+
+/* Room for new requests on this connection. */
+static inline int room(struct lg *g, struct lgconn *cn)
+{
+    if (cn->state != ST_OPEN) return 0;
+    int k = g->window - (int)cn->live;
+    int rf = (int)(cn->rcap - cn->rcount);
+    if (rf < k) k = rf;
+    if (g->cfg->churn > 0) {
+        int64_t left = (int64_t)g->cfg->churn - (int64_t)cn->conn_sent;
+        if (left < k) k = (int)left;
+    }
+    return k > 0 ? k : 0;
+}
+
+/* Flush the pending write.  Returns 1 when nothing is pending any more,
+ * 0 when it must wait for the socket, -1 after a connection failure. */
+static int flush(struct lg *g, struct lgconn *cn, int64_t now)
+{
+    if (cn->wlen == 0) return 1;
+    ERR_clear_error();
+    int r = SSL_write(cn->ssl, cn->wbuf, (int)cn->wlen);
+    if (r > 0) {
+        cn->wlen = 0;
+        if (cn->evmask & EPOLLOUT) ep_set(g, cn, EPOLLIN);
+        return 1;
+    }
+    int e = SSL_get_error(cn->ssl, r);
+    if (e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ) {
+        ep_set(g, cn, e == SSL_ERROR_WANT_WRITE ? (EPOLLIN | EPOLLOUT) : EPOLLIN);
+        return 0;
+    }
+    conn_fail(g, cn, now);
+    return -1;
+}
+
+/* Build as many requests as allowed into one buffer, then one SSL_write. */
+static void fill(struct lg *g, struct lgconn *cn, int64_t now)
+{
+    int open_loop = g->cfg->rate > 0;
+    for (int rounds = 0; rounds < 4; rounds++) {
+        if (cn->state != ST_OPEN) return;
+        if (cn->wlen) {
+            int f = flush(g, cn, now);
+            if (f <= 0) return;
+        }
+        int k = room(g, cn);
+        if (open_loop && cn->tokens < k) k = cn->tokens;
+        if (k <= 0) return;
+        int built = 0;
+        while (built < k && WBUF_CAP - cn->wlen >= REQ_RESERVE) {
+            uint64_t seq = cn->next_seq;
+            int n = tlsh_sip_request(cn->wbuf + cn->wlen, WBUF_CAP - cn->wlen, cn->connno,
+                                     (unsigned long)seq);
+            if (n <= 0) break;
+            cn->wlen += (size_t)n;
+            cn->next_seq++;
+            uint32_t k2 = cn->rhead + cn->rcount;
+            if (k2 >= cn->rcap) k2 -= cn->rcap;
+            cn->ring[k2].seq = seq;
+            cn->ring[k2].sent_ns = now;
+            cn->rcount++;
+            cn->live++;
+            cn->conn_sent++;
+            built++;
+        }
+        if (!built) return;
+        g->c->sent += (uint64_t)built;
+        if (open_loop) cn->tokens -= built;
+        if (flush(g, cn, now) <= 0) return;
+    }
+}
+
+/* ---- replies ---------------------------------------------------------- */
+
+/* "<conn>-<seq>@tlsharness" */
+static int parse_callid(const char *s, size_t n, unsigned long *conn, unsigned long *seq)
+{
+    static const char suffix[] = "@tlsharness";
+    size_t sl = sizeof suffix - 1, i = 0;
+    unsigned long a = 0, b = 0;
+    if (n <= sl || memcmp(s + n - sl, suffix, sl) != 0) return -1;
+    n -= sl;
+    size_t st = i;
+    while (i < n && s[i] >= '0' && s[i] <= '9' && i - st < 19) a = a * 10 + (unsigned long)(s[i++] - '0');
+    if (i == st || i >= n || s[i] != '-') return -1;
+    st = ++i;
+    while (i < n && s[i] >= '0' && s[i] <= '9' && i - st < 19) b = b * 10 + (unsigned long)(s[i++] - '0');
+    if (i == st || i != n) return -1;
+    *conn = a; *seq = b;
+    return 0;
+}
+
+static void on_reply(struct lg *g, struct lgconn *cn, const char *msg, size_t len, int64_t now)
+{
+    struct tlsh_lg_counters *c = g->c;
+    int status;
+    const char *cid;
+    size_t cidlen;
+    unsigned long cseq, cconn, cseqid;
+    if (tlsh_sip_parse_reply(msg, len, &status, &cid, &cidlen, &cseq) != 0
+        || parse_callid(cid, cidlen, &cconn, &cseqid) != 0
+        || cconn != cn->connno || cseqid != cseq || cseq == 0) {
+        c->bad++;
+        return;
+    }
+    for (uint32_t i = 0; i < cn->rcount; i++) {
+        struct slot *s = ring_at(cn, i);
+        if (s->seq != cseq) continue;
+        s->seq = 0;
+        cn->live--;
+        cn->conn_settled++;
+        if (status == 200) {
+            c->answered++;
+            c->last_answer_ns = now;
+            int64_t d = now - s->sent_ns;
+            c->lat_hist[tlsh_lat_bucket(d > 0 ? (uint64_t)d / 1000 : 0)]++;
+        } else {
+            c->bad++;
+        }
+        ring_pop_holes(cn);
+        return;
+    }
+    for (uint32_t i = 0; i < cn->gcap; i++)
+        if (cn->grave[i] == cseq) { cn->grave[i] = 0; return; }   /* late: ignored */
+    c->bad++;
+}
+
+static void take_session(struct lg *g, struct lgconn *cn)
+{
+    SSL_SESSION *s = SSL_get1_session(cn->ssl);
+    if (!s) return;
+    if (!SSL_SESSION_is_resumable(s)) { SSL_SESSION_free(s); return; }
+    if (g->sess) SSL_SESSION_free(g->sess);
+    g->sess = s;
+    cn->sess_taken = 1;
+}
+
+/* Read until WANT_READ, frame and settle replies.  Returns -1 when the
+ * connection failed. */
+static int do_read(struct lg *g, struct lgconn *cn, int64_t now)
+{
+    int got = 0;
+    for (;;) {
+        if (cn->rlen == cn->rcap_b) {
+            if (cn->rcap_b >= RBUF_MAX) { g->c->bad++; conn_fail(g, cn, now); return -1; }
+            size_t nc = cn->rcap_b * 2 > RBUF_MAX ? RBUF_MAX : cn->rcap_b * 2;
+            char *nb = realloc(cn->rbuf, nc);
+            if (!nb) { conn_fail(g, cn, now); return -1; }
+            cn->rbuf = nb; cn->rcap_b = nc;
+        }
+        ERR_clear_error();
+        int r = SSL_read(cn->ssl, cn->rbuf + cn->rlen, (int)(cn->rcap_b - cn->rlen));
+        if (r <= 0) {
+            int e = SSL_get_error(cn->ssl, r);
+            if (e == SSL_ERROR_WANT_READ) break;
+            if (e == SSL_ERROR_WANT_WRITE) { ep_set(g, cn, EPOLLIN | EPOLLOUT); break; }
+            conn_fail(g, cn, now);      /* peer close, TLS or socket error */
+            return -1;
+        }
+        cn->rlen += (size_t)r;
+        size_t off = 0;
+        while (off < cn->rlen) {
+            while (off < cn->rlen && (cn->rbuf[off] == '\r' || cn->rbuf[off] == '\n'))
+                off++;                  /* CRLF keep-alives */
+            if (off == cn->rlen) break;
+            size_t ml = 0;
+            int f = tlsh_sip_frame(cn->rbuf + off, cn->rlen - off, &ml);
+            if (f == 0) break;
+            if (f < 0 || ml == 0) { g->c->bad++; conn_fail(g, cn, now); return -1; }
+            on_reply(g, cn, cn->rbuf + off, ml, now);
+            off += ml;
+            got = 1;
+        }
+        if (off) {
+            memmove(cn->rbuf, cn->rbuf + off, cn->rlen - off);
+            cn->rlen -= off;
+        }
+    }
+    if (got && g->cfg->resume && g->cfg->churn > 0 && !cn->sess_taken)
+        take_session(g, cn);
+    return 0;
+}
+
+/* ---- periodic work -------------------------------------------------- */
+
+static void expire(struct lg *g, struct lgconn *cn, int64_t now)
+{
+    int64_t lim = now - g->timeout_ns;
+    while (cn->rcount) {
+        struct slot *s = &cn->ring[cn->rhead];
+        if (s->seq) {
+            if (s->sent_ns > lim) break;
+            g->c->timed_out++;
+            cn->grave[cn->ghead] = s->seq;
+            if (++cn->ghead == cn->gcap) cn->ghead = 0;
+            cn->live--;
+            cn->conn_settled++;
+        }
+        if (++cn->rhead == cn->rcap) cn->rhead = 0;
+        cn->rcount--;
+    }
+}
+
+static void scan(struct lg *g, int64_t now)
+{
+    int nidle = 0;
+    for (int i = 0; i < g->n; i++) {
+        struct lgconn *cn = &g->conns[i];
+        switch (cn->state) {
+        case ST_IDLE:
+            if (now >= cn->since_ns) { g->nidle--; start_connect(g, cn, now); }
+            else nidle++;
+            break;
+        case ST_CONNECTING:
+        case ST_HANDSHAKE:
+            if (now - cn->since_ns > g->timeout_ns) conn_fail(g, cn, now);
+            break;
+        case ST_OPEN:
+            if (cn->rcount) {
+                expire(g, cn, now);
+                if (churn_done(g, cn)) conn_recycle(g, cn, now);
+                else if (g->cfg->rate <= 0) fill(g, cn, now);
+            }
+            break;
+        }
+    }
+    (void)nidle;
+}
+
+/* Open loop: hand out whole tokens round-robin to connections with room;
+ * tokens nobody can take are dropped. */
+static void distribute(struct lg *g, double *bucket, int *rr, int64_t now)
+{
+    long whole = (long)*bucket;
+    if (whole <= 0) return;
+    *bucket -= (double)whole;
+    int n = g->n, idle_pass = 0;
+    while (whole > 0 && idle_pass < n) {
+        struct lgconn *cn = &g->conns[*rr];
+        if (++*rr == n) *rr = 0;
+        if (room(g, cn) > cn->tokens) {
+            cn->tokens++;
+            whole--;
+            idle_pass = 0;
+        } else {
+            idle_pass++;
+        }
+    }
+    for (int i = 0; i < n; i++)
+        if (g->conns[i].tokens > 0 && g->conns[i].wlen == 0)
+            fill(g, &g->conns[i], now);
+}
+
+/* ---- entry point ---------------------------------------------------- */
+
+static int self_check(struct tlsh_lg_counters *c, unsigned conn)
+{
+    char buf[2048], want[96];
+    int n = tlsh_sip_request(buf, sizeof buf, conn, 1);
+    if (n <= 0 || n > REQ_RESERVE - 64) { set_error(c, "loadgen: tlsh_sip_request failed"); return -1; }
+    snprintf(want, sizeof want, "\r\nCall-ID: %u-1@tlsharness\r\n", conn);
+    if (!memmem(buf, (size_t)n, want, strlen(want)) || !memmem(buf, (size_t)n, "\r\nCSeq: 1 ", 10)) {
+        set_error(c, "loadgen: unexpected Call-ID/CSeq format from tlsh_sip_request");
+        return -1;
+    }
+    return 0;
+}
+
+static SSL_CTX *make_ctx(const struct tlsh_lg_config *cfg, struct tlsh_lg_counters *c)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    if (!ctx) { set_error(c, "loadgen: SSL_CTX_new failed"); return NULL; }
+    int v = cfg->tls_version == 12 ? TLS1_2_VERSION : TLS1_3_VERSION;
+    if (!SSL_CTX_set_min_proto_version(ctx, v) || !SSL_CTX_set_max_proto_version(ctx, v)) {
+        set_error(c, "loadgen: cannot set TLS version %d", cfg->tls_version);
+        SSL_CTX_free(ctx);
+        return NULL;
+    }
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
+    SSL_CTX_set_mode(ctx, SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    SSL_CTX_set_read_ahead(ctx, 1);     /* one read(2) for many records */
+    if (cfg->tls_version == 12 && cfg->ciphers[0]) {
+        char ciphers[sizeof cfg->ciphers + 1];
+        memcpy(ciphers, cfg->ciphers, sizeof cfg->ciphers);
+        ciphers[sizeof cfg->ciphers] = 0;
+        if (!SSL_CTX_set_cipher_list(ctx, ciphers)) {
+            set_error(c, "loadgen: bad cipher list '%s'", ciphers);
+            SSL_CTX_free(ctx);
+            return NULL;
+        }
+    }
+    return ctx;
+}
+
+int tlsh_loadgen_run(const struct tlsh_lg_config *cfg, struct tlsh_lg_counters *c,
+                     volatile int *stop)
+{
+    if (!c) return -1;
+    memset(c, 0, sizeof *c);
+    c->magic = TLSH_LG_MAGIC;
+    c->magic2 = TLSH_LG_MAGIC;
+    c->pid = getpid();
+    c->updated_ns = tlsh_now_ns();
+    if (!cfg) { set_error(c, "loadgen: no configuration"); return -1; }
+    c->nconns = cfg->nconns;
+
+    char host[sizeof cfg->host + 1];
+    memcpy(host, cfg->host, sizeof cfg->host);
+    host[sizeof cfg->host] = 0;
+
+    struct lg G;
+    memset(&G, 0, sizeof G);
+    struct lg *g = &G;
+    g->cfg = cfg;
+    g->c = c;
+    if (resolve_loopback(host, &g->addr, &g->addrlen, &g->family) != 0) {
+        set_error(c, "loadgen: refusing non-loopback host '%s'", host);
+        return -1;
+    }
+    if (cfg->port < 1 || cfg->port > 65535) { set_error(c, "loadgen: port %d out of range", cfg->port); return -1; }
+    if (cfg->nconns < 1 || cfg->nconns > 1000000) { set_error(c, "loadgen: nconns %d out of range", cfg->nconns); return -1; }
+    if (cfg->window < 1 || cfg->window > 65536) { set_error(c, "loadgen: window %d out of range", cfg->window); return -1; }
+    if (cfg->churn < 0) { set_error(c, "loadgen: churn %d < 0", cfg->churn); return -1; }
+    if (cfg->tls_version != 12 && cfg->tls_version != 13) {
+        set_error(c, "loadgen: tls_version %d (want 12 or 13)", cfg->tls_version);
+        return -1;
+    }
+    if (!(cfg->rate >= 0) || !isfinite(cfg->rate)) { set_error(c, "loadgen: bad rate"); return -1; }
+    if (!(cfg->duration_s > 0) || !isfinite(cfg->duration_s)) { set_error(c, "loadgen: duration_s must be > 0"); return -1; }
+    if (!(cfg->timeout_s > 0) || !isfinite(cfg->timeout_s)) { set_error(c, "loadgen: timeout_s must be > 0"); return -1; }
+    if (cfg->conn_base < 0) { set_error(c, "loadgen: conn_base < 0"); return -1; }
+    if (self_check(c, (unsigned)cfg->conn_base) != 0) return -1;
+    if (g->family == AF_INET6)
+        ((struct sockaddr_in6 *)&g->addr)->sin6_port = htons((uint16_t)cfg->port);
+    else
+        ((struct sockaddr_in *)&g->addr)->sin_port = htons((uint16_t)cfg->port);
+
+    signal(SIGPIPE, SIG_IGN);
+    g->ctx = make_ctx(cfg, c);
+    if (!g->ctx) return -1;
+    g->ep = epoll_create1(EPOLL_CLOEXEC);
+    if (g->ep < 0) { set_error(c, "loadgen: epoll_create1: %s", strerror(errno)); SSL_CTX_free(g->ctx); return -1; }
+    g->n = cfg->nconns;
+    g->window = cfg->window;
+    g->timeout_ns = (int64_t)(cfg->timeout_s * 1e9);
+    g->rnd = ((uint64_t)getpid() << 32) ^ (uint64_t)tlsh_now_ns() ^ 0x9e3779b97f4a7c15ULL;
+    if (!g->rnd) g->rnd = 1;
+
+    int rc = 0;
+    g->conns = calloc((size_t)g->n, sizeof *g->conns);
+    if (!g->conns) { set_error(c, "loadgen: out of memory"); rc = -1; goto out; }
+    for (int i = 0; i < g->n; i++) {
+        struct lgconn *cn = &g->conns[i];
+        cn->fd = -1;
+        cn->connno = (unsigned)cfg->conn_base + (unsigned)i;
+        cn->next_seq = 1;
+        cn->rcap = (uint32_t)g->window * 2;
+        cn->gcap = (uint32_t)g->window * 2;
+        cn->ring = calloc(cn->rcap, sizeof *cn->ring);
+        cn->grave = calloc(cn->gcap, sizeof *cn->grave);
+        cn->rbuf = malloc(RBUF_INIT);
+        cn->rcap_b = RBUF_INIT;
+        cn->wbuf = malloc(WBUF_CAP);
+        if (!cn->ring || !cn->grave || !cn->rbuf || !cn->wbuf) {
+            set_error(c, "loadgen: out of memory"); rc = -1; goto out;
+        }
+    }
+
+    int64_t start = tlsh_now_ns();
+    int64_t deadline = start + (int64_t)(cfg->duration_s * 1e9);
+    int64_t next_scan = start + SCAN_NS;
+    int64_t last_tok = start;
+    double bucket = 0;
+    int rr = 0;
+    double burst = cfg->rate * 0.02;            /* at most 20 ms worth of tokens */
+    if (burst < 1) burst = 1;
+    int tick_ms = 50;
+    if (cfg->rate > 0) {
+        double per = 1000.0 / cfg->rate;
+        tick_ms = per < 1 ? 1 : (per > 50 ? 50 : (int)ceil(per));
+    }
+
+    for (int i = 0; i < g->n; i++)
+        start_connect(g, &g->conns[i], start);
+
+    struct epoll_event evs[MAX_EVENTS];
+    for (;;) {
+        int64_t now = tlsh_now_ns();
+        c->updated_ns = now;
+        if (*stop || now >= deadline) break;
+        if (now >= next_scan) {
+            scan(g, now);
+            next_scan = now + SCAN_NS;
+        }
+        if (cfg->rate > 0) {
+            bucket += (double)(now - last_tok) * 1e-9 * cfg->rate;
+            last_tok = now;
+            if (bucket > burst) bucket = burst;
+            distribute(g, &bucket, &rr, now);
+        }
+        int64_t left_ms = (deadline - now) / 1000000 + 1;
+        int tmo = tick_ms;
+        if (g->nidle > 0 && tmo > 10) tmo = 10;
+        if (left_ms < tmo) tmo = (int)left_ms;
+        int ne = epoll_wait(g->ep, evs, MAX_EVENTS, tmo);
+        if (ne < 0) {
+            if (errno == EINTR) continue;
+            set_error(c, "loadgen: epoll_wait: %s", strerror(errno));
+            break;
+        }
+        now = tlsh_now_ns();
+        for (int k = 0; k < ne; k++) {
+            uint32_t idx = (uint32_t)evs[k].data.u64;
+            uint32_t gen = (uint32_t)(evs[k].data.u64 >> 32);
+            if (idx >= (uint32_t)g->n) continue;
+            struct lgconn *cn = &g->conns[idx];
+            if (cn->gen != gen || cn->fd < 0) continue;     /* stale event */
+            uint32_t ev = evs[k].events;
+            if (cn->state == ST_CONNECTING) {
+                if (!(ev & (EPOLLOUT | EPOLLERR | EPOLLHUP))) continue;
+                int err = 0;
+                socklen_t el = sizeof err;
+                if (getsockopt(cn->fd, SOL_SOCKET, SO_ERROR, &err, &el) != 0 || err != 0) {
+                    conn_fail(g, cn, now);
+                    continue;
+                }
+                start_tls(g, cn, now);
+                continue;
+            }
+            if (cn->state == ST_HANDSHAKE) {
+                do_handshake(g, cn, now);
+                if (cn->state != ST_OPEN) continue;
+            }
+            if (cn->state != ST_OPEN) continue;
+            if (do_read(g, cn, now) < 0) continue;
+            if (churn_done(g, cn)) { conn_recycle(g, cn, now); continue; }
+            if (cn->wlen) {
+                if (flush(g, cn, now) < 0) continue;
+            }
+            if (cfg->rate <= 0 || cn->tokens > 0) fill(g, cn, now);
+        }
+    }
+
+out:
+    if (g->conns) {
+        for (int i = 0; i < g->n; i++) {
+            struct lgconn *cn = &g->conns[i];
+            if (cn->ssl || cn->fd >= 0) conn_close(g, cn, 1);
+            free(cn->ring); free(cn->grave); free(cn->rbuf); free(cn->wbuf);
+        }
+        free(g->conns);
+    }
+    if (g->sess) SSL_SESSION_free(g->sess);
+    if (g->ep >= 0) close(g->ep);
+    SSL_CTX_free(g->ctx);
+    c->updated_ns = tlsh_now_ns();
+    if (rc == 0) c->done = 1;
+    return rc;
+}
