@@ -39,8 +39,8 @@ class RunConfig:
     churn_every: int = 100        # requests per connection before reconnecting (churn)
     resume: bool = False
     rate: float = 0.0             # requests/s over all clients, 0 = closed loop
-    window: int = 1               # outstanding requests per connection
-    clients: int = 2              # load generator processes
+    window: int = 4               # outstanding requests per connection
+    clients: int = 1              # load generator processes
     timeout: float = 2.0          # a request unanswered this long is timed out
     ctx: str = "shared"
     cert: str = "ec"
