@@ -12,7 +12,7 @@ import os
 from harness import native
 
 ACTIVITIES = ["starting", "idle", "accept", "handshake", "read", "write",
-              "lock_wait", "close", "fault", "exited"]
+              "lock_wait", "close", "fault", "exited", "attach"]
 ROLES = {0: "none", 1: "worker", 2: "listener"}
 SLOT_STATES = {0: "unused", 1: "alive", 2: "dead"}
 
@@ -131,7 +131,7 @@ class LoadgenView:
         c = self.c[i]
         d = {f: getattr(c, f) for f in self.FIELDS}
         d.update(pid=c.pid, done=c.done, ready=c.ready, ok=c.magic == self.lib.TLSH_LG_MAGIC,
-                 last_answer_ns=c.last_answer_ns, updated_ns=c.updated_ns, ready_ns=c.ready_ns,
+                 last_answer_ns=c.last_answer_ns, updated_ns=c.updated_ns, ready_ns=c.ready_ns, start_ns=c.start_ns,
                  error=_cstr(self.ffi, c.error))
         return d
 
@@ -142,6 +142,7 @@ class LoadgenView:
         t["done"] = sum(1 for p in procs if p["done"])
         t["last_answer_ns"] = max((p["last_answer_ns"] for p in procs), default=0)
         t["ready_ns"] = min((p["ready_ns"] for p in procs if p["ready_ns"]), default=0)
+        t["start_ns"] = min((p["start_ns"] for p in procs if p["start_ns"]), default=0)
         t["errors"] = [p["error"] for p in procs if p["error"]]
         return t
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import asdict, dataclass, field
 
-BUSY = {"handshake", "read", "write", "lock_wait", "close", "fault", "accept"}
+BUSY = {"handshake", "read", "write", "lock_wait", "close", "fault", "accept", "attach"}
 FAILURES = {"livelock", "deadlock", "mixed", "degraded", "crash", "corruption"}
 NOT_HANGS = {"overload", "stopped"}
 
@@ -99,9 +99,9 @@ class Watchdog:
     def observe(self, s: dict) -> Verdict | None:
         """Add a sample; return the first failure verdict when it is decided."""
         self.hist.append(s)
-        if self.load_start_ns is None and s["lg"]["ready"]:
-            # the load generators' first completed handshake (same clock), else this sample
-            self.load_start_ns = s["lg"].get("ready_ns") or s["t"]
+        if self.load_start_ns is None and s["lg"].get("start_ns"):
+            # when the load generators started connecting (same clock as samples)
+            self.load_start_ns = s["lg"]["start_ns"]
         for w in s["slots"]:
             p = s["procs"].get(w["pid"]) or {}
             fx = (p.get("syscall") or {}).get("futex")

@@ -40,7 +40,7 @@ typedef struct tlsh_lock { int32_t flavor; int32_t holder_pid; int32_t id;
 enum tlsh_role { TLSH_ROLE_NONE, TLSH_ROLE_WORKER, TLSH_ROLE_LISTENER };
 enum tlsh_activity { TLSH_ACT_STARTING, TLSH_ACT_IDLE, TLSH_ACT_ACCEPT, TLSH_ACT_HANDSHAKE,
     TLSH_ACT_READ, TLSH_ACT_WRITE, TLSH_ACT_LOCK_WAIT, TLSH_ACT_CLOSE, TLSH_ACT_FAULT,
-    TLSH_ACT_EXITED };
+    TLSH_ACT_EXITED, TLSH_ACT_ATTACH };
 enum tlsh_slot_state { TLSH_SLOT_UNUSED, TLSH_SLOT_ALIVE, TLSH_SLOT_DEAD };
 struct tlsh_slot {
     uint64_t magic; int32_t pid; int32_t role; int32_t state; int32_t activity;
@@ -60,7 +60,7 @@ struct tlsh_lg_counters {
     uint64_t magic; int32_t pid; int32_t done; int32_t ready; int32_t nconns; uint64_t sent;
     uint64_t answered; uint64_t bad; uint64_t timed_out; uint64_t connects;
     uint64_t handshakes; uint64_t resumed; uint64_t conn_errors; int64_t last_answer_ns;
-    int64_t updated_ns; int64_t ready_ns; uint64_t lat_hist[...]; char error[...]; uint64_t magic2; ...; };
+    int64_t updated_ns; int64_t start_ns; int64_t ready_ns; uint64_t lat_hist[...]; char error[...]; uint64_t magic2; ...; };
 """
 
 FUNCTIONS = """

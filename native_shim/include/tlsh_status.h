@@ -26,6 +26,7 @@ enum tlsh_activity {
     TLSH_ACT_CLOSE = 7,       /* shutdown / free of a session */
     TLSH_ACT_FAULT = 8,       /* inside an injected fault */
     TLSH_ACT_EXITED = 9,
+    TLSH_ACT_ATTACH = 10,     /* attaching this process's fd to the session (SSL_set_fd) */
 };
 
 enum tlsh_slot_state { TLSH_SLOT_UNUSED = 0, TLSH_SLOT_ALIVE = 1, TLSH_SLOT_DEAD = 2 };
@@ -107,7 +108,8 @@ struct tlsh_lg_counters {
     uint64_t conn_errors;     /* connect/handshake/IO errors, peer closes */
     int64_t last_answer_ns;
     int64_t updated_ns;
-    int64_t ready_ns;         /* when the first handshake completed: the load's start */
+    int64_t start_ns;         /* when the clients started connecting: the load's start */
+    int64_t ready_ns;         /* when the first handshake completed */
     uint64_t lat_hist[TLSH_LAT_BUCKETS];
     char error[160];
     uint64_t magic2;

@@ -654,6 +654,7 @@ int tlsh_loadgen_run(const struct tlsh_lg_config *cfg, struct tlsh_lg_counters *
     }
 
     int64_t start = tlsh_now_ns();
+    c->start_ns = start;                        /* clients start connecting now */
     int64_t deadline = start + (int64_t)(cfg->duration_s * 1e9);
     int64_t next_scan = start + SCAN_NS;
     int64_t last_tok = start;

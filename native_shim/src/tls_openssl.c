@@ -69,21 +69,20 @@ void *tlsh_openssl_ctx_new(const char *cert, const char *key, int tls_version,
     return ctx;
 }
 
-static void *o_new(void *ctx) { return SSL_new((SSL_CTX *)ctx); }
+static void *o_new(void *ctx)
+{
+    SSL *ssl = SSL_new((SSL_CTX *)ctx);
+    if (ssl) SSL_set_accept_state(ssl);
+    return ssl;
+}
 
+/* Attach this process's fd as the servers do when a process takes the
+ * connection over (OpenSIPS tls_update_fd): SSL_set_fd, i.e. a new socket
+ * BIO allocated, and the old one freed, in whatever memory the library's
+ * allocator points at. */
 static int o_set_fd(void *s, int fd)
 {
-    SSL *ssl = s;
-    if (!SSL_get_rbio(ssl)) {
-        if (SSL_set_fd(ssl, fd) != 1) return -1;
-        SSL_set_accept_state(ssl);
-        return 0;
-    }
-    /* Re-attach this process's fd number to the existing socket BIO, as the
-     * servers do when another process takes the connection over. */
-    BIO *b = SSL_get_rbio(ssl);
-    BIO_set_fd(b, fd, BIO_NOCLOSE);
-    return 0;
+    return SSL_set_fd((SSL *)s, fd) == 1 ? 0 : -1;
 }
 
 static int map_err(SSL *ssl, int r)

@@ -39,6 +39,7 @@ static void lock_conn(struct wstate *W, struct tlsh_conn *c, int id)
     tlsh_lock_get(&c->lock);
     W->me->lock_waiting = -1;
     W->me->lock_held = id;
+    tlsh_set_activity(W->me, TLSH_ACT_ATTACH, tlsh_now_ns());
 }
 
 static void unlock_conn(struct wstate *W, struct tlsh_conn *c)
@@ -120,7 +121,8 @@ static int process_requests(struct wstate *W, struct tlsh_conn *c, int fd)
     return 0;
 }
 
-static int serve(struct wstate *W, int id, int hs_only, int batch_once)
+/* attach: the fd arrived with a dispatch (a new fd of this process) */
+static int serve(struct wstate *W, int id, int hs_only, int batch_once, int attach)
 {
     struct tlsh_stand *st = W->st;
     struct tlsh_conn *c = &st->conns[id];
@@ -139,7 +141,7 @@ static int serve(struct wstate *W, int id, int hs_only, int batch_once)
     }
     if (c->state == TLSH_CONN_CLOSED || !c->sess)
         goto closed;
-    W->ops->set_fd(c->sess, fd);
+    if (attach && W->ops->set_fd(c->sess, fd) != 0) { W->me->errors++; goto close_sess; }
     if (c->state == TLSH_CONN_HANDSHAKE) {
         tlsh_set_activity(W->me, TLSH_ACT_HANDSHAKE, tlsh_now_ns());
         int r = W->ops->handshake(c->sess);
@@ -243,14 +245,14 @@ void tlsh_worker_main(struct tlsh_stand *st, int slot, const struct tlsh_tls_ops
                     W->me->dispatches++;
                     W->fd[m.conn] = fd;
                     int hs_only = per_conn && !m.pin;
-                    int res = serve(W, m.conn, hs_only, per_msg);
+                    int res = serve(W, m.conn, hs_only, per_msg, 1);
                     finish(W, m.conn, res, m.pin);
                 }
                 if (r < 0) _exit(0);            /* listener gone */
             } else {
                 int id = (int)evs[i].data.u64;
                 if (W->fd[id] < 0) continue;
-                finish(W, id, serve(W, id, 0, 0), 1);
+                finish(W, id, serve(W, id, 0, 0, 0), 1);
             }
         }
     }
