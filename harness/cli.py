@@ -72,6 +72,12 @@ def summary(out: dict) -> str:
     if out.get("time_to_failure_ms") is not None:
         lines.append(f"  failure {out['time_to_failure_ms']:.0f} ms after load started"
                      f" (detected {out.get('detect_latency_ms')} ms after onset)")
+    for p in out.get("stuck", [])[:8]:
+        top = " ← ".join(p.get("top") or []) or "(no stack)"
+        lines.append(f"  worker {p['slot']} pid {p['pid']} [{p['state']}, cpu {p['cpu']}] "
+                     f"{p['why']}\n      {top}")
+    for f in out.get("families", []):
+        lines.append(f"  family: {f}")
     if "replies" in out:
         lines.append(f"  {out['replies']:,} replies ({out['replies_per_s']:,.0f}/s), "
                      f"{out['bad']} bad, {out['timed_out']} timed out, "

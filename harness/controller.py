@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from harness import certs, procfs, results
+from harness import certs, families, procfs, results, stacks
 from harness.config import RunConfig, results_root
 from harness.progress import Progress
 from harness.segments import LoadgenView, StatusView, hist_quantile
@@ -207,8 +207,29 @@ class Run:
             log.close()
         final = wd.final()
         self.progress.done()
+        if final.verdict not in ("pass", "inconclusive") and s is not None:
+            self._evidence(final, s)
         self._kill_all()
         return self._outcome(final, s, wd, t0, manifest)
+
+    def _evidence(self, v: Verdict, s: dict) -> None:
+        """After the verdict only: stacks (ptrace), then family names."""
+        procs = [{"pid": w["pid"], "slot": w["slot"], "role": w["role"]}
+                 for w in s["slots"] if w["state"] == "alive" and w["pid"] > 0]
+        procs.append({"pid": self.stand.pid, "slot": -1, "role": "supervisor"})
+        self.progress.event(f"collecting stacks of {len(procs)} processes")
+        taken = stacks.collect(procs, self.dir / "stacks")
+        crashed = stacks.crash_stacks(self.dir / "stacks")
+        v.stacks = [{k: t[k] for k in ("pid", "slot", "role", "tool", "file", "changed")}
+                    | {"top": t["frames"][:12]} for t in taken + crashed if "pid" in t]
+        disturbed = [t["pid"] for t in taken if t["changed"]]
+        if disturbed:
+            v.evidence.append(f"ptrace changed the state of pids {disturbed}: stacks were "
+                              "taken after the /proc snapshot that decided the verdict")
+        try:
+            v.families = families.name(v.to_dict(), taken + crashed, self.status.arena_events())
+        except families.CatalogueError as e:
+            v.evidence.append(f"signature catalogue: {e}")
 
     def _outcome(self, v: Verdict, s: dict, wd: Watchdog, t0: int, manifest: dict) -> dict:
         lg = s["lg"] if s else {}
@@ -238,6 +259,9 @@ class Run:
                                            "handshakes", "errors", "malformed", "handoffs",
                                            "exit_signal")} for w in (s["slots"] if s else [])],
             "command": manifest["command"],
+            "families": [f["family"] for f in v.families],
+            "stuck": [{k: p.get(k) for k in ("slot", "pid", "activity", "state", "cpu", "why")}
+                      | {"top": _top(v, p["pid"])} for p in v.blocked + v.spinning + v.stopped],
         }
         results.write_json(self.dir / "verdict.json", v.to_dict())
         results.write_json(self.dir / "outcome.json", out)
@@ -259,6 +283,13 @@ def _sample_record(s: dict, t0: int, wd: Watchdog) -> dict:
                      "pstate": (s["procs"].get(w["pid"]) or {}).get("state")}
                     for w in s["slots"]],
     }
+
+
+def _top(v: Verdict, pid: int, n: int = 6) -> list[str]:
+    for st in v.stacks:
+        if st["pid"] == pid:
+            return st["top"][:n]
+    return []
 
 
 def _signal_pid(pid: int, sig: int) -> None:

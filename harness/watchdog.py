@@ -26,6 +26,7 @@ class Thresholds:
     spin_cpu: float = 0.5         # CPU share above which a stuck process is spinning
     futex_samples: int = 2        # private futex wait on an arena address, this many samples
     overload_wait: float = 0.5    # run-queue wait per wall second that makes it overload
+    holder_wait_s: float = 0.1    # waiting this long for a lock held by a stuck worker: stuck
 
 
 @dataclass
@@ -41,6 +42,7 @@ class Verdict:
     progressing: list = field(default_factory=list)
     evidence: list = field(default_factory=list)
     families: list = field(default_factory=list)
+    stacks: list = field(default_factory=list)
 
     @property
     def failed(self) -> bool:
@@ -91,8 +93,15 @@ class Watchdog:
             return None
         return (b["wait_ns"] - a["wait_ns"]) / 1e9 / dt
 
-    def _progress(self, seconds: float) -> int:
-        old, new = self._window(seconds)
+    def _progress(self, seconds: float, since_ns: int = 0) -> int:
+        """Replies within the last `seconds`, counting only samples after since_ns."""
+        new = self.hist[-1]
+        start = max(new["t"] - int(seconds * 1e9), since_ns)
+        old = new
+        for s in reversed(self.hist):
+            if s["t"] < start:
+                break
+            old = s
         return new["lg"]["answered"] - old["lg"]["answered"]
 
     # -- the rules ----------------------------------------------------------------
@@ -157,7 +166,17 @@ class Watchdog:
                        + (f" ({why})" if why else ""))
             if why:
                 stuck.append((w, why))
-        progress = self._progress(th.progress_s)
+        # waiting for a lock whose holder is stuck: stuck as well, without the full stall time
+        held = {w["lock_held"]: w for w, _ in stuck if w["lock_held"] >= 0}
+        ids = {w["slot"] for w, _ in stuck}
+        for w in s["slots"]:
+            h = held.get(w["lock_waiting"])
+            if (h and w["slot"] not in ids and w["state"] == "alive" and w["activity"] == "lock_wait"
+                    and (t - w["since_ns"]) / 1e9 >= th.holder_wait_s):
+                stuck.append((w, f"waits for lock {w['lock_waiting']} held by stuck worker "
+                                 f"{h['slot']}"))
+        progress = self._progress(th.progress_s,
+                                  min((w["since_ns"] for w, _ in stuck), default=0))
         if not stuck:
             if (self.load_start_ns and (t - self.load_start_ns) / 1e9 > th.no_progress_s
                     and self._progress(th.no_progress_s) == 0 and not s["lg"]["done"]):
@@ -191,7 +210,8 @@ class Watchdog:
         stuck_slots = {w["slot"] for w, _ in stuck}
         old, new = self._window(th.progress_s)
         progressing = [w["slot"] for w, w0 in zip(new["slots"], old["slots"])
-                       if w["role"] == "worker" and w["slot"] not in stuck_slots
+                       if len(new["slots"]) == len(old["slots"])
+                       and w["role"] == "worker" and w["slot"] not in stuck_slots
                        and w["requests"] > w0["requests"]]
         onset = min(w["since_ns"] for w, _ in stuck)
         kw = dict(onset_ns=onset, detect_ns=s["t"], blocked=blocked, spinning=spinning,

@@ -1,0 +1,216 @@
+"""Watchdog rules on synthetic sample histories (no processes needed)."""
+import pytest
+
+from harness import families
+from harness.watchdog import Thresholds, Watchdog, exit_code
+
+ARENA = (0x7f0000000000, 256 << 20)
+MS = 1_000_000
+
+
+class Sim:
+    """Builds samples at 20 Hz for a stand with n workers."""
+
+    def __init__(self, n=4):
+        self.t = 1_000_000_000_000
+        self.n = n
+        self.answered = 0
+        self.cpu = {}
+        self.wait = {}
+        self.workers = {i: dict(activity="idle", since=self.t, requests=0, state="alive",
+                                pstate="S", futex=None, cpu_rate=0.1, wait_rate=0.0,
+                                lock_waiting=-1, lock_held=-1, exit_signal=0, ok=True)
+                        for i in range(1, n + 1)}
+        self.arena = {"double_free": 0, "wild_free": 0}
+        self.bad = 0
+        self.wd = Watchdog(Thresholds(), ARENA)
+
+    def step(self, ms=50, progress=True):
+        self.t += ms * MS
+        if progress:
+            self.answered += 100
+        slots = [dict(slot=0, pid=100, role="listener", state="alive", activity="idle",
+                      since_ns=self.t, requests=0, lock_waiting=-1, lock_held=-1, ok=True,
+                      exit_signal=0, exit_code=0, exit_ns=0)]
+        procs = {100: {"pid": 100, "state": "S", "cpu_s": 0.0, "syscall": None, "wait_ns": 0}}
+        for i, w in self.workers.items():
+            pid = 100 + i
+            if progress and w["activity"] == "idle" and w["state"] == "alive":
+                w["requests"] += 25
+            self.cpu[pid] = self.cpu.get(pid, 0) + w["cpu_rate"] * ms / 1000
+            self.wait[pid] = self.wait.get(pid, 0) + int(w["wait_rate"] * ms * MS)
+            slots.append(dict(slot=i, pid=pid, role="worker", state=w["state"],
+                              activity=w["activity"], since_ns=w["since"], requests=w["requests"],
+                              lock_waiting=w["lock_waiting"], lock_held=w["lock_held"], ok=w["ok"],
+                              exit_signal=w["exit_signal"], exit_code=0,
+                              exit_ns=self.t if w["state"] == "dead" else 0))
+            sc = None
+            if w["futex"] is not None:
+                addr, op = w["futex"]
+                sc = {"nr": 202, "futex": {"addr": addr, "op": op, "private": bool(op & 128),
+                                           "cmd": "wait_bitset" if op & 127 == 9 else "wait"}}
+            procs[pid] = {"pid": pid, "state": w["pstate"], "cpu_s": self.cpu[pid], "syscall": sc,
+                          "wait_ns": self.wait[pid], "wchan": "futex_do_wait" if sc else None}
+        s = {"t": self.t, "slots": slots, "procs": procs,
+             "hdr": {"ok": True, "arena": dict(self.arena), "cross_handoffs": 10},
+             "lg": {"answered": self.answered, "bad": self.bad, "ready": 1, "done": 0,
+                    "start_ns": 1_000_000_000_000, "errors": []}}
+        return self.wd.observe(s)
+
+    def run(self, ms_total, **kw):
+        got = None
+        for _ in range(ms_total // 50):
+            v = self.step(**kw)
+            got = got or v
+        return got
+
+    def stick(self, i, activity, **kw):
+        self.workers[i].update(activity=activity, since=self.t, **kw)
+
+
+def test_healthy_is_pass():
+    s = Sim()
+    assert s.run(5000) is None
+    assert s.wd.final().verdict == "pass"
+
+
+def test_lost_wakeup_sign_fires_fast_and_is_degraded_when_others_serve():
+    s = Sim()
+    s.run(500)
+    s.stick(2, "handshake", futex=(ARENA[0] + 0x68b5c, 0x189), cpu_rate=0.0)
+    t0 = s.t
+    v = s.run(2000)
+    assert v is not None and v.verdict == "degraded"
+    assert (v.detect_ns - t0) <= 150 * MS          # 2 samples at 20 Hz, not the 1 s stall rule
+    assert v.blocked[0]["futex"]["private"] and v.blocked[0]["futex"]["in_arena"]
+    fams = families.name(v.to_dict(), [], [])
+    assert "lost wake-up" in [f["family"] for f in fams]
+
+
+def test_process_shared_futex_wait_is_not_a_hang():
+    s = Sim()
+    s.run(300)
+    # a PROCESS_SHARED waiter (no private flag) briefly blocked, then served again
+    s.stick(1, "idle", futex=(ARENA[0] + 0x100, 0x9), cpu_rate=0.0)
+    assert s.run(3000) is None
+
+
+def test_private_futex_outside_arena_alone_is_not_the_sign():
+    s = Sim()
+    s.run(300)
+    s.workers[1]["futex"] = (0x5555_0000_1000, 0x189)   # idle worker, futex in its own heap
+    assert s.run(3000) is None
+
+
+def test_all_blocked_no_progress_is_deadlock():
+    s = Sim()
+    s.run(500)
+    for i in s.workers:
+        s.stick(i, "handshake", futex=(ARENA[0] + 0x40, 0x189), cpu_rate=0.0)
+    v = s.run(1500, progress=False)
+    assert v.verdict == "deadlock" and len(v.blocked) == 4
+
+
+def test_spinners_no_progress_is_livelock():
+    s = Sim()
+    s.run(500)
+    for i in s.workers:
+        s.stick(i, "lock_wait", cpu_rate=0.5, pstate="R", lock_waiting=7)
+    v = s.run(1500, progress=False)
+    assert v.verdict == "livelock" and len(v.spinning) == 4
+    assert "application spinlock on a blocked holder" in [
+        f["family"] for f in families.name(v.to_dict(), [], [])]
+
+
+def test_blocked_holder_and_spinners_is_mixed():
+    s = Sim()
+    s.run(500)
+    s.stick(1, "write", futex=(ARENA[0] + 0x40, 0x189), cpu_rate=0.0, lock_held=7)
+    for i in (2, 3, 4):
+        s.stick(i, "lock_wait", cpu_rate=0.6, pstate="R", lock_waiting=7)
+    v = s.run(1500, progress=False)
+    assert v.verdict == "mixed"
+    assert [p["slot"] for p in v.blocked] == [1] and len(v.spinning) == 3
+
+
+def test_stopped_process_is_not_a_hang():
+    s = Sim()
+    s.run(500)
+    s.stick(3, "fault", pstate="T", cpu_rate=0.0)
+    v = s.run(1500, progress=False)
+    assert v.verdict == "stopped" and exit_code(v.verdict) == 3
+
+
+def test_dead_worker_is_crash_with_signal_and_activity():
+    s = Sim()
+    s.run(500)
+    s.workers[2].update(state="dead", exit_signal=11, activity="read")
+    v = s.step()
+    assert v.verdict == "crash" and v.crashed[0]["signal"] == 11
+    assert "SIGSEGV during read" in v.reason
+
+
+def test_double_free_and_bad_replies_are_corruption():
+    s = Sim()
+    s.run(300)
+    s.arena["double_free"] = 1
+    v = s.step()
+    assert v.verdict == "corruption" and "double free" in v.reason
+    s2 = Sim()
+    s2.run(300)
+    s2.bad = 3
+    assert s2.step().verdict == "corruption"
+
+
+def test_overwritten_status_slot_is_corruption():
+    s = Sim()
+    s.run(300)
+    s.workers[4]["ok"] = False
+    assert s.step().verdict == "corruption"
+
+
+def test_no_progress_while_waiting_for_cpu_is_overload():
+    s = Sim()
+    s.run(500)
+    for w in s.workers.values():
+        w.update(wait_rate=0.9, cpu_rate=0.05, pstate="R")
+    v = s.run(3000, progress=False)
+    assert v is not None and v.verdict == "overload"
+
+
+def test_no_load_is_inconclusive():
+    s = Sim()
+    s.answered = 0
+    for _ in range(10):
+        s.t += 50 * MS
+        s.wd.observe({"t": s.t, "slots": [], "procs": {}, "hdr": {"ok": True, "arena": s.arena},
+                      "lg": {"answered": 0, "bad": 0, "ready": 0, "done": 0, "start_ns": 0,
+                             "errors": ["connect refused"]}})
+    v = s.wd.final()
+    assert v.verdict == "inconclusive" and "connect refused" in v.reason
+
+
+@pytest.mark.parametrize("verdict,code", [("pass", 0), ("degraded", 1), ("crash", 1),
+                                          ("overload", 3), ("inconclusive", 3)])
+def test_exit_codes(verdict, code):
+    assert exit_code(verdict) == code
+
+
+def test_frames_signature_in_order():
+    stacks = [{"pid": 5, "slot": 1, "frames": ["__futex_abstimed_wait_common", "pthread_rwlock_wrlock",
+                                               "CRYPTO_THREAD_write_lock", "ossl_drbg_lock_parent",
+                                               "RAND_bytes", "SSL_write"]}]
+    v = {"verdict": "deadlock", "blocked": [], "spinning": [], "stopped": []}
+    names = [f["family"] for f in families.name(v, stacks, [])]
+    assert "lost wake-up" in names and "DRBG lock" in names
+    assert "algorithm fetch lock" not in names
+
+
+def test_bad_catalogue_is_one_clear_error(tmp_path):
+    p = tmp_path / "sig.toml"
+    p.write_text('[[signature]]\nfamily = "x"\nframes = ["("]\n')
+    with pytest.raises(families.CatalogueError, match="bad regex"):
+        families.load(p)
+    p.write_text('[[signature]]\nfamily = "x"\nproc = "nope"\n')
+    with pytest.raises(families.CatalogueError, match="unknown proc predicate"):
+        families.load(p)
