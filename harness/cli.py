@@ -49,8 +49,10 @@ def _add_run_flags(p: argparse.ArgumentParser) -> None:
     a("--linger", type=float, default=d.linger, help="seconds to keep watching after a failure")
     a("--keep-going", action="store_true", help="do not stop at the first failure verdict")
     a("--sample-hz", type=float, default=d.sample_hz, help="watchdog sampling rate")
-    a("--stall-s", type=float, default=d.stall_s, help="busy this long = stuck (default 1.0)")
-    a("--fault", default="none", help="inject KIND[:WORKER[:AFTER_MS]]: block, spin, die, stop, crash")
+    a("--stall-s", type=float, default=d.stall_s, help="busy this long = stuck (default %(default)s)")
+    a("--fault", default="none", help="inject KIND[:WORKER[:AFTER_MS]]: block, spin, die, stop, "
+      "crash (in a worker, holding its locks), hog (CPU hogs outside the stand, stand at nice 19)")
+    a("--global-lock", action="store_true", help="one lock around all TLS work (OpenSIPS 3.2)")
     a("--quiet", "-q", action="store_true", help="no live progress")
     a("--json", action="store_true", help="print the outcome as JSON")
 
@@ -63,7 +65,7 @@ def config_from_args(ns) -> RunConfig:
         clients=ns.clients, timeout=ns.timeout, ctx=ns.ctx, cert=ns.cert, ciphers=ns.ciphers,
         tickets=not ns.no_tickets, arena_mb=ns.arena_mb, seed=ns.seed, out=ns.out,
         linger=ns.linger, stop_on_failure=not ns.keep_going, sample_hz=ns.sample_hz,
-        stall_s=ns.stall_s, fault=parse_fault(ns.fault))
+        stall_s=ns.stall_s, fault=parse_fault(ns.fault), global_lock=ns.global_lock)
     return cfg.validate()
 
 
@@ -151,6 +153,36 @@ def cmd_demo(ns, argv) -> int:
     return 0 if all(o["exit_code"] in (0, 1, 3) for _, o in rows) else 4
 
 
+def cmd_watch(ns, argv) -> int:
+    from harness.watch import WatchConfig, WatchError, watch
+    try:
+        if not ns.pid:
+            raise ConfigError("watch needs at least one --pid")
+        if ns.port is not None and not 1 <= ns.port <= 65535:
+            raise ConfigError(f"--port must be 1..65535 (got {ns.port})")
+        if not 0.5 <= ns.duration <= 86400:
+            raise ConfigError(f"--duration must be between 0.5 and 86400 (got {ns.duration})")
+        cfg = WatchConfig(pids=ns.pid, tree=not ns.no_tree, port=ns.port, tls=parse_tls(ns.tls),
+                          probe_rate=ns.probe_rate, counter_cmd=ns.counter_cmd,
+                          duration=ns.duration, out=ns.out)
+        out = watch(cfg, progress=None if ns.quiet else
+                    (lambda m: print(f"  ! {m}", file=sys.stderr, flush=True)))
+    except (ConfigError, WatchError, OSError) as e:
+        print(f"tlsharness: error: {e}", file=sys.stderr)
+        return EXIT_USAGE if isinstance(e, (ConfigError, WatchError)) else 4
+    if ns.json:
+        print(json.dumps(out, indent=2, default=str))
+    else:
+        print(f"{out['verdict'].upper()}: {out['reason']}")
+        for p in out["stuck"][:8]:
+            print(f"  pid {p['pid']} [{p['state']}, cpu {p['cpu']}] {p['why']}\n      "
+                  + (" ← ".join(p["top"]) or "(no stack)"))
+        for f in out["families"]:
+            print(f"  family: {f}")
+        print(f"  watched {len(out['watched'])} processes; results: {out['run_dir']}")
+    return out["exit_code"]
+
+
 def cmd_libs(ns, argv) -> int:
     from harness import backends
     for name, (built, reason) in sorted(backends.availability().items()):
@@ -173,6 +205,18 @@ def main(argv=None) -> int:
     dm.add_argument("--out", default="results")
     dm.add_argument("--quiet", "-q", action="store_true")
     dm.set_defaults(fn=cmd_demo)
+    w = sub.add_parser("watch", help="the watchdog on processes it did not start")
+    w.add_argument("--pid", type=int, action="append", help="process (and its tree) to watch; repeatable")
+    w.add_argument("--no-tree", action="store_true", help="only the given pids, not their children")
+    w.add_argument("--port", type=int, help="SIP-over-TLS port on 127.0.0.1 to probe with OPTIONS")
+    w.add_argument("--tls", default="1.3")
+    w.add_argument("--probe-rate", type=float, default=5.0, help="OPTIONS/s of the probe")
+    w.add_argument("--counter-cmd", help="command printing a progress counter (instead of a probe)")
+    w.add_argument("--duration", type=float, default=60.0)
+    w.add_argument("--out", default="results")
+    w.add_argument("--quiet", "-q", action="store_true")
+    w.add_argument("--json", action="store_true")
+    w.set_defaults(fn=cmd_watch)
     lb = sub.add_parser("libs", help="list the TLS libraries built here")
     lb.set_defaults(fn=cmd_libs)
     ns = p.parse_args(argv)

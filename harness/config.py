@@ -18,7 +18,7 @@ CHOICES = {
     "ctx": ("shared", "per-worker"),
     "cert": ("ec", "rsa"),
 }
-FAULTS = ("none", "block", "spin", "die", "stop", "crash")
+FAULTS = ("none", "block", "spin", "die", "stop", "crash", "hog")
 
 
 class ConfigError(ValueError):
@@ -52,8 +52,9 @@ class RunConfig:
     linger: float = 1.0           # after a failure verdict, keep watching this long, then stop
     stop_on_failure: bool = True
     sample_hz: float = 20.0
-    stall_s: float = 1.0
+    stall_s: float = 0.4
     fault: dict = field(default_factory=lambda: {"kind": "none"})
+    global_lock: bool = False     # OpenSIPS 3.2 tls_global_lock around all TLS work
     grace: float = 3.0            # after duration: time to stop everything before SIGKILL
 
     def validate(self) -> "RunConfig":

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from harness import certs, families, procfs, results, stacks
+from harness.children import Children, start_loadgens
 from harness.config import RunConfig, results_root
 from harness.progress import Progress
 from harness.segments import LoadgenView, StatusView, hist_quantile
@@ -48,41 +49,14 @@ class Run:
         self.argv = argv
         self.progress = progress or Progress(quiet=True)
         self.dir = results.new_run_dir(results_root(cfg))
+        self.children = Children(self.dir)
         self.stand: subprocess.Popen | None = None
         self.loadgens: list[subprocess.Popen] = []
         self.status: StatusView | None = None
         self.lg: LoadgenView | None = None
-        self.logs: list = []
-
-    # -- process management ---------------------------------------------------------
-    def _spawn(self, args: list[str], fds: list[int], log: str) -> subprocess.Popen:
-        f = open(self.dir / log, "w")
-        self.logs.append(f)
-        env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
-        return subprocess.Popen([sys.executable, "-m", *args], pass_fds=fds, stdin=subprocess.DEVNULL,
-                                stdout=f, stderr=subprocess.STDOUT, start_new_session=True,
-                                env=env, cwd=str(results.ROOT))
 
     def _kill_all(self) -> None:
-        procs = ([self.stand] if self.stand else []) + self.loadgens
-        for p in procs:                       # ask the stand supervisor to stop its workers
-            if p.poll() is None:
-                _signal_pid(p.pid, signal.SIGTERM)
-        deadline = time.monotonic() + self.cfg.grace
-        for p in procs:
-            try:
-                p.wait(max(0.05, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                pass
-        for p in procs:                       # then the whole group, whatever is left
-            _signal_group(p.pid, signal.SIGKILL)
-            try:
-                p.wait(5)
-            except subprocess.TimeoutExpired:
-                pass
-        for f in self.logs:
-            f.close()
-        self.logs = []
+        self.children.stop_all(self.cfg.grace)
 
     # -- the run --------------------------------------------------------------------
     def execute(self) -> dict:
@@ -104,12 +78,12 @@ class Run:
             for s, h in old.items():
                 signal.signal(s, h)
 
-    def _manifest(self, lib_version: str = "") -> dict:
+    def _manifest(self, lib_version: str = "", **extra) -> dict:
         m = {"tool": "tlsharness", "config": self.cfg.to_dict(), "lib": self.cfg.lib,
              "lib_version": lib_version, "machine": results.machine(),
              "git_revision": results.git_revision(), "run_dir": str(self.dir),
              "command": results.rerun_command(self.argv, self.cfg.seed),
-             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **extra}
         results.write_json(self.dir / "manifest.json", m)
         return m
 
@@ -121,9 +95,9 @@ class Run:
               "lock": cfg.lock, "tls": cfg.tls, "ctx": cfg.ctx, "cert": cert, "key": key,
               "ciphers": cfg.ciphers, "tickets": cfg.tickets, "arena_mb": cfg.arena_mb,
               "max_conns": cfg.max_conns, "fault": cfg.fault, "seed": cfg.seed,
-              "stacks_dir": str(self.dir / "stacks")}
+              "stacks_dir": str(self.dir / "stacks"), "global_lock": cfg.global_lock}
         (self.dir / "stand.json").write_text(json.dumps(sc, indent=2))
-        self.stand = self._spawn(["harness.stand", str(self.dir / "stand.json"),
+        self.stand = self.children.spawn(["harness.stand", str(self.dir / "stand.json"),
                                   str(self.status.fd), str(os.getpid())],
                                  [self.status.fd], "stand.log")
         deadline = time.monotonic() + 20
@@ -138,20 +112,22 @@ class Run:
 
     def _start_loadgens(self) -> None:
         cfg = self.cfg
-        self.lg = LoadgenView(cfg.clients)
-        base = 0
-        for i in range(cfg.clients):
-            n = cfg.conns // cfg.clients + (1 if i < cfg.conns % cfg.clients else 0)
-            lc = {"host": "127.0.0.1", "port": self.status.s.port, "nconns": n, "conn_base": base,
-                  "window": cfg.window, "churn": cfg.churn_every if cfg.load == "churn" else 0,
-                  "resume": cfg.resume, "tls": cfg.tls, "rate": cfg.rate / cfg.clients,
-                  "duration": cfg.duration, "timeout": cfg.timeout, "ciphers": cfg.ciphers}
-            base += n
-            path = self.dir / f"loadgen-{i}.json"
-            path.write_text(json.dumps(lc))
-            self.loadgens.append(self._spawn(
-                ["harness.loadgen", str(path), str(self.lg.fd), str(i), str(os.getpid())],
-                [self.lg.fd], f"loadgen-{i}.log"))
+        self.lg, self.loadgens = start_loadgens(
+            self.children, self.status.s.port, cfg.conns, cfg.clients, cfg.window,
+            cfg.churn_every if cfg.load == "churn" else 0, cfg.resume, cfg.tls, cfg.rate,
+            cfg.duration, cfg.timeout, cfg.ciphers)
+
+    def _start_hog(self) -> None:
+        """The 'hog' fault: one busy loop per CPU outside the stand, the stand at nice 19,
+        so that its processes wait for a CPU: overload, which must never read as a hang."""
+        for i in range(os.cpu_count() or 1):
+            self.children.spawn_cmd([sys.executable, "-c", "while True: pass"], [], f"hog-{i}.log")
+        for pid in procfs.tree(self.stand.pid):
+            try:
+                os.setpriority(os.PRIO_PROCESS, pid, 19)
+            except OSError:
+                pass
+        self.progress.event("fault: CPU hogs started, stand at nice 19")
 
     def _sample(self, t: int) -> dict:
         st = self.status
@@ -169,7 +145,7 @@ class Run:
         self._manifest()
         self._start_stand()
         hdr = self.status.header()
-        manifest = self._manifest(hdr["lib_version"])
+        manifest = self._manifest(hdr["lib_version"], stand_pid=self.stand.pid, port=hdr["port"])
         wd = Watchdog(Thresholds(stall_s=cfg.stall_s), (hdr["arena_base"], hdr["arena_size"]))
         self._start_loadgens()
         log = results.SampleLog(self.dir / "samples.jsonl")
@@ -180,6 +156,9 @@ class Run:
         next_log = t0
         verdict_first: Verdict | None = None
         s = None
+        hog_at = None
+        if cfg.fault.get("kind") == "hog":
+            hog_at = t0 + cfg.fault.get("after_ms", 500) * 1_000_000
         try:
             while True:
                 now = time.monotonic_ns()
@@ -190,6 +169,9 @@ class Run:
                     self.progress.event(f"{v.verdict} detected: {v.reason}")
                     if cfg.stop_on_failure:
                         stop_at = now + int(cfg.linger * 1e9)
+                if hog_at and now >= hog_at:
+                    self._start_hog()
+                    hog_at = None
                 if now >= next_log:
                     log.write(_sample_record(s, t0, wd))
                     next_log = now + 100_000_000
@@ -290,20 +272,6 @@ def _top(v: Verdict, pid: int, n: int = 6) -> list[str]:
         if st["pid"] == pid:
             return st["top"][:n]
     return []
-
-
-def _signal_pid(pid: int, sig: int) -> None:
-    try:
-        os.kill(pid, sig)
-    except ProcessLookupError:
-        pass
-
-
-def _signal_group(pgid: int, sig: int) -> None:
-    try:
-        os.killpg(pgid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def _tail(path: Path, n: int = 1) -> str:

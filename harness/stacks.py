@@ -91,7 +91,8 @@ def crash_stacks(stacks_dir: Path) -> list[dict]:
         frames = parse_frames(eu[1]) if len(eu) > 1 else []
         if "__restore_rt" in frames:          # drop the handler's own frames
             frames = frames[frames.index("__restore_rt") + 1:]
-        out.append({"slot": int(slot), "pid": int(pid), "file": str(f),
+        out.append({"slot": int(slot), "pid": int(pid), "file": str(f), "role": "crashed",
+                    "tool": "self (signal handler)", "changed": False,
                     "header": text.splitlines()[0] if text else "",
                     "frames": frames or parse_frames(text)})
     return out

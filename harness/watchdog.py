@@ -10,17 +10,21 @@ overload, stopped, inconclusive.  Thresholds are `Thresholds` fields.
 """
 from __future__ import annotations
 
+import os
 from collections import deque
 from dataclasses import asdict, dataclass, field
 
 BUSY = {"handshake", "read", "write", "lock_wait", "close", "fault", "accept", "attach"}
+NONBLOCKING = {"handshake", "read", "attach", "close", "fault"}   # sockets are non-blocking
 FAILURES = {"livelock", "deadlock", "mixed", "degraded", "crash", "corruption"}
 NOT_HANGS = {"overload", "stopped"}
 
 
 @dataclass
 class Thresholds:
-    stall_s: float = 1.0          # one busy activity this long: the worker is stuck
+    stall_s: float = 0.4          # one busy activity this long: the worker is stuck
+    sleep_samples: int = 3        # asleep (state S/D) this many samples inside a non-blocking
+                                  # activity (handshake, read, attach, close): stuck
     progress_s: float = 0.5       # window over which progress (replies) is looked for
     no_progress_s: float = 2.0    # no reply at all this long, nobody stuck: a hang anyway
     spin_cpu: float = 0.5         # CPU share above which a stuck process is spinning
@@ -63,8 +67,11 @@ class Watchdog:
         self.arena = arena
         self.hist: deque = deque(maxlen=400)
         self.futex_streak: dict[int, int] = {}
+        self.sleep_streak: dict[int, tuple[int, int]] = {}   # pid -> (since_ns, samples)
+        self.stop_streak: dict[int, int] = {}
         self.first: Verdict | None = None
         self.load_start_ns: int | None = None
+        self.ncpu = os.cpu_count() or 1
 
     # -- helpers over the history -------------------------------------------------
     def _window(self, seconds: float):
@@ -118,6 +125,16 @@ class Watchdog:
                 self.futex_streak[w["pid"]] = self.futex_streak.get(w["pid"], 0) + 1
             else:
                 self.futex_streak.pop(w["pid"], None)
+            if p.get("state") in ("T", "t"):
+                self.stop_streak[w["pid"]] = self.stop_streak.get(w["pid"], 0) + 1
+            else:
+                self.stop_streak.pop(w["pid"], None)
+            # asleep in an activity that never sleeps unless something inside blocks
+            if w["activity"] in NONBLOCKING and p.get("state") in ("S", "D"):
+                since, n = self.sleep_streak.get(w["pid"], (w["since_ns"], 0))
+                self.sleep_streak[w["pid"]] = (w["since_ns"], n + 1 if since == w["since_ns"] else 1)
+            else:
+                self.sleep_streak.pop(w["pid"], None)
         if self.first is None:
             v = self.judge()
             if v.failed or v.verdict in NOT_HANGS:
@@ -160,6 +177,10 @@ class Watchdog:
             why = None
             if w["activity"] in BUSY and age >= th.stall_s:
                 why = f"{w['activity']} for {age:.1f} s"
+            if self.stop_streak.get(w["pid"], 0) >= 2 and not why:
+                why = "stopped (state T)"
+            if self.sleep_streak.get(w["pid"], (0, 0))[1] >= th.sleep_samples and not why:
+                why = f"asleep in {w['activity']} for {age * 1000:.0f} ms"
             if self.futex_streak.get(w["pid"], 0) >= th.futex_samples:
                 fx = s["procs"][w["pid"]]["syscall"]["futex"]
                 why = (f"private futex wait on arena+{fx['addr'] - self.arena[0]:#x}"
@@ -199,10 +220,19 @@ class Watchdog:
     def _classify(self, s, stuck, progress) -> Verdict:
         th = self.th
         blocked, spinning, stopped = [], [], []
+        starved = []
+        # CPU eaten by the stuck processes themselves (spinners): then run-queue waits are
+        # their own doing (livelock); otherwise someone else holds the CPUs (overload)
+        own_cpu = sum(self._cpu_share(w["pid"]) or 0 for w, _ in stuck)
         for w, why in stuck:
             d = self._describe(s, w, why)
+            wait = self._runq_wait(w["pid"])
+            d["runq_wait"] = _round(wait)
             if d["state"] in ("T", "t"):
                 stopped.append(d)
+            elif (d["state"] == "R" and wait is not None and wait >= th.overload_wait
+                  and own_cpu < 0.5 * self.ncpu):
+                starved.append(d)              # runnable, waiting for a CPU: not stuck
             elif (d["cpu"] or 0) >= th.spin_cpu or d["state"] == "R":
                 spinning.append(d)
             else:
@@ -216,6 +246,11 @@ class Watchdog:
         onset = min(w["since_ns"] for w, _ in stuck)
         kw = dict(onset_ns=onset, detect_ns=s["t"], blocked=blocked, spinning=spinning,
                   stopped=stopped, progressing=progressing)
+        if starved and not (blocked or spinning or stopped):
+            return Verdict("overload", reason=f"{len(starved)} process(es) runnable but waiting "
+                           "for a CPU: not a hang", detect_ns=s["t"], progressing=progressing,
+                           evidence=[f"pid {d['pid']}: run-queue wait {d['runq_wait']} s/s"
+                                     for d in starved])
         if stopped:
             return Verdict("stopped", reason=f"{len(stopped)} process(es) stopped (state T): "
                            "not a hang", **kw)

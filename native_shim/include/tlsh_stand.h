@@ -36,6 +36,7 @@ struct tlsh_stand_cfg {
     int fault_slot;      /* worker slot (1..nworkers) */
     int fault_after_ms;  /* after the stand became ready */
     char crash_dir[200]; /* where a crashing worker writes its own stack ("" = nowhere) */
+    int global_lock;     /* one lock around all TLS work of a connection (OpenSIPS 3.2) */
 };
 
 enum tlsh_conn_state { TLSH_CONN_FREE = 0, TLSH_CONN_NEW = 1, TLSH_CONN_HANDSHAKE = 2,
@@ -76,6 +77,7 @@ struct tlsh_stand {
     struct tlsh_status *status;
     tlsh_arena *arena;
     struct tlsh_conn *conns;        /* MAP_SHARED */
+    tlsh_lock *glock;               /* MAP_SHARED, NULL unless cfg.global_lock */
     size_t conns_bytes;
     int listen_fd;
     int chan_l[TLSH_MAX_SLOTS];     /* listener end of worker channel (index = slot) */

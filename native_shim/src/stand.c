@@ -42,7 +42,7 @@ struct tlsh_stand *tlsh_stand_new(const struct tlsh_stand_cfg *cfg, struct tlsh_
     st->cfg = *cfg;
     st->status = status;
     st->arena = arena;
-    st->conns_bytes = (size_t)cfg->max_conns * sizeof(struct tlsh_conn);
+    st->conns_bytes = (size_t)cfg->max_conns * sizeof(struct tlsh_conn) + sizeof(tlsh_lock);
     st->conns = tlsh_shared_map(st->conns_bytes);
     if (!st->conns) {
         snprintf(err, errlen, "cannot map connection table: %s", strerror(errno));
@@ -54,6 +54,11 @@ struct tlsh_stand *tlsh_stand_new(const struct tlsh_stand_cfg *cfg, struct tlsh_
         if (e) { snprintf(err, errlen, "lock init: %s", strerror(e)); return NULL; }
         st->conns[i].last_worker = -1;
         st->conns[i].owner = -1;
+    }
+    if (cfg->global_lock) {
+        st->glock = (tlsh_lock *)((char *)st->conns + (size_t)cfg->max_conns * sizeof(struct tlsh_conn));
+        int e = tlsh_lock_init(st->glock, cfg->lock_flavor, TLSH_LOCK_ID_GLOBAL);
+        if (e) { snprintf(err, errlen, "lock init: %s", strerror(e)); return NULL; }
     }
     st->listen_fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     int one = 1;

@@ -44,8 +44,22 @@ static void lock_conn(struct wstate *W, struct tlsh_conn *c, int id)
 
 static void unlock_conn(struct wstate *W, struct tlsh_conn *c)
 {
+    if (W->st->glock) tlsh_lock_release(W->st->glock);
     W->me->lock_held = -1;
     tlsh_lock_release(&c->lock);
+}
+
+/* The global TLS lock (OpenSIPS 3.2 tls_global_lock): taken after the
+ * connection lock, held for all TLS work on it. */
+static void lock_global(struct wstate *W)
+{
+    if (!W->st->glock) return;
+    W->me->lock_waiting = TLSH_LOCK_ID_GLOBAL;
+    tlsh_set_activity(W->me, TLSH_ACT_LOCK_WAIT, tlsh_now_ns());
+    tlsh_lock_get(W->st->glock);
+    W->me->lock_waiting = -1;
+    W->me->lock_held = TLSH_LOCK_ID_GLOBAL;
+    tlsh_set_activity(W->me, TLSH_ACT_ATTACH, tlsh_now_ns());
 }
 
 static void maybe_fault(struct wstate *W)
@@ -129,6 +143,7 @@ static int serve(struct wstate *W, int id, int hs_only, int batch_once, int atta
     int fd = W->fd[id], ret = SERVE_KEEP;
     W->me->conn = id;
     lock_conn(W, c, id);
+    lock_global(W);
     maybe_fault(W);
     if (c->last_worker >= 0 && c->last_worker != W->slot)
         W->me->handoffs++;
