@@ -22,7 +22,7 @@ from harness.children import Children, start_loadgens
 from harness.config import RunConfig, results_root
 from harness.progress import Progress
 from harness.segments import LoadgenView, StatusView, hist_quantile
-from harness.watchdog import Thresholds, Verdict, Watchdog, exit_code
+from harness.watchdog import BUSY, Thresholds, Verdict, Watchdog, exit_code
 
 EXIT_HARNESS = 4      # the stand could not be set up
 EXIT_INTERRUPTED = 130
@@ -50,6 +50,7 @@ class Run:
         self.progress = progress or Progress(quiet=True)
         self.dir = results.new_run_dir(results_root(cfg))
         self.children = Children(self.dir)
+        self.proc = procfs.Reader()
         self.stand: subprocess.Popen | None = None
         self.loadgens: list[subprocess.Popen] = []
         self.status: StatusView | None = None
@@ -72,6 +73,7 @@ class Run:
             return out
         finally:
             self._kill_all()
+            self.proc.close()
             for v in (self.status, self.lg):
                 if v:
                     v.close()
@@ -132,12 +134,18 @@ class Run:
     def _sample(self, t: int) -> dict:
         st = self.status
         slots = st.slots()
-        pids = [self.stand.pid] + [w["pid"] for w in slots if w["pid"] > 0]
         procs = {}
-        for pid in pids:
-            p = procfs.sample(pid)
+        self.proc.next_tick()
+        sup = self.proc.sample(self.stand.pid)
+        if sup is not None:
+            procs[self.stand.pid] = sup
+        for w in slots:
+            if w["pid"] <= 0:
+                continue
+            # suspects (inside a busy activity) get the detailed reads: syscall, wchan
+            p = self.proc.sample(w["pid"], detail=w["activity"] in BUSY and w["state"] == "alive")
             if p is not None:
-                procs[pid] = p
+                procs[w["pid"]] = p
         return {"t": t, "hdr": st.header(), "slots": slots, "procs": procs, "lg": self.lg.total()}
 
     def _execute(self) -> dict:

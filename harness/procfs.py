@@ -16,11 +16,17 @@ FUTEX_CMDS = {0: "wait", 1: "wake", 9: "wait_bitset", 10: "wake_bitset"}
 
 
 def _read(path: str) -> str | None:
+    """One small /proc file; raw os calls (several times cheaper than open())."""
     try:
-        with open(path, "rb") as f:
-            return f.read().decode("ascii", "replace")
+        fd = os.open(path, os.O_RDONLY)
     except OSError:
         return None
+    try:
+        return os.read(fd, 4096).decode("ascii", "replace")
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
 
 
 def parse_syscall(text: str | None) -> dict | None:
@@ -46,29 +52,97 @@ def parse_syscall(text: str | None) -> dict | None:
     return d
 
 
-def sample(pid: int) -> dict | None:
-    """One sample of a process; None when it has gone."""
-    stat = _read(f"/proc/{pid}/stat")
+class Reader:
+    """Keeps /proc/PID/{stat,schedstat} open and re-reads them with pread:
+    one syscall per file and sample instead of open+read+close.  An fd stays
+    bound to the task it was opened for, so a reused pid cannot mislead it."""
+
+    def __init__(self, stat_every: int = 4):
+        self.fds: dict[tuple[int, str], int] = {}
+        self.stat_every = stat_every
+        self.last: dict[int, dict] = {}      # last parsed stat per pid
+        self.tick = 0
+
+    def _pread(self, pid: int, name: str) -> str | None:
+        key = (pid, name)
+        fd = self.fds.get(key)
+        if fd is None:
+            try:
+                fd = self.fds[key] = os.open(f"/proc/{pid}/{name}", os.O_RDONLY)
+            except OSError:
+                return None
+        try:
+            return os.pread(fd, 4096, 0).decode("ascii", "replace")
+        except OSError:                 # the process has gone
+            os.close(self.fds.pop(key))
+            return None
+
+    def next_tick(self) -> None:
+        self.tick += 1
+
+    def sample(self, pid: int, detail: bool = False) -> dict | None:
+        """Like sample(), but /proc/PID/stat (the costly file) is re-read only for
+        suspects (detail) and every stat_every ticks; in between, state and ppid
+        are the last ones read and CPU time comes from schedstat."""
+        ss = self._pread(pid, "schedstat")
+        prev = self.last.get(pid)
+        if detail or prev is None or self.tick % self.stat_every == 0:
+            d = _parse(pid, self._pread(pid, "stat"), ss, detail)
+            if d is None:
+                self.last.pop(pid, None)
+                return None
+            self.last[pid] = d
+            return d
+        if ss is None:
+            self.last.pop(pid, None)
+            return None
+        parts = ss.split()
+        run = int(parts[0])
+        return {"pid": pid, "state": prev["state"], "ppid": prev["ppid"], "stale_state": True,
+                "cpu_s": prev["cpu_s"] + (run - prev.get("run_ns", run)) / 1e9,
+                "run_ns": run, "wait_ns": int(parts[1])}
+
+    def close(self) -> None:
+        for fd in self.fds.values():
+            os.close(fd)
+        self.fds.clear()
+
+
+def sample(pid: int, detail: bool = False) -> dict | None:
+    """One sample of a process; None when it has gone.
+
+    Always: state, ppid, CPU (stat) and run/wait times (schedstat).  With
+    detail (suspects only, it costs three more reads): the syscall it sleeps
+    in (futex address and op), wchan and context switches."""
+    return _parse(pid, _read(f"/proc/{pid}/stat"), _read(f"/proc/{pid}/schedstat"), detail)
+
+
+def _parse(pid: int, stat: str | None, ss: str | None, detail: bool) -> dict | None:
     if stat is None:
         return None
     rest = stat[stat.rfind(")") + 2:].split()
     # fields after "(comm)": state=0 ppid=1 pgrp=2 ... utime=11 stime=12
     d = {"pid": pid, "state": rest[0], "ppid": int(rest[1]),
          "cpu_s": (int(rest[11]) + int(rest[12])) / CLK_TCK}
-    st = _read(f"/proc/{pid}/status")
-    if st:
-        for line in st.splitlines():
-            if line.startswith("voluntary_ctxt_switches"):
-                d["vcsw"] = int(line.split()[1])
-            elif line.startswith("nonvoluntary_ctxt_switches"):
-                d["ivcsw"] = int(line.split()[1])
-    d["wchan"] = (_read(f"/proc/{pid}/wchan") or "").strip() or None
-    d["syscall"] = parse_syscall(_read(f"/proc/{pid}/syscall"))
-    ss = _read(f"/proc/{pid}/schedstat")
     if ss:
         parts = ss.split()
         if len(parts) >= 2:
             d["run_ns"], d["wait_ns"] = int(parts[0]), int(parts[1])
+    if detail:
+        add_detail(d)
+    return d
+
+
+def add_detail(d: dict) -> dict:
+    pid = d["pid"]
+    d["syscall"] = parse_syscall(_read(f"/proc/{pid}/syscall"))
+    d["wchan"] = (_read(f"/proc/{pid}/wchan") or "").strip() or None
+    st = _read(f"/proc/{pid}/status")
+    if st:
+        i = st.find("voluntary_ctxt_switches:")
+        if i >= 0:
+            tail = st[i:].split()
+            d["vcsw"], d["ivcsw"] = int(tail[1]), int(tail[3])
     return d
 
 

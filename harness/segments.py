@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import mmap
 import os
+import struct
 
 from harness import native
 
@@ -35,6 +36,25 @@ class Segment:
             self.fd = -1
 
 
+_CODES = {"int32_t": "i", "uint32_t": "I", "int64_t": "q", "uint64_t": "Q", "int": "i"}
+
+
+def struct_of(ffi, ctype: str) -> tuple[struct.Struct, list[str]]:
+    """A struct.Struct for a C struct of scalar fields, from cffi's offsets
+    (the C header stays the only definition of the layout)."""
+    t = ffi.typeof(ctype)
+    fmt, pos, names = "=", 0, []
+    for name, f in sorted(t.fields, key=lambda nf: nf[1].offset):
+        code = _CODES.get(f.type.cname)
+        if code is None:
+            raise TypeError(f"{ctype}.{name}: {f.type.cname} is not a scalar")
+        fmt += "x" * (f.offset - pos) + code
+        pos = f.offset + ffi.sizeof(f.type)
+        names.append(name)
+    fmt += "x" * (ffi.sizeof(t) - pos)
+    return struct.Struct(fmt), names
+
+
 def _cstr(ffi, arr) -> str:
     return ffi.string(arr).decode("utf-8", "replace")
 
@@ -49,6 +69,7 @@ class StatusView:
         self.seg = Segment("tlsh-status", int(lib.tlsh_status_bytes(nslots)))
         self.buf = ffi.from_buffer(self.seg.map)
         self.s = ffi.cast("struct tlsh_status *", self.buf)
+        self._slot_st, self._slot_names = struct_of(ffi, "struct tlsh_slot")
 
     @property
     def fd(self):
@@ -84,23 +105,22 @@ class StatusView:
         return out
 
     def slot(self, i: int) -> dict:
-        w = self.s.slots[i]
-        magic = self.lib.TLSH_SLOT_MAGIC
-        return {
-            "slot": i, "ok": w.magic == magic and w.magic2 == magic,
-            "pid": w.pid, "role": ROLES.get(w.role, "?"),
-            "state": SLOT_STATES.get(w.state, "?"),
-            "activity": ACTIVITIES[w.activity] if 0 <= w.activity < len(ACTIVITIES) else "?",
-            "since_ns": w.activity_since_ns, "lock_waiting": w.lock_waiting,
-            "lock_held": w.lock_held, "conn": w.conn, "exit_signal": w.exit_signal,
-            "exit_code": w.exit_code, "exit_ns": w.exit_ns,
-            "last_progress_ns": w.last_progress_ns, "requests": w.requests,
-            "handshakes": w.handshakes, "errors": w.errors, "malformed": w.malformed,
-            "handoffs": w.handoffs, "closed": w.closed, "dispatches": w.dispatches,
-        }
+        return self.slots()[i]
 
     def slots(self) -> list[dict]:
-        return [self.slot(i) for i in range(self.nslots)]
+        """Every slot, from one copy of the slot array."""
+        raw = self.ffi.buffer(self.s.slots, self.nslots * self._slot_st.size)[:]
+        magic, acts, out = self.lib.TLSH_SLOT_MAGIC, ACTIVITIES, []
+        for i, vals in enumerate(self._slot_st.iter_unpack(raw)):
+            w = dict(zip(self._slot_names, vals))
+            a = w.pop("activity")
+            ok = (w.pop("magic"), w.pop("magic2")) == (magic, magic)
+            out.append({
+                "slot": i, "ok": ok,
+                "role": ROLES.get(w.pop("role"), "?"), "state": SLOT_STATES.get(w.pop("state"), "?"),
+                "activity": acts[a] if 0 <= a < len(acts) else "?",
+                "since_ns": w.pop("activity_since_ns"), **w})
+        return out
 
     def close(self):
         self.buf = None

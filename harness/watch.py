@@ -73,7 +73,7 @@ def watch(cfg: WatchConfig, progress=None) -> dict:
             pids = []
             for root in cfg.pids:
                 pids += procfs.tree(root) if cfg.tree else [root]
-            procs = {p: s for p in dict.fromkeys(pids) if (s := procfs.sample(p))}
+            procs = {p: s for p in dict.fromkeys(pids) if (s := procfs.sample(p, detail=True))}
             for p in procs:
                 first_seen.setdefault(p, now)
             for p in list(first_seen):

@@ -31,6 +31,8 @@ class Thresholds:
     futex_samples: int = 2        # private futex wait on an arena address, this many samples
     overload_wait: float = 0.5    # run-queue wait per wall second that makes it overload
     holder_wait_s: float = 0.1    # waiting this long for a lock held by a stuck worker: stuck
+    starved_cpu_s: float = 0.05   # a stuck process that ran less than this since its activity
+                                  # began, while waiting for a CPU, is starved, not stuck
 
 
 @dataclass
@@ -92,6 +94,20 @@ class Watchdog:
             return None
         return (b["cpu_s"] - a["cpu_s"]) / dt
 
+    def _cpu_since(self, pid: int, since_ns: int) -> float:
+        """CPU seconds the process ran since since_ns (schedstat, else stat ticks)."""
+        new = self.hist[-1]["procs"].get(pid)
+        old = None
+        for s in self.hist:
+            if s["t"] >= since_ns and pid in s["procs"]:
+                old = s["procs"][pid]
+                break
+        if not new or not old:
+            return 0.0
+        if "run_ns" in new and "run_ns" in old:
+            return (new["run_ns"] - old["run_ns"]) / 1e9
+        return new["cpu_s"] - old["cpu_s"]
+
     def _runq_wait(self, pid: int, seconds: float = 0.5) -> float | None:
         old, new = self._window(seconds)
         a, b = old["procs"].get(pid), new["procs"].get(pid)
@@ -125,7 +141,9 @@ class Watchdog:
                 self.futex_streak[w["pid"]] = self.futex_streak.get(w["pid"], 0) + 1
             else:
                 self.futex_streak.pop(w["pid"], None)
-            if p.get("state") in ("T", "t"):
+            if p.get("stale_state"):
+                pass                           # state not re-read this tick: streaks unchanged
+            elif p.get("state") in ("T", "t"):
                 self.stop_streak[w["pid"]] = self.stop_streak.get(w["pid"], 0) + 1
             else:
                 self.stop_streak.pop(w["pid"], None)
@@ -231,6 +249,7 @@ class Watchdog:
             if d["state"] in ("T", "t"):
                 stopped.append(d)
             elif (d["state"] == "R" and wait is not None and wait >= th.overload_wait
+                  and self._cpu_since(w["pid"], w["since_ns"]) < th.starved_cpu_s
                   and own_cpu < 0.5 * self.ncpu):
                 starved.append(d)              # runnable, waiting for a CPU: not stuck
             elif (d["cpu"] or 0) >= th.spin_cpu or d["state"] == "R":

@@ -50,6 +50,7 @@ class Sim:
                 sc = {"nr": 202, "futex": {"addr": addr, "op": op, "private": bool(op & 128),
                                            "cmd": "wait_bitset" if op & 127 == 9 else "wait"}}
             procs[pid] = {"pid": pid, "state": w["pstate"], "cpu_s": self.cpu[pid], "syscall": sc,
+                          "run_ns": int(self.cpu[pid] * 1e9),
                           "wait_ns": self.wait[pid], "wchan": "futex_do_wait" if sc else None}
         s = {"t": self.t, "slots": slots, "procs": procs,
              "hdr": {"ok": True, "arena": dict(self.arena), "cross_handoffs": 10},

@@ -1,0 +1,61 @@
+"""Healthy runs must never be called a hang.
+
+    python bench/false_positives.py [--runs 20] [--duration 30] [--hog]
+
+Full load on a sound configuration (private memory); with --hog, one busy
+loop per CPU at the same priority keeps both cores busy for the whole run.
+Every verdict must be pass or overload.
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from collections import Counter
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=20)
+    ap.add_argument("--duration", type=float, default=30)
+    ap.add_argument("--hog", action="store_true")
+    ap.add_argument("--handoff", default="per-message")
+    a = ap.parse_args()
+    verdicts = Counter()
+    bad = []
+    print(f"# {a.runs} healthy runs of {a.duration:g} s, private memory, {a.handoff}"
+          + (", CPU hog on every core" if a.hog else ""))
+    hogs = []
+    try:
+        if a.hog:
+            hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"])
+                    for _ in range(os.cpu_count() or 1)]
+        with tempfile.TemporaryDirectory() as out:
+            for i in range(a.runs):
+                r = subprocess.run([sys.executable, "-m", "harness", "run", "--json", "-q",
+                                    "--out", out, "--memory", "private", "--handoff", a.handoff,
+                                    "--duration", str(a.duration)],
+                                   capture_output=True, text=True, cwd=str(ROOT),
+                                   timeout=a.duration + 120)
+                o = json.loads(r.stdout)
+                verdicts[o["verdict"]] += 1
+                if o["verdict"] not in ("pass", "overload"):
+                    bad.append(o)
+                print(f"{i + 1:3} {o['verdict']:9} {o['replies_per_s']:>9,.0f} replies/s "
+                      f"{o['reason'][:80]}", flush=True)
+    finally:
+        for h in hogs:
+            h.kill()
+            h.wait()
+    print(f"verdicts: {dict(verdicts)}; false hangs: {len(bad)}")
+    for o in bad:
+        print(f"  FALSE POSITIVE: {o['verdict']}: {o['reason']} ({o['run_dir']})")
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
