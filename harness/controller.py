@@ -35,6 +35,10 @@ class HarnessError(RuntimeError):
     """The run could not be carried out (not a verdict on the library)."""
 
 
+class Unsupported(HarnessError):
+    """The library cannot do what the run asks: verdict 'unsupported'."""
+
+
 class Interrupted(BaseException):
     pass
 
@@ -64,6 +68,14 @@ class Run:
         old = {s: signal.signal(s, _on_term) for s in (signal.SIGTERM, signal.SIGHUP)}
         try:
             return self._execute()
+        except Unsupported as e:
+            out = {"verdict": "unsupported", "outcome": "unsupported", "reason": str(e),
+                   "exit_code": 3, "run_dir": str(self.dir), "lib": self.cfg.lib,
+                   "replies": 0, "replies_per_s": 0, "bad": 0, "timed_out": 0,
+                   "cross_handoffs": 0, "time_to_failure_ms": None,
+                   "command": results.rerun_command(self.argv, self.cfg.seed)}
+            results.write_json(self.dir / "outcome.json", out)
+            return out
         except (Interrupted, KeyboardInterrupt) as e:
             self._kill_all()
             out = {"verdict": "interrupted", "outcome": "interrupted",
@@ -108,6 +120,8 @@ class Run:
                 return
             if self.stand.poll() is not None:
                 err = self.status.header()["error"] or _tail(self.dir / "stand.log")
+                if self.stand.returncode == 79:
+                    raise Unsupported(err)
                 raise HarnessError(f"stand failed to start: {err}")
             time.sleep(0.01)
         raise HarnessError("stand did not become ready within 20 s")

@@ -14,7 +14,8 @@ import signal
 import sys
 import time
 
-EXIT_SETUP = 78     # EX_CONFIG: the stand could not be set up (reason in status.error)
+EXIT_SETUP = 78        # EX_CONFIG: the stand could not be set up (reason in status.error)
+EXIT_UNSUPPORTED = 79  # the library cannot do what the run asks (reason in status.error)
 
 
 def _guard_libcrypto():
@@ -46,18 +47,22 @@ def main(argv=None) -> int:
     st.magic2 = lib.TLSH_STATUS_MAGIC
     st.magic = lib.TLSH_STATUS_MAGIC
 
-    def fail(msg: str) -> int:
+    def fail(msg: str, code: int = EXIT_SETUP) -> int:
         data = msg.encode()[:255]
         ffi.memmove(st.error, data + b"\0", len(data) + 1)
         print(f"stand: {msg}", file=sys.stderr, flush=True)
-        return EXIT_SETUP
+        return code
 
     arena = ffi.NULL
     if cfg["memory"] == "shared":
         arena = lib.tlsh_arena_create(cfg["arena_mb"] << 20)
         if arena == ffi.NULL:
             return fail(f"cannot create a {cfg['arena_mb']} MiB arena")
-        if not be.hook(arena):
+        try:
+            hooked = be.hook(arena)
+        except backends.Unsupported as e:
+            return fail(str(e), EXIT_UNSUPPORTED)
+        if not hooked:
             return fail(f"{be.name}: allocator hook refused (the library allocated before "
                         f"the hook: was it loaded earlier in this process?)")
         st.arena_base = lib.tlsh_arena_base(arena)
@@ -69,8 +74,10 @@ def main(argv=None) -> int:
         nctx = cfg["workers"] if cfg["ctx"] == "per-worker" else 1
         ctxs = [be.ctx_new(cfg["cert"], cfg["key"], cfg["tls"], cfg.get("ciphers", ""),
                            cfg.get("tickets", True)) for _ in range(nctx)]
+    except backends.Unsupported as e:
+        return fail(str(e), EXIT_UNSUPPORTED)
     except backends.BackendError as e:
-        return fail(f"{be.name}: {e}")
+        return fail(str(e))
 
     c = ffi.new("struct tlsh_stand_cfg *")
     c.nworkers = cfg["workers"]

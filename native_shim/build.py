@@ -62,8 +62,13 @@ class Extension:
 
 EXTENSIONS = [
     Extension("_tlsh_core", ["core"]),
-    Extension("_tlsh_openssl", ["core", "stand", "openssl"], pkg="openssl"),
     Extension("_tlsh_loadgen", ["core", "loadgen"], pkg="openssl"),
+    # one extension per TLS library, same entry points (bindings/tls.py)
+    Extension("_tlsh_openssl", ["core", "stand", "tls", "openssl"], pkg="openssl"),
+    Extension("_tlsh_wolfssl", ["core", "stand", "tls", "wolfssl"], pkg="wolfssl"),
+    Extension("_tlsh_mbedtls", ["core", "stand", "tls", "mbedtls"], probe_header="mbedtls/ssl.h",
+              libraries=["mbedtls", "mbedx509", "mbedcrypto"]),
+    Extension("_tlsh_gnutls", ["core", "stand", "tls", "gnutls"], pkg="gnutls"),
 ]
 
 

@@ -1,65 +1,91 @@
-"""TLS library backends: one Python module per library, one contract.
+"""TLS library backends: one cffi extension per library, one contract.
 
-A backend wraps its cffi extension (``harness._native._tlsh_<lib>``) and is
-only ever loaded inside a stand process.  The contract (see ``Backend``) is
-what the stand needs; ``tests/test_backend_contract.py`` runs the same cases
+Every TLS extension (``harness._native._tlsh_<lib>``) exports the same entry
+points (native_shim/include/tlsh_lib.h), so one Backend class serves them
+all.  A backend is only ever loaded inside a stand or probe process, never
+in the controller.  ``tests/test_backend_contract.py`` runs the same cases
 against every built backend.
 """
 from __future__ import annotations
 
-import importlib
-from typing import Protocol
-
 from harness import native
 
-# name -> (module, extension)
+# name -> extension module
 REGISTRY = {
-    "openssl": ("harness.backends.openssl", "_tlsh_openssl"),
+    "openssl": "_tlsh_openssl",
+    "wolfssl": "_tlsh_wolfssl",
+    "mbedtls": "_tlsh_mbedtls",
+    "gnutls": "_tlsh_gnutls",
 }
-
-
-class Backend(Protocol):
-    name: str
-    ffi: object
-    lib: object
-
-    def hook(self, arena) -> bool:
-        """Point the library's allocator at the arena; False if refused."""
-
-    def init(self) -> None:
-        """Library initialisation (after hooks, before contexts)."""
-
-    def version(self) -> str: ...
-
-    def ctx_new(self, cert: str, key: str, tls: int, ciphers: str, tickets: bool):
-        """A server context; raises BackendError with the library's reason."""
-
-    def ops(self):
-        """The `struct tlsh_tls_ops *` for the worker loop."""
 
 
 class BackendError(RuntimeError):
     pass
 
 
+class Unsupported(BackendError):
+    """This library (build) cannot do what was asked: a verdict, not a crash."""
+
+
+class Backend:
+    def __init__(self, name: str, ffi, lib):
+        self.name, self.ffi, self.lib = name, ffi, lib
+
+    def hook(self, arena) -> bool:
+        """Point the library's allocator at the arena.  Must be the first call
+        into the library (CRYPTO_set_mem_functions refuses once OpenSSL has
+        allocated anything, e.g. when Python's ssl or hashlib came first)."""
+        r = self.lib.tlsh_lib_hook(arena)
+        if r < 0:
+            raise Unsupported(f"{self.name}: this build has no allocator hook, so its objects "
+                              "cannot be placed in shared memory (use --memory private)")
+        return r == 1
+
+    def init(self) -> None:
+        if self.lib.tlsh_lib_init() != 1:
+            raise BackendError(f"{self.name}: library initialisation failed")
+
+    def version(self) -> str:
+        return self.ffi.string(self.lib.tlsh_lib_version()).decode()
+
+    def caps(self) -> dict:
+        c = self.ffi.new("struct tlsh_lib_caps *")
+        self.lib.tlsh_lib_caps(c)
+        return {"alloc_hook": bool(c.alloc_hook), "lock_hook": bool(c.lock_hook),
+                "tls13": bool(c.tls13), "write_dup": bool(c.write_dup),
+                "flags": self.ffi.string(c.flags).decode()}
+
+    def ctx_new(self, cert: str, key: str, tls: int, ciphers: str, tickets: bool):
+        if tls == 13 and not self.caps()["tls13"]:
+            raise Unsupported(f"{self.name}: this build has no TLS 1.3 (use --tls 1.2)")
+        err = self.ffi.new("char[256]")
+        ctx = self.lib.tlsh_lib_ctx_new(cert.encode(), key.encode(), tls, ciphers.encode(),
+                                        int(tickets), err, 256)
+        if ctx == self.ffi.NULL:
+            raise BackendError(f"{self.name}: " + self.ffi.string(err).decode(errors="replace"))
+        return ctx
+
+    def ops(self):
+        return self.lib.tlsh_lib_ops()
+
+
 def names() -> list[str]:
-    return sorted(REGISTRY)
+    return list(REGISTRY)
 
 
 def availability() -> dict[str, tuple[bool, str]]:
     """name -> (built, reason) without loading any TLS library."""
     rep = native.build_report()
     out = {}
-    for name, (_, ext) in REGISTRY.items():
+    for name, ext in REGISTRY.items():
         r = rep.get(ext)
         out[name] = (bool(r and r.get("built")), (r or {}).get("reason", "not built"))
     return out
 
 
 def get(name: str) -> Backend:
-    """Load a backend (loads its TLS library: stand processes only)."""
+    """Load a backend (loads its TLS library: stand and probe processes only)."""
     if name not in REGISTRY:
         raise BackendError(f"unknown TLS library {name!r} (known: {', '.join(names())})")
-    mod, ext = REGISTRY[name]
-    ffi, lib = native.load(ext)
-    return importlib.import_module(mod).make(ffi, lib)
+    ffi, lib = native.load(REGISTRY[name])
+    return Backend(name, ffi, lib)

@@ -14,7 +14,19 @@ enum tlsh_fault_kind { TLSH_FAULT_NONE, TLSH_FAULT_BLOCK, TLSH_FAULT_SPIN, TLSH_
     TLSH_FAULT_STOP, TLSH_FAULT_CRASH };
 struct tlsh_stand_cfg { int nworkers; int memory; int handoff; int lock_flavor; int max_conns;
     int port; int fault_kind; int fault_slot; int fault_after_ms; char crash_dir[200]; int global_lock; };
-struct tlsh_tls_ops { const char *name; ...; };
+struct tlsh_tls_ops {
+    const char *name;
+    void *(*sess_new)(void *ctx);
+    int (*set_fd)(void *sess, int fd);
+    int (*handshake)(void *sess);
+    int (*read)(void *sess, void *buf, int len);
+    int (*write)(void *sess, const void *buf, int len);
+    int (*pending)(void *sess);
+    void (*shutdown)(void *sess);
+    void (*free)(void *sess);
+    void (*clear_errors)(void);
+    void (*last_error)(char *buf, size_t len);
+};
 struct tlsh_stand;
 """
 

@@ -1,8 +1,7 @@
 /* OpenSSL adapter: allocator hooks to the arena, server contexts, and the
  * tlsh_tls_ops used by the worker loop. */
 #define _GNU_SOURCE
-#include "tlsh_tls.h"
-#include "tlsh_arena.h"
+#include "tlsh_lib.h"
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
@@ -13,13 +12,13 @@
 /* Point libcrypto's allocator at the arena.  Must be the first libcrypto
  * call of the process: returns 0 when OpenSSL has already allocated
  * (Python's ssl or hashlib imported first, for instance). */
-int tlsh_openssl_hook(tlsh_arena *a)
+int tlsh_lib_hook(tlsh_arena *a)
 {
     tlsh_hook_arena = a;
-    return CRYPTO_set_mem_functions(tlsh_hook_malloc, tlsh_hook_realloc, tlsh_hook_free);
+    return CRYPTO_set_mem_functions(tlsh_hook_malloc, tlsh_hook_realloc, tlsh_hook_free) ? 1 : 0;
 }
 
-int tlsh_openssl_init(void)
+int tlsh_lib_init(void)
 {
     /* No atexit cleanup: one exiting worker must not tear down state that
      * the others still use (OpenSIPS #1121, #1304). */
@@ -27,7 +26,7 @@ int tlsh_openssl_init(void)
                             | OPENSSL_INIT_LOAD_CRYPTO_STRINGS, NULL);
 }
 
-const char *tlsh_openssl_version(void) { return OpenSSL_version(OPENSSL_VERSION); }
+const char *tlsh_lib_version(void) { return OpenSSL_version(OPENSSL_VERSION); }
 
 static void errstr(char *err, size_t n, const char *what)
 {
@@ -38,7 +37,7 @@ static void errstr(char *err, size_t n, const char *what)
     ERR_clear_error();
 }
 
-void *tlsh_openssl_ctx_new(const char *cert, const char *key, int tls_version,
+void *tlsh_lib_ctx_new(const char *cert, const char *key, int tls_version,
                            const char *ciphers, int tickets, char *err, size_t errlen)
 {
     SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
@@ -139,4 +138,18 @@ static const struct tlsh_tls_ops OPS = {
     o_shutdown, o_free, o_clear, o_last_error,
 };
 
-const struct tlsh_tls_ops *tlsh_openssl_ops(void) { return &OPS; }
+const struct tlsh_tls_ops *tlsh_lib_ops(void) { return &OPS; }
+
+void tlsh_lib_caps(struct tlsh_lib_caps *c)
+{
+    memset(c, 0, sizeof(*c));
+    c->alloc_hook = 1;          /* CRYPTO_set_mem_functions */
+    c->lock_hook = 0;           /* none since 1.1.0: CRYPTO_set_locking_callback is a no-op macro */
+#ifdef TLS1_3_VERSION
+    c->tls13 = 1;
+#endif
+    snprintf(c->flags, sizeof(c->flags), "OPENSSL_VERSION_NUMBER=0x%lx", (unsigned long)OPENSSL_VERSION_NUMBER);
+}
+
+int tlsh_lib_set_lock_counting(int on) { (void)on; return -1; }
+unsigned long tlsh_lib_lock_calls(void) { return 0; }

@@ -1,0 +1,6 @@
+"""GnuTLS adapter."""
+SOURCES = ["tls_gnutls.c"]
+INCLUDES = ""
+TYPES = ""
+FUNCTIONS = ""
+CUSTOMIZATIONS = ""

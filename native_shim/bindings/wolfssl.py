@@ -1,0 +1,6 @@
+"""wolfSSL adapter."""
+SOURCES = ["tls_wolfssl.c"]
+INCLUDES = ""
+TYPES = ""
+FUNCTIONS = ""
+CUSTOMIZATIONS = ""

@@ -1,0 +1,30 @@
+/* The entry points of one TLS library adapter (tls_<lib>.c).  Every TLS
+ * extension exports exactly these names: one contract for all libraries. */
+#ifndef TLSH_LIB_H
+#define TLSH_LIB_H
+#include <stddef.h>
+#include "tlsh_arena.h"
+#include "tlsh_tls.h"
+
+struct tlsh_lib_caps {
+    int alloc_hook;
+    int lock_hook;
+    int tls13;
+    int write_dup;
+    char flags[200];
+};
+
+/* Point the library's allocator at the arena: 1 done, 0 refused, -1 the
+ * library has no such hook.  Must be the first call into the library. */
+int tlsh_lib_hook(tlsh_arena *a);
+int tlsh_lib_init(void);                       /* 1 ok */
+const char *tlsh_lib_version(void);
+void *tlsh_lib_ctx_new(const char *cert, const char *key, int tls_version,
+                       const char *ciphers, int tickets, char *err, size_t errlen);
+const struct tlsh_tls_ops *tlsh_lib_ops(void);
+void tlsh_lib_caps(struct tlsh_lib_caps *out);
+/* Lock hook measurement (probe): install counting lock callbacks where the
+ * library has a lock hook; returns 1 if installed, -1 if there is none. */
+int tlsh_lib_set_lock_counting(int on);
+unsigned long tlsh_lib_lock_calls(void);
+#endif

@@ -1,0 +1,119 @@
+"""One contract, every built TLS library (psutil-style contract tests).
+
+Each case runs in a fresh process: a library's allocator hook must be the
+first call into it, and the controller (this test process) must never load
+a TLS library.
+"""
+import json
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT, tlsharness
+from harness import backends
+
+AVAIL = backends.availability()
+LIBS = [pytest.param(n, marks=pytest.mark.skipif(not ok, reason=f"{n} not built: {why}"))
+        for n, (ok, why) in AVAIL.items()]
+
+PROBE = r"""
+import json, sys
+from harness import backends
+be = backends.get(sys.argv[1])
+ffi, lib = be.ffi, be.lib
+arena = lib.tlsh_arena_create(64 << 20)
+out = {"caps": be.caps()}
+try:
+    out["hooked"] = be.hook(arena)
+except backends.Unsupported as e:
+    out["hooked"] = None
+    out["unsupported"] = str(e)
+be.init()
+out["version"] = be.version()
+before = ffi.new("struct tlsh_arena_stats *"); lib.tlsh_arena_get_stats(arena, before)
+try:
+    ctx = be.ctx_new(sys.argv[2], sys.argv[3], int(sys.argv[4]), "", True)
+    ops = be.ops()
+    sess = ops.sess_new(ctx)
+    out["sess_in_arena"] = bool(lib.tlsh_arena_contains(arena, sess))
+    ops.free(sess)
+except backends.Unsupported as e:
+    out["ctx_unsupported"] = str(e)
+except backends.BackendError as e:
+    out["ctx_error"] = str(e)
+after = ffi.new("struct tlsh_arena_stats *"); lib.tlsh_arena_get_stats(arena, after)
+out["arena_allocs"] = after.n_alloc - before.n_alloc
+print(json.dumps(out))
+"""
+
+
+@pytest.fixture(scope="module")
+def cert(tmp_path_factory):
+    from harness.certs import make_cert
+    return make_cert(tmp_path_factory.mktemp("cert"), "ec")
+
+
+def probe(lib, cert, tls=12, key=None):
+    c, k = cert
+    r = subprocess.run([sys.executable, "-c", PROBE, lib, c, key or k, str(tls)],
+                       capture_output=True, text=True, timeout=60, cwd=str(ROOT))
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)
+
+
+KNOWN = {   # what is known of the Debian builds (shared/reference/libraries-and-tools.md)
+    "openssl": {"hooked": True, "arena_used": True},
+    "wolfssl": {"hooked": True, "arena_used": True},
+    "mbedtls": {"hooked": None, "arena_used": False},
+    "gnutls": {"hooked": True, "arena_used": False},    # exported, but a no-op
+}
+
+
+@pytest.mark.parametrize("lib", LIBS)
+def test_version_and_caps(lib, cert):
+    out = probe(lib, cert)
+    name = {"openssl": "OpenSSL", "wolfssl": "wolfSSL", "mbedtls": "mbed TLS", "gnutls": "GnuTLS"}[lib]
+    assert out["version"].startswith(name)
+    assert set(out["caps"]) >= {"alloc_hook", "lock_hook", "tls13", "flags"}
+
+
+@pytest.mark.parametrize("lib", LIBS)
+def test_allocator_hook_is_measured_not_assumed(lib, cert):
+    out = probe(lib, cert)
+    known = KNOWN[lib]
+    assert out["hooked"] == known["hooked"]
+    assert (out["arena_allocs"] > 0) == known["arena_used"], out
+    if known["arena_used"]:
+        assert out["sess_in_arena"] is True
+
+
+@pytest.mark.parametrize("lib", LIBS)
+def test_bad_key_is_a_clear_error(lib, cert, tmp_path):
+    bad = tmp_path / "bad.pem"
+    bad.write_text("-----BEGIN PRIVATE KEY-----\nnot a key\n-----END PRIVATE KEY-----\n")
+    out = probe(lib, cert, key=str(bad))
+    assert "ctx_error" in out and out["ctx_error"].startswith(lib)
+
+
+@pytest.mark.parametrize("lib", LIBS)
+def test_private_memory_serves_clean(lib, tmp_path):
+    r = tlsharness("run", "--lib", lib, "--memory", "private", "--handoff", "per-message",
+                   "--duration", "2", "--tls", "1.2", "--json", "-q", "--out", str(tmp_path),
+                   timeout=60)
+    out = json.loads(r.stdout)
+    assert out["verdict"] == "pass", out["reason"]
+    assert out["replies"] > 1000 and out["bad"] == 0
+
+
+@pytest.mark.parametrize("lib", LIBS)
+def test_shared_memory_runs_or_says_unsupported(lib, tmp_path):
+    r = tlsharness("run", "--lib", lib, "--memory", "shared", "--handoff", "pinned",
+                   "--duration", "2", "--tls", "1.2", "--json", "-q", "--out", str(tmp_path),
+                   timeout=60)
+    out = json.loads(r.stdout)
+    if KNOWN[lib]["hooked"] is None:
+        assert out["verdict"] == "unsupported" and r.returncode == 3
+        assert "no allocator hook" in out["reason"]
+    else:
+        assert out["verdict"] != "unsupported"
