@@ -20,7 +20,13 @@ $(VENV)/.installed: pyproject.toml
 	$(VPY) -m pip install -q --disable-pip-version-check --no-build-isolation -e .
 	@touch $@
 
-$(NATIVE): $(VENV)/.installed $(NATIVE_SRC)
+# other library versions (Debian bullseye builds in private prefixes under build/libs);
+# a failure only skips them, with the reason
+build/libs/.fetched: native_shim/variants.toml native_shim/fetch.py | $(VENV)/.installed
+	-$(VPY) -m native_shim.fetch
+	@mkdir -p build/libs && touch $@
+
+$(NATIVE): $(VENV)/.installed build/libs/.fetched $(NATIVE_SRC) native_shim/variants.toml
 	$(VPY) -m native_shim.build
 
 demo: setup

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from harness import __version__
@@ -183,10 +184,32 @@ def cmd_watch(ns, argv) -> int:
     return out["exit_code"]
 
 
+def cmd_probe(ns, argv) -> int:
+    from harness import probe
+    try:
+        rows = probe.run(ns.lib or None)
+    except probe.ProbeError as e:
+        print(f"tlsharness: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    if ns.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        print(probe.table(rows))
+    if ns.markdown:
+        with open(ns.markdown, "w") as f:
+            f.write(probe.markdown(rows))
+    return 0 if all("error" not in r for r in rows) else 1
+
+
 def cmd_libs(ns, argv) -> int:
     from harness import backends
-    for name, (built, reason) in sorted(backends.availability().items()):
-        print(f"{name:10} {'built' if built else 'missing':8} {reason}")
+    avail = backends.availability()
+    print(f"{'library':16} {'state':8} {'version':22} where")
+    for name, (built, reason) in avail.items():
+        inf = backends.info(name)
+        where = inf.get("prefix") or ("system" if built else reason)
+        ver = inf.get("version", "") or ("" if built else "-")
+        print(f"{name:16} {'built' if built else 'missing':8} {ver:22} {where}")
     return 0
 
 
@@ -217,10 +240,19 @@ def main(argv=None) -> int:
     w.add_argument("--quiet", "-q", action="store_true")
     w.add_argument("--json", action="store_true")
     w.set_defaults(fn=cmd_watch)
+    pr = sub.add_parser("probe", help="measure each library's hooks and thread-local state")
+    pr.add_argument("--lib", action="append", help="library to probe (repeatable; default all built)")
+    pr.add_argument("--json", action="store_true")
+    pr.add_argument("--markdown", metavar="FILE", help="also write the table as Markdown")
+    pr.set_defaults(fn=cmd_probe)
     lb = sub.add_parser("libs", help="list the TLS libraries built here")
     lb.set_defaults(fn=cmd_libs)
     ns = p.parse_args(argv)
-    return ns.fn(ns, argv)
+    try:
+        return ns.fn(ns, argv)
+    except BrokenPipeError:             # output piped into head & co: not an error of ours
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

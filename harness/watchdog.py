@@ -311,9 +311,14 @@ class Watchdog:
             return v
         s = self.hist[-1]
         if not self.load_start_ns or s["lg"]["answered"] == 0:
-            errs = "; ".join(s["lg"].get("errors") or [])
+            errs = list(s["lg"].get("errors") or [])
+            stand_errs = sum(w.get("errors", 0) for w in s["slots"])
+            if stand_errs:
+                errs.append(f"{stand_errs} TLS errors in the stand")
+            if s["lg"].get("conn_errors"):
+                errs.append(f"{s['lg']['conn_errors']} connection/handshake errors in the clients")
             return Verdict("inconclusive", reason="no load reached the stand"
-                           + (f" ({errs})" if errs else ""))
+                           + (f" ({'; '.join(errs)})" if errs else ""))
         return Verdict("pass", reason=f"{s['lg']['answered']} replies, every worker live")
 
 

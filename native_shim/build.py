@@ -12,6 +12,7 @@ import argparse
 import importlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -54,8 +55,14 @@ class Extension:
         if self.probe_header:
             for inc in ("/usr/include", "/usr/local/include"):
                 if Path(inc, self.probe_header).exists():
-                    return True, f"header {self.probe_header}", {
-                        "cflags": [], "libs": self.libraries, "version": ""}
+                    ver = ""
+                    for h in Path(inc, self.probe_header).parent.glob("*.h"):
+                        m = re.search(r'#define \w+_VERSION_STRING\s+"([^"]+)"', h.read_text(errors="replace"))
+                        if m:
+                            ver = m.group(1)
+                            break
+                    return True, f"header {self.probe_header} {ver}".strip(), {
+                        "cflags": [], "libs": self.libraries, "version": ver}
             return False, f"{self.probe_header} not found (install the -dev package)", {}
         return False, f"pkg-config cannot find {self.pkg} (install its -dev package)", {}
 
@@ -70,6 +77,49 @@ EXTENSIONS = [
               libraries=["mbedtls", "mbedx509", "mbedcrypto"]),
     Extension("_tlsh_gnutls", ["core", "stand", "tls", "gnutls"], pkg="gnutls"),
 ]
+
+
+KIND_LIBS = {"openssl": ["ssl", "crypto"], "wolfssl": ["wolfssl"],
+             "mbedtls": ["mbedtls", "mbedx509", "mbedcrypto"], "gnutls": ["gnutls"]}
+LOCAL = ROOT / "build" / "libs" / "local.toml"
+
+
+def _variant_dirs(prefix: Path) -> tuple[list[str], list[str]] | None:
+    """(include dirs, lib dirs) of a prefix: Debian layout or a plain install."""
+    inc = [d for d in (prefix / "usr/include", prefix / "usr/include/x86_64-linux-gnu",
+                       prefix / "include") if d.is_dir()]
+    lib = [d for d in (prefix / "usr/lib/x86_64-linux-gnu", prefix / "lib64", prefix / "lib")
+           if d.is_dir()]
+    return ([str(d) for d in inc], [str(d) for d in lib]) if inc and lib else None
+
+
+def variant_extensions() -> list[tuple[Extension, dict]]:
+    """Variant builds: fetched Debian prefixes and prefixes the user added."""
+    import tomllib
+    from native_shim import fetch
+    out = []
+    entries = [dict(v, prefix=str(fetch.prefix_of(v["name"])), origin="debian " + v["suite"])
+               for v in fetch.variants()]
+    if LOCAL.exists():
+        entries += [dict(v, origin="user prefix") for v in tomllib.loads(LOCAL.read_text()).get("variant", [])]
+    for v in entries:
+        ext = Extension("_tlsh_v_" + fetch.slug(v["name"]), ["core", "stand", "tls", v["kind"]])
+        dirs = _variant_dirs(Path(v["prefix"]))
+        info = {"lib": v["name"], "kind": v["kind"], "prefix": v["prefix"], "origin": v["origin"]}
+        if dirs is None:
+            out.append((ext, dict(info, missing=f"no headers/libraries under {v['prefix']}"
+                                  + (" (run: python -m native_shim.fetch)" if "debian" in v["origin"] else ""))))
+            continue
+        inc, lib = dirs
+        deb = Path(v["prefix"]).parent / "debs.txt"
+        version = ""
+        if deb.exists():
+            m = re.search(r"_([0-9][^_]*)_", deb.read_text().splitlines()[0])
+            version = m.group(1) if m else ""
+        info["flags"] = {"cflags": [f"-I{d}" for d in inc], "libs": KIND_LIBS[v["kind"]],
+                         "libdirs": lib, "version": version}
+        out.append((ext, info))
+    return out
 
 
 def _binding(name):
@@ -96,7 +146,11 @@ def make_ffi(ext: Extension, flags: dict):
         include_dirs=[str(INCLUDE)],
         extra_compile_args=CFLAGS + flags.get("cflags", []),
         libraries=flags.get("libs", []) + ["pthread"],
-        extra_link_args=["-Wl,--no-as-needed"],
+        library_dirs=flags.get("libdirs", []),
+        # a private prefix: RPATH (not RUNPATH) so that the library's own
+        # dependencies resolve there too (mbedtls -> mbedx509)
+        extra_link_args=["-Wl,--no-as-needed"]
+        + [a for d in flags.get("libdirs", []) for a in (f"-Wl,-rpath,{d}", "-Wl,--disable-new-dtags")],
     )
     return ffi
 
@@ -130,6 +184,31 @@ def build(only: str | None = None, quiet: bool = False) -> dict:
         os.replace(tmpdest, dest)   # never rewrite a .so in place: running processes map it
         report[ext.name] = {"built": True, "reason": reason, "path": str(dest),
                             "version": flags.get("version", "")}
+    # plain shared libraries (not cffi): the probe's LD_PRELOAD counter
+    counter = OUT / "libtlsh_count.so"
+    r = subprocess.run(["cc", "-O2", "-Wall", "-shared", "-fPIC", "-o", str(counter) + ".new",
+                        str(SRC / "preload_count.c"), "-ldl", "-lpthread"], capture_output=True, text=True)
+    if r.returncode == 0:
+        os.replace(str(counter) + ".new", counter)
+        report["libtlsh_count"] = {"built": True, "reason": "LD_PRELOAD counter", "path": str(counter)}
+    else:
+        report["libtlsh_count"] = {"built": False, "reason": r.stderr.strip()[-200:]}
+    for ext, info in variant_extensions():
+        if only and ext.name != only and info["lib"] != only:
+            continue
+        if "missing" in info:
+            report[ext.name] = {"built": False, "reason": info["missing"], **info}
+            continue
+        flags = info.pop("flags")
+        if not quiet:
+            print(f"build {ext.name} ({info['lib']} from {info['prefix']})", flush=True)
+        so = make_ffi(ext, flags).compile(tmpdir=str(tmp), verbose=False)
+        dest = OUT / Path(so).name
+        tmpdest = dest.with_name(dest.name + ".new")
+        shutil.copy2(so, tmpdest)
+        os.replace(tmpdest, dest)
+        report[ext.name] = {"built": True, "reason": f"{info['origin']} {flags['version']}".strip(),
+                            "path": str(dest), "version": flags["version"], **info}
     (OUT / "build.json").write_text(json.dumps(report, indent=2) + "\n")
     return report
 

@@ -8,15 +8,26 @@ against every built backend.
 """
 from __future__ import annotations
 
+import os
+
 from harness import native
 
-# name -> extension module
+# name -> extension module (system libraries); variants (other versions,
+# user prefixes: "openssl@1.1.1") come from the build report
 REGISTRY = {
     "openssl": "_tlsh_openssl",
     "wolfssl": "_tlsh_wolfssl",
     "mbedtls": "_tlsh_mbedtls",
     "gnutls": "_tlsh_gnutls",
 }
+
+
+def registry() -> dict[str, str]:
+    reg = dict(REGISTRY)
+    for ext, info in native.build_report().items():
+        if info.get("lib"):
+            reg[info["lib"]] = ext
+    return reg
 
 
 class BackendError(RuntimeError):
@@ -70,22 +81,64 @@ class Backend:
 
 
 def names() -> list[str]:
-    return list(REGISTRY)
+    return list(registry())
 
 
 def availability() -> dict[str, tuple[bool, str]]:
     """name -> (built, reason) without loading any TLS library."""
     rep = native.build_report()
     out = {}
-    for name, ext in REGISTRY.items():
+    for name, ext in registry().items():
         r = rep.get(ext)
         out[name] = (bool(r and r.get("built")), (r or {}).get("reason", "not built"))
     return out
 
 
+def info(name: str) -> dict:
+    """Build report entry of a library (version, prefix, path), no loading."""
+    return native.build_report().get(registry().get(name, ""), {})
+
+
 def get(name: str) -> Backend:
     """Load a backend (loads its TLS library: stand and probe processes only)."""
-    if name not in REGISTRY:
-        raise BackendError(f"unknown TLS library {name!r} (known: {', '.join(names())})")
-    ffi, lib = native.load(REGISTRY[name])
-    return Backend(name, ffi, lib)
+    reg = registry()
+    if name not in reg:
+        raise BackendError(f"unknown TLS library {name!r} (known: {', '.join(reg)})")
+    ffi, lib = native.load(reg[name])
+    be = Backend(name, ffi, lib)
+    check_isolated(name)
+    return be
+
+
+TLS_SONAMES = ("libssl.so", "libcrypto.so", "libwolfssl.so", "libmbedtls.so", "libmbedcrypto.so",
+               "libgnutls.so")
+
+
+def loaded_tls_libraries() -> list[str]:
+    """Paths of TLS libraries mapped into this process."""
+    seen = []
+    with open("/proc/self/maps") as f:
+        for line in f:
+            path = line.split(None, 5)[-1].strip() if line.count(" ") >= 5 else ""
+            base = os.path.basename(path)
+            if any(base.startswith(s) for s in TLS_SONAMES) and path not in seen:
+                seen.append(path)
+    return seen
+
+
+def check_isolated(name: str) -> None:
+    """One library build per process: a variant must have loaded its own
+    prefix's library, not a same-soname build that came first (two
+    libcrypto.so.3 cannot coexist: the first loaded wins for the process)."""
+    inf = info(name)
+    prefix = inf.get("prefix")
+    if not prefix:
+        return
+    kind_sonames = {"openssl": ("libssl.so", "libcrypto.so"), "wolfssl": ("libwolfssl.so",),
+                    "mbedtls": ("libmbedtls.so",), "gnutls": ("libgnutls.so",)}[inf["kind"]]
+    for path in loaded_tls_libraries():
+        base = os.path.basename(path)
+        if any(base.startswith(s) for s in kind_sonames) and not os.path.realpath(path).startswith(
+                os.path.realpath(prefix)):
+            raise BackendError(f"{name}: {path} is loaded instead of the build under {prefix} "
+                               "(same soname loaded first); refusing to mix library builds")

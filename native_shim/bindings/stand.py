@@ -1,6 +1,6 @@
 """The stand: listener and worker loop, library-independent (needs an adapter)."""
 
-SOURCES = ["stand.c", "listener.c", "worker.c", "crash.c"]
+SOURCES = ["stand.c", "listener.c", "worker.c", "crash.c", "probe.c"]
 
 INCLUDES = """
 #include "tlsh_stand.h"
@@ -38,6 +38,8 @@ int tlsh_stand_spawn_worker(struct tlsh_stand *st, int slot, const struct tlsh_t
                             void *ctx);
 void tlsh_stand_parent_close(struct tlsh_stand *st);
 void tlsh_stand_publish_arena(struct tlsh_stand *st);
+int tlsh_probe_serve(const struct tlsh_tls_ops *ops, void *ctx, int lfd, int nconns,
+                     int timeout_ms, char *err, size_t errlen);
 """
 
 CUSTOMIZATIONS = ""

@@ -24,7 +24,8 @@ void *tlsh_lib_ctx_new(const char *cert, const char *key, int tls_version,
 const struct tlsh_tls_ops *tlsh_lib_ops(void);
 void tlsh_lib_caps(struct tlsh_lib_caps *out);
 /* Lock hook measurement (probe): install counting lock callbacks where the
- * library has a lock hook; returns 1 if installed, -1 if there is none. */
+ * library has a lock hook; returns 1 if installed through the hook, 2 if
+ * only by wrapping exported function pointers, -1 if neither is possible. */
 int tlsh_lib_set_lock_counting(int on);
 unsigned long tlsh_lib_lock_calls(void);
 #endif

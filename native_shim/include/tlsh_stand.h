@@ -67,6 +67,9 @@ void tlsh_stand_parent_close(struct tlsh_stand *st);
 /* Supervisor: copy arena statistics and events into the status segment. */
 void tlsh_stand_publish_arena(struct tlsh_stand *st);
 void tlsh_slot_init(struct tlsh_status *s, int slot, int role);
+/* The probe: serve nconns real handshakes + one SIP exchange each. */
+int tlsh_probe_serve(const struct tlsh_tls_ops *ops, void *ctx, int lfd, int nconns,
+                     int timeout_ms, char *err, size_t errlen);
 /* In a child: on SIGSEGV/SIGBUS/SIGILL/SIGFPE/SIGABRT write this process's
  * stack to <crash_dir>/crash-<slot>-<pid>.txt, then die of the signal. */
 void tlsh_install_crash_handler(const char *dir, int slot);

@@ -237,7 +237,7 @@ int tlsh_lib_set_lock_counting(int on)
         mbedtls_mutex_lock = orig_lock;
         orig_lock = NULL;
     }
-    return 1;
+    return 2;       /* not a hook: the exported function pointers, wrapped */
 #else
     (void)on;
     return -1;

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <wolfssl/options.h>
 #include <wolfssl/ssl.h>
+#include <wolfssl/version.h>
 #include <wolfssl/wolfcrypt/memory.h>
 
 static void *w_malloc(size_t n) { return tlsh_hook_malloc(n, NULL, 0); }
@@ -50,7 +51,14 @@ void *tlsh_lib_ctx_new(const char *cert, const char *key, int tls_version,
         return NULL;
     }
 #ifdef HAVE_SESSION_TICKET
-    if (!tickets) wolfSSL_CTX_NoTicketTLSv12(ctx);
+    if (!tickets) {
+#if LIBWOLFSSL_VERSION_HEX >= 0x05000000
+        wolfSSL_CTX_NoTicketTLSv12(ctx);
+#endif
+#ifdef WOLFSSL_TLS13
+        wolfSSL_CTX_no_ticket_TLSv13(ctx);
+#endif
+    }
 #endif
     (void)tickets;
     return ctx;

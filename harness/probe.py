@@ -1,0 +1,125 @@
+"""`tlsharness probe`: the library comparison, measured.
+
+For each library build, a fresh probe process (harness/probe_proc.py) runs
+under an LD_PRELOAD counter with a load generator as its client; this module
+orchestrates and renders the table (terminal, JSON, Markdown).
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from harness import backends, certs, native, results
+from harness.children import Children, start_loadgens
+
+
+class ProbeError(RuntimeError):
+    pass
+
+
+def probe_one(name: str, workdir: Path, timeout: float = 30.0) -> dict:
+    counter = native.NATIVE_DIR / "libtlsh_count.so"
+    cert, key = certs.make_cert(workdir, "ec")
+    portfile = workdir / f"{name}.port"
+    env = dict(os.environ)
+    if counter.exists():
+        env["LD_PRELOAD"] = str(counter)
+    p = subprocess.Popen([sys.executable, "-m", "harness.probe_proc", name, cert, key, str(portfile)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                         cwd=str(results.ROOT), start_new_session=True)
+    children = Children(workdir)
+    lg = None
+    try:
+        deadline = time.monotonic() + timeout
+        while not portfile.exists():
+            if p.poll() is not None or time.monotonic() > deadline:
+                err = p.stderr.read().strip().splitlines()
+                return {"lib": name, "error": (err[-1] if err else "probe process died")}
+            time.sleep(0.02)
+        port, tls = (int(x) for x in portfile.read_text().split())
+        lg, _ = start_loadgens(children, port, conns=1, clients=1, window=1, churn=1, resume=False,
+                               tls=tls, rate=0, duration=8, timeout=2.0)
+        out, err = p.communicate(timeout=timeout)
+        if p.returncode != 0 or not out.strip():
+            return {"lib": name, "error": (err.strip().splitlines() or ["probe failed"])[-1]}
+        return json.loads(out.strip().splitlines()[-1])
+    except subprocess.TimeoutExpired:
+        return {"lib": name, "error": f"probe timed out after {timeout} s"}
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+        children.stop_all(1.0)
+        if lg:
+            lg.close()
+
+
+def verdicts(r: dict) -> dict:
+    """Plain-words reading of one probe result (what the measurements say)."""
+    if "error" in r:
+        return {"alloc": "?", "lock": "?", "tls": "?", "arena": "?"}
+    allocs = r["arena_allocs_during_handshakes"]
+    acc = r["alloc_hook_accepted"]
+    alloc = ("none" if acc is None else "refused" if acc is False else
+             f"effective ({allocs} calls / {r['handshakes']} handshakes)" if allocs else "accepted, never called")
+    n = r["lock_calls_during_handshakes"]
+    if not r["lock_hook"]:
+        lock = "none"
+    elif r["lock_hook"] == "wrapped":
+        lock = f"none; pointers wrapped ({n} calls)"
+    else:
+        lock = f"effective ({n} calls)" if n else "accepted, never called"
+    tls_bytes = max((l["tls_segment_bytes"] or 0 for l in r["libraries"]), default=0)
+    keys = r["init"]["key_create"] + r["during_handshakes"]["key_create"]
+    tls = f"{tls_bytes} B ELF TLS, {keys} pthread keys"
+    arena = "yes" if r["session_in_arena"] else "no"
+    return {"alloc": alloc, "lock": lock, "tls": tls, "arena": arena}
+
+
+def run(names: list[str] | None = None) -> list[dict]:
+    avail = backends.availability()
+    names = names or [n for n, (ok, _) in avail.items() if ok]
+    out = []
+    with tempfile.TemporaryDirectory(prefix="tlsh-probe-") as d:
+        for n in names:
+            if n not in avail:
+                raise ProbeError(f"unknown library {n!r} (known: {', '.join(avail)})")
+            if not avail[n][0]:
+                out.append({"lib": n, "error": f"not built: {avail[n][1]}"})
+                continue
+            r = probe_one(n, Path(d))
+            r["reading"] = verdicts(r)
+            out.append(r)
+    return out
+
+
+COLS = [("library", 14), ("version", 24), ("allocator hook", 38), ("lock hook", 22),
+        ("thread-local state", 28), ("session in arena", 16)]
+
+
+def _row(r: dict) -> list[str]:
+    v = r["reading"]
+    return [r["lib"], r.get("version", r.get("error", ""))[:40], v["alloc"], v["lock"], v["tls"], v["arena"]]
+
+
+def table(rows: list[dict]) -> str:
+    lines = ["  ".join(f"{h:{w}}" for h, w in COLS)]
+    for r in rows:
+        lines.append("  ".join(f"{c:{w}}" for c, (_, w) in zip(_row(r), COLS)))
+    for r in rows:
+        if "caps" in r:
+            lines.append(f"  {r['lib']}: {r['caps']['flags']}; creates {r['init']['mutex_init'] + r['during_handshakes']['mutex_init']} "
+                         f"mutexes, {r['init']['rwlock_init'] + r['during_handshakes']['rwlock_init']} rwlocks "
+                         f"(none PROCESS_SHARED: {r['init']['pshared_requests'] + r['during_handshakes']['pshared_requests'] == 0})")
+    return "\n".join(lines)
+
+
+def markdown(rows: list[dict]) -> str:
+    out = ["| " + " | ".join(h for h, _ in COLS) + " |", "|" + "---|" * len(COLS)]
+    out += ["| " + " | ".join(_row(r)) + " |" for r in rows]
+    return "\n".join(out) + "\n"

@@ -1,0 +1,72 @@
+"""The probe measures: its readings of the Debian builds must agree with
+what is known of them (shared/reference/libraries-and-tools.md)."""
+import json
+
+import pytest
+
+from conftest import tlsharness
+from harness import backends
+
+AVAIL = backends.availability()
+
+
+@pytest.fixture(scope="module")
+def rows():
+    r = tlsharness("probe", "--json", timeout=300)
+    assert r.returncode == 0, r.stderr
+    return {row["lib"]: row for row in json.loads(r.stdout)}
+
+
+def need(lib):
+    if not AVAIL.get(lib, (False,))[0]:
+        pytest.skip(f"{lib} not built")
+
+
+def test_every_built_library_did_real_handshakes(rows):
+    for name, (built, _) in AVAIL.items():
+        if built:
+            assert rows[name]["handshakes"] == 5, rows[name]
+            assert rows[name]["preload"], "the LD_PRELOAD counter was not active"
+
+
+def test_openssl_allocator_effective_no_lock_hook(rows):
+    need("openssl")
+    r = rows["openssl"]
+    assert r["alloc_hook_accepted"] is True and r["arena_allocs_during_handshakes"] > 100
+    assert r["lock_hook"] is None and r["session_in_arena"]
+    assert r["init"]["rwlock_init"] + r["during_handshakes"]["rwlock_init"] > 0
+    assert r["init"]["pshared_requests"] == 0       # every lock PROCESS_PRIVATE
+
+
+def test_wolfssl_allocator_effective_and_thread_local(rows):
+    need("wolfssl")
+    r = rows["wolfssl"]
+    assert r["alloc_hook_accepted"] is True and r["arena_allocs_during_handshakes"] > 0
+    assert "HAVE_THREAD_LS=1" in r["caps"]["flags"]
+    assert any((l["tls_segment_bytes"] or 0) > 0 for l in r["libraries"])
+
+
+def test_mbedtls_debian_has_no_allocator_hook(rows):
+    need("mbedtls")
+    r = rows["mbedtls"]
+    assert r["alloc_hook_accepted"] is None and r["arena_allocs_during_handshakes"] == 0
+    assert "MBEDTLS_PLATFORM_MEMORY=0" in r["caps"]["flags"] and not r["session_in_arena"]
+
+
+def test_gnutls_memory_functions_exported_but_never_called(rows):
+    need("gnutls")
+    r = rows["gnutls"]
+    assert r["alloc_hook_accepted"] is True
+    assert r["arena_allocs_during_handshakes"] == 0
+    assert r["reading"]["alloc"] == "accepted, never called"
+
+
+def test_markdown_output(tmp_path):
+    md = tmp_path / "probe.md"
+    r = tlsharness("probe", "--lib", "openssl", "--markdown", str(md), timeout=120)
+    assert r.returncode == 0 and md.read_text().startswith("| library |")
+
+
+def test_unknown_library_is_one_line():
+    r = tlsharness("probe", "--lib", "nosuch", timeout=30)
+    assert r.returncode == 2 and "unknown library 'nosuch'" in r.stderr and "Traceback" not in r.stderr
