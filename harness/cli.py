@@ -25,7 +25,10 @@ class ArgParser(argparse.ArgumentParser):
 def _add_run_flags(p: argparse.ArgumentParser) -> None:
     d = RunConfig()
     a = p.add_argument
-    a("--lib", default=d.lib, help="TLS library of the stand (default %(default)s)")
+    a("--lib", default=d.lib, help="TLS library of the stand: see 'tlsharness libs' (default %(default)s)")
+    a("--lib-prefix", help="your own build's install prefix (compiled against the adapter on first use)")
+    a("--lib-kind", default="openssl", help="adapter for --lib-prefix: openssl (LibreSSL, BoringSSL), "
+      "wolfssl, mbedtls, gnutls")
     a("--workers", type=int, default=d.workers, help="worker processes (default %(default)s)")
     a("--conns", type=int, default=d.conns, help="client connections (default %(default)s)")
     a("--duration", type=float, default=d.duration, help="seconds of load (default %(default)s)")
@@ -96,6 +99,13 @@ def cmd_run(ns, argv) -> int:
     from harness.controller import HarnessError, Run
     from harness.progress import Progress
     try:
+        if ns.lib_prefix:
+            from harness import userlibs
+            try:
+                ns.lib = userlibs.add(userlibs.name_for(ns.lib_prefix, ns.lib_kind), ns.lib_prefix,
+                                      ns.lib_kind)
+            except userlibs.UserLibError as e:
+                raise ConfigError(str(e)) from None
         cfg = config_from_args(ns)
         built = backends.availability()
         if cfg.lib not in built:
@@ -203,6 +213,17 @@ def cmd_probe(ns, argv) -> int:
 
 def cmd_libs(ns, argv) -> int:
     from harness import backends
+    if ns.action == "add":
+        from harness import userlibs
+        if not (ns.name and ns.prefix):
+            print("tlsharness: error: libs add NAME --prefix PATH [--kind openssl]", file=sys.stderr)
+            return EXIT_USAGE
+        try:
+            print(f"built {userlibs.add(ns.name, ns.prefix, ns.kind)}: use --lib {ns.name}")
+        except userlibs.UserLibError as e:
+            print(f"tlsharness: error: {e}", file=sys.stderr)
+            return EXIT_USAGE
+        return 0
     avail = backends.availability()
     print(f"{'library':16} {'state':8} {'version':22} where")
     for name, (built, reason) in avail.items():
@@ -245,7 +266,11 @@ def main(argv=None) -> int:
     pr.add_argument("--json", action="store_true")
     pr.add_argument("--markdown", metavar="FILE", help="also write the table as Markdown")
     pr.set_defaults(fn=cmd_probe)
-    lb = sub.add_parser("libs", help="list the TLS libraries built here")
+    lb = sub.add_parser("libs", help="list the TLS libraries built here; 'libs add' your own build")
+    lb.add_argument("action", nargs="?", choices=["list", "add"], default="list")
+    lb.add_argument("name", nargs="?")
+    lb.add_argument("--prefix")
+    lb.add_argument("--kind", default="openssl")
     lb.set_defaults(fn=cmd_libs)
     ns = p.parse_args(argv)
     try:

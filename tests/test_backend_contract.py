@@ -117,3 +117,20 @@ def test_shared_memory_runs_or_says_unsupported(lib, tmp_path):
         assert "no allocator hook" in out["reason"]
     else:
         assert out["verdict"] != "unsupported"
+
+
+def test_user_prefix_builds_against_the_openssl_adapter(tmp_path):
+    """--lib-prefix: a build the user made (here: the fetched 1.1.1 prefix)."""
+    from native_shim import fetch
+    prefix = fetch.prefix_of("openssl@1.1.1")
+    if not (prefix / "usr/include/openssl/ssl.h").exists():
+        pytest.skip("bullseye OpenSSL 1.1.1 not fetched (python -m native_shim.fetch)")
+    r = tlsharness("run", "--lib-prefix", str(prefix), "--memory", "private", "--duration", "1",
+                   "--workers", "1", "--conns", "2", "--json", "-q", "--out", str(tmp_path), timeout=300)
+    out = json.loads(r.stdout)
+    assert out["verdict"] == "pass" and out["lib_version"].startswith("OpenSSL 1.1.1")
+
+
+def test_bad_prefix_is_one_line(tmp_path):
+    r = tlsharness("run", "--lib-prefix", str(tmp_path), "--out", str(tmp_path), timeout=60)
+    assert r.returncode == 2 and "no include/ directory" in r.stderr and "Traceback" not in r.stderr
