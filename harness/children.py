@@ -22,14 +22,16 @@ class Children:
         self.procs: list[subprocess.Popen] = []
         self.logs: list = []
 
-    def spawn(self, module_args: list[str], fds: list[int], log: str) -> subprocess.Popen:
+    def spawn(self, module_args: list[str], fds: list[int], log: str,
+              env: dict | None = None) -> subprocess.Popen:
         """python -m MODULE ARGS..."""
-        return self.spawn_cmd([sys.executable, "-m", *module_args], fds, log)
+        return self.spawn_cmd([sys.executable, "-m", *module_args], fds, log, env)
 
-    def spawn_cmd(self, argv: list[str], fds: list[int], log: str) -> subprocess.Popen:
+    def spawn_cmd(self, argv: list[str], fds: list[int], log: str,
+                  extra_env: dict | None = None) -> subprocess.Popen:
         f = open(self.dir / log, "w")
         self.logs.append(f)
-        env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
+        env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1", **(extra_env or {}))
         p = subprocess.Popen(argv, pass_fds=fds,
                              stdin=subprocess.DEVNULL, stdout=f, stderr=subprocess.STDOUT,
                              start_new_session=True, env=env, cwd=str(results.ROOT))

@@ -32,7 +32,8 @@ def _add_run_flags(p: argparse.ArgumentParser) -> None:
     a("--workers", type=int, default=d.workers, help="worker processes (default %(default)s)")
     a("--conns", type=int, default=d.conns, help="client connections (default %(default)s)")
     a("--duration", type=float, default=d.duration, help="seconds of load (default %(default)s)")
-    a("--memory", default=d.memory, help="shared (TLS objects in the arena) | private")
+    a("--memory", default=d.memory, help="shared (TLS objects in the arena) | private | "
+      "interpose (forced: the whole stand's malloc in the arena, for libraries without a hook)")
     a("--handoff", default=d.handoff, help="pinned | per-connection | per-message")
     a("--lock", default=d.lock, help="connection lock: spin | futex | robust")
     a("--tls", type=str, default="1.3", help="1.2 | 1.3")
@@ -75,6 +76,8 @@ def config_from_args(ns) -> RunConfig:
 
 def summary(out: dict) -> str:
     lines = [f"{out['outcome'].upper()}: {out['verdict']} — {out.get('reason', '')}"]
+    if out.get("memory", "").startswith("interpose"):
+        lines.append("  memory: " + out["memory"])
     if out.get("time_to_failure_ms") is not None:
         lines.append(f"  failure {out['time_to_failure_ms']:.0f} ms after load started"
                      f" (detected {out.get('detect_latency_ms')} ms after onset)")

@@ -11,7 +11,7 @@ import random
 from dataclasses import dataclass, field
 
 CHOICES = {
-    "memory": ("shared", "private"),
+    "memory": ("shared", "private", "interpose"),
     "handoff": ("pinned", "per-connection", "per-message"),
     "lock": ("spin", "futex", "robust"),
     "load": ("persistent", "churn"),

@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from harness import certs, families, procfs, results, stacks
+from harness import certs, families, native, procfs, results, stacks
 from harness.children import Children, start_loadgens
 from harness.config import RunConfig, results_root
 from harness.progress import Progress
@@ -29,6 +29,12 @@ EXIT_INTERRUPTED = 130
 OUTCOMES = {"pass": "clean", "crash": "crashed", "corruption": "corrupt",
             "livelock": "stalled", "deadlock": "stalled", "mixed": "stalled",
             "degraded": "stalled"}
+
+
+MEMORY_LABELS = {"shared": "shared (library allocator hooked to the arena)",
+                 "private": "private (each worker's own heap)",
+                 "interpose": "interpose (FORCED: the whole stand process's malloc in the "
+                              "shared arena via LD_PRELOAD)"}
 
 
 class HarnessError(RuntimeError):
@@ -111,9 +117,15 @@ class Run:
               "max_conns": cfg.max_conns, "fault": cfg.fault, "seed": cfg.seed,
               "stacks_dir": str(self.dir / "stacks"), "global_lock": cfg.global_lock}
         (self.dir / "stand.json").write_text(json.dumps(sc, indent=2))
+        env = None
+        if cfg.memory == "interpose":        # forced mode: the whole stand's heap in the arena
+            pre = native.NATIVE_DIR / "libtlsh_interpose.so"
+            if not pre.exists():
+                raise HarnessError("--memory interpose needs libtlsh_interpose.so (make setup)")
+            env = {"LD_PRELOAD": str(pre), "TLSH_INTERPOSE_MB": str(cfg.arena_mb)}
         self.stand = self.children.spawn(["harness.stand", str(self.dir / "stand.json"),
-                                  str(self.status.fd), str(os.getpid())],
-                                 [self.status.fd], "stand.log")
+                                          str(self.status.fd), str(os.getpid())],
+                                         [self.status.fd], "stand.log", env)
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             if self.status.s.ready and self.status.s.port:
@@ -246,6 +258,7 @@ class Run:
             "run_dir": str(self.dir), "verdict": v.verdict,
             "outcome": OUTCOMES.get(v.verdict, "inconclusive"), "reason": v.reason,
             "exit_code": exit_code(v.verdict), "lib": self.cfg.lib,
+            "memory": MEMORY_LABELS[self.cfg.memory],
             "lib_version": manifest.get("lib_version"),
             "time_to_failure_ms": rel(v.onset_ns) if v.failed else None,
             "detect_latency_ms": round((v.detect_ns - v.onset_ns) / 1e6, 1)

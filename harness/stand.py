@@ -54,7 +54,17 @@ def main(argv=None) -> int:
         return code
 
     arena = ffi.NULL
-    if cfg["memory"] == "shared":
+    if cfg["memory"] == "interpose":
+        import ctypes                      # the LD_PRELOAD allocator's arena (created at exec)
+        try:
+            get = ctypes.CDLL(None).tlsh_interpose_arena
+        except AttributeError:
+            return fail("--memory interpose: libtlsh_interpose.so is not preloaded")
+        get.restype = ctypes.c_void_p
+        arena = ffi.cast("tlsh_arena *", get())
+        st.arena_base = lib.tlsh_arena_base(arena)
+        st.arena_size = lib.tlsh_arena_size(arena)
+    elif cfg["memory"] == "shared":
         arena = lib.tlsh_arena_create(cfg["arena_mb"] << 20)
         if arena == ffi.NULL:
             return fail(f"cannot create a {cfg['arena_mb']} MiB arena")
@@ -81,7 +91,8 @@ def main(argv=None) -> int:
 
     c = ffi.new("struct tlsh_stand_cfg *")
     c.nworkers = cfg["workers"]
-    c.memory = {"shared": lib.TLSH_MEM_SHARED, "private": lib.TLSH_MEM_PRIVATE}[cfg["memory"]]
+    c.memory = {"shared": lib.TLSH_MEM_SHARED, "interpose": lib.TLSH_MEM_SHARED,
+                "private": lib.TLSH_MEM_PRIVATE}[cfg["memory"]]
     c.handoff = {"pinned": lib.TLSH_HANDOFF_PINNED, "per-connection": lib.TLSH_HANDOFF_PER_CONN,
                  "per-message": lib.TLSH_HANDOFF_PER_MSG}[cfg["handoff"]]
     c.lock_flavor = {"spin": lib.TLSH_LOCK_SPIN, "futex": lib.TLSH_LOCK_FUTEX,

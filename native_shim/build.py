@@ -184,15 +184,20 @@ def build(only: str | None = None, quiet: bool = False) -> dict:
         os.replace(tmpdest, dest)   # never rewrite a .so in place: running processes map it
         report[ext.name] = {"built": True, "reason": reason, "path": str(dest),
                             "version": flags.get("version", "")}
-    # plain shared libraries (not cffi): the probe's LD_PRELOAD counter
-    counter = OUT / "libtlsh_count.so"
-    r = subprocess.run(["cc", "-O2", "-Wall", "-shared", "-fPIC", "-o", str(counter) + ".new",
-                        str(SRC / "preload_count.c"), "-ldl", "-lpthread"], capture_output=True, text=True)
-    if r.returncode == 0:
-        os.replace(str(counter) + ".new", counter)
-        report["libtlsh_count"] = {"built": True, "reason": "LD_PRELOAD counter", "path": str(counter)}
-    else:
-        report["libtlsh_count"] = {"built": False, "reason": r.stderr.strip()[-200:]}
+    # plain shared libraries (not cffi) for LD_PRELOAD: the probe's counter and
+    # the --memory interpose allocator
+    for name, srcs, what in (("libtlsh_count", ["preload_count.c"], "LD_PRELOAD counter"),
+                             ("libtlsh_interpose", ["preload_arena.c", "arena.c"],
+                              "LD_PRELOAD shared-arena allocator")):
+        so = OUT / f"{name}.so"
+        r = subprocess.run(["cc", "-O2", "-g", "-Wall", "-std=gnu11", "-shared", "-fPIC",
+                            f"-I{INCLUDE}", "-o", str(so) + ".new", *[str(SRC / x) for x in srcs],
+                            "-ldl", "-lpthread"], capture_output=True, text=True)
+        if r.returncode == 0:
+            os.replace(str(so) + ".new", so)
+            report[name] = {"built": True, "reason": what, "path": str(so)}
+        else:
+            report[name] = {"built": False, "reason": r.stderr.strip()[-200:]}
     for ext, info in variant_extensions():
         if only and ext.name != only and info["lib"] != only:
             continue

@@ -134,3 +134,15 @@ def test_user_prefix_builds_against_the_openssl_adapter(tmp_path):
 def test_bad_prefix_is_one_line(tmp_path):
     r = tlsharness("run", "--lib-prefix", str(tmp_path), "--out", str(tmp_path), timeout=60)
     assert r.returncode == 2 and "no include/ directory" in r.stderr and "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("lib", LIBS)
+def test_interpose_puts_every_library_in_the_arena(lib, tmp_path):
+    """--memory interpose: forced mode, labelled, and the arena really used."""
+    r = tlsharness("run", "--lib", lib, "--memory", "interpose", "--handoff", "per-message",
+                   "--duration", "2", "--tls", "1.2", "--json", "-q", "--out", str(tmp_path),
+                   "--keep-going", timeout=60)
+    out = json.loads(r.stdout)
+    assert out["memory"].startswith("interpose (FORCED")
+    assert out["verdict"] != "unsupported"
+    assert out["arena"]["n_alloc"] > 1000 and out["cross_handoffs"] > 0

@@ -60,6 +60,9 @@ void *tlsh_arena_calloc(tlsh_arena *a, size_t nmemb, size_t n);
 void *tlsh_arena_realloc(tlsh_arena *a, void *p, size_t n);
 void tlsh_arena_free(tlsh_arena *a, void *p);
 
+/* Bytes usable in a live block (its requested size), 0 if p is not one. */
+size_t tlsh_arena_usable_size(tlsh_arena *a, const void *p);
+
 /* 1 if p points into the arena's mapping. */
 int tlsh_arena_contains(const tlsh_arena *a, const void *p);
 uintptr_t tlsh_arena_base(const tlsh_arena *a);

@@ -73,6 +73,7 @@ int tlsh_probe_serve(const struct tlsh_tls_ops *ops, void *ctx, int lfd, int nco
 /* In a child: on SIGSEGV/SIGBUS/SIGILL/SIGFPE/SIGABRT write this process's
  * stack to <crash_dir>/crash-<slot>-<pid>.txt, then die of the signal. */
 void tlsh_install_crash_handler(const char *dir, int slot);
+void tlsh_crash_prepare(void);   /* parent, before fork */
 
 /* internal, shared by listener.c and worker.c */
 struct tlsh_stand {

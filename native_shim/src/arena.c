@@ -466,3 +466,17 @@ void tlsh_hook_free(void *p, const char *file, int line)
     if (a)
         tlsh_arena_free(a, p);
 }
+
+size_t tlsh_arena_usable_size(tlsh_arena *a, const void *p)
+{
+    if (!p)
+        return 0;
+    uint32_t state;
+    size_t n = 0;
+    arena_lock(a);
+    struct blk_hdr *h = lookup(a, p, &state);
+    if (state == BLK_LIVE)
+        n = (size_t)INFO_REQ(h->info);
+    arena_unlock(a);
+    return n;
+}

@@ -52,13 +52,20 @@ static void on_crash(int sig, siginfo_t *si, void *uc)
     raise(sig);
 }
 
+/* In the parent, before fork: backtrace() dlopens libgcc_s on first use.
+ * Doing it once here keeps the children from each mutating the loader's
+ * state, which with --memory interpose lives in the shared arena. */
+void tlsh_crash_prepare(void)
+{
+    void *warm[2];
+    backtrace(warm, 2);
+}
+
 void tlsh_install_crash_handler(const char *dir, int slot)
 {
     if (!dir || !*dir) return;
     snprintf(self_pid, sizeof(self_pid), "%d", (int)getpid());
     snprintf(crash_path, sizeof(crash_path), "%s/crash-%d-%s.txt", dir, slot, self_pid);
-    void *warm[2];
-    backtrace(warm, 2);        /* loads libgcc now, not inside the handler */
     stack_t ss = { .ss_sp = altstack, .ss_size = sizeof(altstack) };
     sigaltstack(&ss, NULL);
     struct sigaction sa;

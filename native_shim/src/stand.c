@@ -73,6 +73,7 @@ struct tlsh_stand *tlsh_stand_new(const struct tlsh_stand_cfg *cfg, struct tlsh_
         return NULL;
     }
     status->port = ntohs(a.sin_port);
+    tlsh_crash_prepare();
     for (int s = 1; s <= cfg->nworkers; s++) {
         int sv[2];
         if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) {
