@@ -7,7 +7,7 @@ VPY    := $(VENV)/bin/python
 NATIVE := harness/_native/build.json
 NATIVE_SRC := $(wildcard native_shim/src/*.c native_shim/include/*.h native_shim/bindings/*.py) native_shim/build.py
 
-.PHONY: setup system-deps demo test bench clean
+.PHONY: setup system-deps demo test bench clean debug-openssl
 
 setup: system-deps $(VENV)/.installed $(NATIVE)
 
@@ -16,7 +16,7 @@ system-deps:
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(VPY) -m pip install -q --disable-pip-version-check "cffi>=1.15" "pytest>=7" "setuptools>=61" wheel psutil
+	$(VPY) -m pip install -q --disable-pip-version-check "cffi>=1.15" "pytest>=7" "setuptools>=61" wheel psutil py-spy
 	$(VPY) -m pip install -q --disable-pip-version-check --no-build-isolation -e .
 	@touch $@
 
@@ -37,6 +37,12 @@ test: setup
 
 bench: setup
 	$(VPY) bench/throughput.py
+
+# OpenSSL 3.0 with symbols, from Debian's source package of the installed
+# version: readable stacks for triage (tlsharness run --lib openssl@3.0-debug)
+debug-openssl: setup
+	$(VPY) -m native_shim.fetch --only openssl@3.0-debug
+	$(VPY) -m native_shim.build
 
 clean:
 	rm -rf build harness/_native/*.so $(NATIVE)

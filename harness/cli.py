@@ -1,8 +1,9 @@
 """The tlsharness command line (the controller).
 
 Exit codes of `run`: 0 clean, 1 failure found, 2 usage error,
-3 inconclusive (includes overload and stopped), 4 harness error,
-130 interrupted.
+3 inconclusive (includes overload, stopped, unsupported), 4 harness error,
+130 interrupted.  With --bisect (and for `repro`), git-bisect-run codes:
+0 good, 1 bad, 125 cannot tell (skip this commit).
 """
 from __future__ import annotations
 
@@ -58,8 +59,11 @@ def _add_run_flags(p: argparse.ArgumentParser) -> None:
     a("--fault", default="none", help="inject KIND[:WORKER[:AFTER_MS]]: block, spin, die, stop, "
       "crash (in a worker, holding its locks), hog (CPU hogs outside the stand, stand at nice 19)")
     a("--global-lock", action="store_true", help="one lock around all TLS work (OpenSIPS 3.2)")
+    a("--mitigate", default="", help="comma-separated mitigations: pshared, prefork-thread, "
+      "global-lock, per-worker-ctx")
     a("--quiet", "-q", action="store_true", help="no live progress")
     a("--json", action="store_true", help="print the outcome as JSON")
+    a("--bisect", action="store_true", help="exit 0 good / 1 bad / 125 cannot tell (git bisect run)")
 
 
 def config_from_args(ns) -> RunConfig:
@@ -70,7 +74,8 @@ def config_from_args(ns) -> RunConfig:
         clients=ns.clients, timeout=ns.timeout, ctx=ns.ctx, cert=ns.cert, ciphers=ns.ciphers,
         tickets=not ns.no_tickets, arena_mb=ns.arena_mb, seed=ns.seed, out=ns.out,
         linger=ns.linger, stop_on_failure=not ns.keep_going, sample_hz=ns.sample_hz,
-        stall_s=ns.stall_s, fault=parse_fault(ns.fault), global_lock=ns.global_lock)
+        stall_s=ns.stall_s, fault=parse_fault(ns.fault), global_lock=ns.global_lock,
+        mitigations=[m for m in ns.mitigate.split(",") if m])
     return cfg.validate()
 
 
@@ -128,7 +133,48 @@ def cmd_run(ns, argv) -> int:
         print(f"tlsharness: {e}", file=sys.stderr)
         return 4
     print(json.dumps(out, indent=2, default=str) if ns.json else summary(out))
-    return out["exit_code"]
+    return bisect_code(out["exit_code"]) if ns.bisect else out["exit_code"]
+
+
+def bisect_code(code: int) -> int:
+    """git bisect run: 0 good, 1 bad, 125 skip (anything we cannot judge)."""
+    return code if code in (0, 1) else 125
+
+
+def cmd_repro(ns, argv) -> int:
+    """N runs of one configuration; bad (1) when the failure reproduces in at
+    least --min-rate of them, good (0) when no run failed, 125 otherwise."""
+    from harness.controller import HarnessError, Run
+    from harness.progress import Progress
+    try:
+        if not 1 <= ns.runs <= 1000:
+            raise ConfigError(f"--runs must be between 1 and 1000 (got {ns.runs})")
+        if not 0 < ns.min_rate <= 1:
+            raise ConfigError(f"--min-rate must be in (0, 1] (got {ns.min_rate})")
+        cfg0 = config_from_args(ns)
+    except ConfigError as e:
+        print(f"tlsharness: error: {e}", file=sys.stderr)
+        return 125 if ns.bisect_usage_skip else EXIT_USAGE
+    failed, judged, seed = 0, 0, cfg0.seed
+    for i in range(ns.runs):
+        cfg = config_from_args(ns)
+        cfg.seed = seed + i
+        try:
+            out = Run(cfg, ["run", *argv[1:]], Progress(quiet=True)).execute()
+        except (HarnessError, OSError) as e:
+            print(f"tlsharness: {e}", file=sys.stderr)
+            return 125
+        judged += out["exit_code"] in (0, 1)
+        failed += out["exit_code"] == 1
+        print(f"run {i + 1}/{ns.runs}: {out['verdict']:12} {out.get('reason', '')[:90]}  "
+              f"({out['run_dir']})", flush=True)
+        if out["exit_code"] == 130:
+            return 130
+    rate = failed / ns.runs
+    print(f"reproduced in {failed}/{ns.runs} runs ({rate:.0%}); {ns.runs - judged} could not be judged")
+    if rate >= ns.min_rate:
+        return 1
+    return 0 if failed == 0 and judged == ns.runs else 125
 
 
 DEMO_RUNS = [
@@ -246,6 +292,12 @@ def main(argv=None) -> int:
     r = sub.add_parser("run", help="run the stand under load and judge it")
     _add_run_flags(r)
     r.set_defaults(fn=cmd_run)
+    rp = sub.add_parser("repro", help="N runs: exit 1 if the failure reproduces (git bisect run)")
+    _add_run_flags(rp)
+    rp.add_argument("--runs", type=int, default=3)
+    rp.add_argument("--min-rate", type=float, default=0.5,
+                    help="share of failing runs that counts as reproduced (default 0.5)")
+    rp.set_defaults(fn=cmd_repro, bisect_usage_skip=False)
     dm = sub.add_parser("demo", help="baseline vs shared-arena model, side by side")
     dm.add_argument("--lib", default="openssl")
     dm.add_argument("--duration", type=float, default=10.0)

@@ -19,6 +19,17 @@ CHOICES = {
     "cert": ("ec", "rsa"),
 }
 FAULTS = ("none", "block", "spin", "die", "stop", "crash", "hog")
+# mitigations the servers shipped, combinable (shared/reference/failure-families.md)
+MITIGATIONS = {
+    "pshared": "locks the library creates forced PTHREAD_PROCESS_SHARED (LD_PRELOAD; "
+               "OpenSIPS ssl_tweaks.h, Kamailio TLS_PTHREAD_MUTEX_SHARED)",
+    "prefork-thread": "library init and contexts in a throwaway thread before fork "
+                      "(Kamailio tls_threads_mode=1)",
+    "global-lock": "one lock around all TLS work of a connection (OpenSIPS 3.2 tls_global_lock)",
+    "per-worker-ctx": "one SSL_CTX per worker, created before fork (OpenSIPS #1799)",
+    "write-dup": "wolfSSL_write_dup after the handshake (OpenSIPS tls_wolfssl); needs a wolfSSL "
+                 "built with HAVE_WRITE_DUP",
+}
 
 
 class ConfigError(ValueError):
@@ -55,6 +66,7 @@ class RunConfig:
     stall_s: float = 0.4
     fault: dict = field(default_factory=lambda: {"kind": "none"})
     global_lock: bool = False     # OpenSIPS 3.2 tls_global_lock around all TLS work
+    mitigations: list = field(default_factory=list)
     grace: float = 3.0            # after duration: time to stop everything before SIGKILL
 
     def validate(self) -> "RunConfig":
@@ -83,6 +95,18 @@ class RunConfig:
             raise ConfigError(f"--fault kind must be one of {', '.join(FAULTS)} (got {kind!r})")
         if kind != "none" and not 1 <= self.fault.get("slot", 1) <= self.workers:
             raise ConfigError(f"--fault worker must be 1..{self.workers}")
+        unknown = [m for m in self.mitigations if m not in MITIGATIONS]
+        if unknown:
+            raise ConfigError(f"--mitigate: unknown {', '.join(unknown)} "
+                              f"(known: {', '.join(MITIGATIONS)})")
+        if "global-lock" in self.mitigations:
+            self.global_lock = True
+        if "per-worker-ctx" in self.mitigations:
+            self.ctx = "per-worker"
+        if self.global_lock and "global-lock" not in self.mitigations:
+            self.mitigations.append("global-lock")
+        if self.ctx == "per-worker" and "per-worker-ctx" not in self.mitigations:
+            self.mitigations.append("per-worker-ctx")
         if self.seed is None:
             self.seed = random.SystemRandom().randrange(1, 2**31)
         return self

@@ -115,14 +115,20 @@ class Run:
               "lock": cfg.lock, "tls": cfg.tls, "ctx": cfg.ctx, "cert": cert, "key": key,
               "ciphers": cfg.ciphers, "tickets": cfg.tickets, "arena_mb": cfg.arena_mb,
               "max_conns": cfg.max_conns, "fault": cfg.fault, "seed": cfg.seed,
-              "stacks_dir": str(self.dir / "stacks"), "global_lock": cfg.global_lock}
+              "stacks_dir": str(self.dir / "stacks"), "global_lock": cfg.global_lock,
+              "mitigations": cfg.mitigations}
         (self.dir / "stand.json").write_text(json.dumps(sc, indent=2))
-        env = None
+        env, preload = {}, []
         if cfg.memory == "interpose":        # forced mode: the whole stand's heap in the arena
-            pre = native.NATIVE_DIR / "libtlsh_interpose.so"
-            if not pre.exists():
-                raise HarnessError("--memory interpose needs libtlsh_interpose.so (make setup)")
-            env = {"LD_PRELOAD": str(pre), "TLSH_INTERPOSE_MB": str(cfg.arena_mb)}
+            preload.append("libtlsh_interpose.so")
+            env["TLSH_INTERPOSE_MB"] = str(cfg.arena_mb)
+        if "pshared" in cfg.mitigations:
+            preload.append("libtlsh_pshared.so")
+        for so in preload:
+            if not (native.NATIVE_DIR / so).exists():
+                raise HarnessError(f"{so} is not built (make setup)")
+        if preload:
+            env["LD_PRELOAD"] = ":".join(str(native.NATIVE_DIR / so) for so in preload)
         self.stand = self.children.spawn(["harness.stand", str(self.dir / "stand.json"),
                                           str(self.status.fd), str(os.getpid())],
                                          [self.status.fd], "stand.log", env)
@@ -259,6 +265,7 @@ class Run:
             "outcome": OUTCOMES.get(v.verdict, "inconclusive"), "reason": v.reason,
             "exit_code": exit_code(v.verdict), "lib": self.cfg.lib,
             "memory": MEMORY_LABELS[self.cfg.memory],
+            "mitigations": self.cfg.mitigations,
             "lib_version": manifest.get("lib_version"),
             "time_to_failure_ms": rel(v.onset_ns) if v.failed else None,
             "detect_latency_ms": round((v.detect_ns - v.onset_ns) / 1e6, 1)

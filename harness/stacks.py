@@ -18,6 +18,7 @@ from pathlib import Path
 from harness import procfs
 
 FRAME_RE = re.compile(r"^#\d+\s+0x[0-9a-f]+\s+(?:in\s+)?([^\s(]+)")
+PYSPY_RE = re.compile(r"^\s+([\w.<>]+) \(")
 BT_RE = re.compile(r"\(([A-Za-z_][\w.@]*)\+0x[0-9a-f]+\)")
 
 
@@ -36,10 +37,31 @@ def parse_frames(text: str) -> list[str]:
         m = BT_RE.search(line)
         if m:
             out.append(m.group(1).split("@")[0])
+            continue
+        m = PYSPY_RE.match(line)
+        if m:
+            out.append(m.group(1))
     return out
 
 
-def _dump(pid: int, timeout: float) -> tuple[str, str]:
+def _pyspy() -> str | None:
+    """py-spy from the project's venv or PATH."""
+    import sys
+    from pathlib import Path
+    cand = Path(sys.executable).parent / "py-spy"
+    return str(cand) if cand.exists() else shutil.which("py-spy")
+
+
+def _dump(pid: int, timeout: float, python: bool = False) -> tuple[str, str]:
+    spy = _pyspy() if python else None
+    if spy:                                  # a Python process: Python and native frames
+        try:
+            r = subprocess.run([spy, "dump", "--native", "--pid", str(pid)], capture_output=True,
+                               text=True, timeout=timeout)
+            if r.returncode == 0:
+                return "py-spy", r.stdout
+        except subprocess.TimeoutExpired:
+            pass
     if shutil.which("eu-stack"):
         cmd, tool = ["eu-stack", "-p", str(pid)], "eu-stack"
     elif shutil.which("gdb"):
@@ -69,7 +91,7 @@ def collect(procs: list[dict], out_dir: Path, timeout: float = 5.0) -> list[dict
         pid = p["pid"]
         if before[pid] is None:
             continue
-        tool, text = _dump(pid, timeout)
+        tool, text = _dump(pid, timeout, python=p["role"] == "supervisor")
         path = out_dir / f"{p['role']}-{p['slot']}-{pid}.txt"
         path.write_text(text)
         results.append({**p, "tool": tool, "file": str(path), "frames": parse_frames(text)})

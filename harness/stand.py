@@ -77,13 +77,37 @@ def main(argv=None) -> int:
                         f"the hook: was it loaded earlier in this process?)")
         st.arena_base = lib.tlsh_arena_base(arena)
         st.arena_size = lib.tlsh_arena_size(arena)
+    mitig = cfg.get("mitigations", [])
+    if "write-dup" in mitig:
+        if not be.caps()["write_dup"]:
+            return fail(f"{be.name}: --mitigate write-dup needs wolfSSL_write_dup (HAVE_WRITE_DUP); "
+                        f"this build has {be.caps()['flags'] or 'no such flag'}", EXIT_UNSUPPORTED)
+        return fail(f"{be.name}: --mitigate write-dup: the adapter does not split sessions with "
+                    "wolfSSL_write_dup yet", EXIT_UNSUPPORTED)
+    if "pshared" in mitig:
+        import ctypes
+        if not hasattr(ctypes.CDLL(None), "tlsh_pshared_forced"):
+            return fail("--mitigate pshared: libtlsh_pshared.so is not preloaded")
     try:
-        be.init()
         ver = be.version().encode()[:95]
         ffi.memmove(st.lib_version, ver + b"\0", len(ver) + 1)
         nctx = cfg["workers"] if cfg["ctx"] == "per-worker" else 1
-        ctxs = [be.ctx_new(cfg["cert"], cfg["key"], cfg["tls"], cfg.get("ciphers", ""),
-                           cfg.get("tickets", True)) for _ in range(nctx)]
+        if "prefork-thread" in mitig:
+            # init and contexts in a throwaway thread: the main thread, whose
+            # state every worker inherits, never touches the library
+            if cfg["tls"] == 13 and not be.caps()["tls13"]:
+                raise backends.Unsupported(f"{be.name}: this build has no TLS 1.3 (use --tls 1.2)")
+            arr = ffi.new("void *[]", nctx)
+            err = ffi.new("char[256]")
+            if not lib.tlsh_prefork_thread_init(cfg["cert"].encode(), cfg["key"].encode(), cfg["tls"],
+                                                cfg.get("ciphers", "").encode(),
+                                                int(cfg.get("tickets", True)), nctx, arr, err, 256):
+                raise backends.BackendError(f"{be.name}: " + ffi.string(err).decode(errors="replace"))
+            ctxs = [arr[i] for i in range(nctx)]
+        else:
+            be.init()
+            ctxs = [be.ctx_new(cfg["cert"], cfg["key"], cfg["tls"], cfg.get("ciphers", ""),
+                               cfg.get("tickets", True)) for _ in range(nctx)]
     except backends.Unsupported as e:
         return fail(str(e), EXIT_UNSUPPORTED)
     except backends.BackendError as e:

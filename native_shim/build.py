@@ -103,6 +103,8 @@ def variant_extensions() -> list[tuple[Extension, dict]]:
     if LOCAL.exists():
         entries += [dict(v, origin="user prefix") for v in tomllib.loads(LOCAL.read_text()).get("variant", [])]
     for v in entries:
+        if v.get("optional") and not (Path(v["prefix"]).parent / ".done").exists():
+            continue                    # optional and not built: not listed
         ext = Extension("_tlsh_v_" + fetch.slug(v["name"]), ["core", "stand", "tls", v["kind"]])
         dirs = _variant_dirs(Path(v["prefix"]))
         info = {"lib": v["name"], "kind": v["kind"], "prefix": v["prefix"], "origin": v["origin"]}
@@ -188,7 +190,9 @@ def build(only: str | None = None, quiet: bool = False) -> dict:
     # the --memory interpose allocator
     for name, srcs, what in (("libtlsh_count", ["preload_count.c"], "LD_PRELOAD counter"),
                              ("libtlsh_interpose", ["preload_arena.c", "arena.c"],
-                              "LD_PRELOAD shared-arena allocator")):
+                              "LD_PRELOAD shared-arena allocator"),
+                             ("libtlsh_pshared", ["preload_pshared.c"],
+                              "LD_PRELOAD pshared lock interposition (mitigation)")):
         so = OUT / f"{name}.so"
         r = subprocess.run(["cc", "-O2", "-g", "-Wall", "-std=gnu11", "-shared", "-fPIC",
                             f"-I{INCLUDE}", "-o", str(so) + ".new", *[str(SRC / x) for x in srcs],

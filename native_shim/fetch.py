@@ -50,6 +50,14 @@ def _release_codename() -> str:
 def debian_mirror() -> tuple[str, str]:
     """(URI, keyring) of the main Debian archive this machine's apt uses."""
     codename = _release_codename()
+    for uri, suites, key in _apt_entries():
+        if codename in suites:          # the main archive: the release's own suite
+            return uri.rstrip("/"), key or "/usr/share/keyrings/debian-archive-keyring.gpg"
+    raise FetchError(f"no apt source for {codename} found in /etc/apt: cannot derive a mirror")
+
+
+def _apt_entries() -> list[tuple[str, list[str], str]]:
+    """(URI, suites, keyring) of every deb entry of this machine's apt sources."""
     entries = []
     d = Path("/etc/apt/sources.list.d")
     for f in sorted(d.glob("*.sources")) if d.exists() else []:
@@ -70,10 +78,7 @@ def debian_mirror() -> tuple[str, str]:
                 opts = m.group(1) or ""
                 key = re.search(r"signed-by=(\S+?)[\]\s]", opts + " ")
                 entries.append((m.group(2), [m.group(3)], key.group(1) if key else ""))
-    for uri, suites, key in entries:
-        if codename in suites:          # the main archive: the release's own suite
-            return uri.rstrip("/"), key or "/usr/share/keyrings/debian-archive-keyring.gpg"
-    raise FetchError(f"no apt source for {codename} found in /etc/apt: cannot derive a mirror")
+    return entries
 
 
 def _apt(suite: str) -> list[str]:
@@ -92,7 +97,68 @@ def _apt(suite: str) -> list[str]:
             "-o", "APT::Get::List-Cleanup=0", "-o", "Debug::NoLocking=1"]
 
 
+def _apt_source(codename: str) -> list[str]:
+    """apt with deb-src entries for this machine's own release (all its suites,
+    security included), private state."""
+    base = APT / f"{codename}-src"
+    for d in ("lists/partial", "archives/partial", "etc"):
+        (base / d).mkdir(parents=True, exist_ok=True)
+    (base / "status").touch()
+    lines = []
+    for uri, suites, key in _apt_entries():
+        for s in suites:
+            if s.split("-")[0] == codename:
+                lines.append(f"deb-src [signed-by={key or '/usr/share/keyrings/debian-archive-keyring.gpg'}]"
+                             f" {uri} {s} main\n")
+    if not lines:
+        raise FetchError(f"no apt source for {codename}: cannot derive a mirror")
+    (base / "etc" / "sources.list").write_text("".join(lines))
+    return ["apt-get", "-q", "-o", f"Dir::Etc::SourceList={base / 'etc' / 'sources.list'}",
+            "-o", "Dir::Etc::SourceParts=/nonexistent", "-o", f"Dir::State::Lists={base / 'lists'}",
+            "-o", f"Dir::State::status={base / 'status'}", "-o", "Debug::NoLocking=1"]
+
+
+def build_openssl_debug(v: dict, quiet: bool = False) -> Path:
+    """The installed OpenSSL's Debian source package, built with symbols."""
+    dest = prefix_of(v["name"])
+    if (dest.parent / ".done").exists():
+        return dest
+    r = subprocess.run(["dpkg-query", "-W", "-f=${Version}", "libssl3"], capture_output=True, text=True)
+    version = r.stdout.strip()
+    if not version:
+        raise FetchError("libssl3 is not installed: no version to build")
+    apt = _apt_source(_release_codename())
+    src = dest.parent / "src"
+    src.mkdir(parents=True, exist_ok=True)
+    r = subprocess.run(apt + ["update"], capture_output=True, text=True, timeout=300)
+    if r.returncode != 0:
+        raise FetchError(f"apt-get update (sources) failed: {r.stderr.strip()[-200:]}")
+    r = subprocess.run(apt + ["source", "--download-only", f"openssl={version}"], capture_output=True,
+                       text=True, timeout=600, cwd=str(src))
+    if r.returncode != 0:
+        raise FetchError(f"apt-get source openssl={version} failed: {r.stderr.strip()[-200:]}")
+    tree = src / "tree"
+    if not tree.exists():
+        dsc = next(src.glob("openssl_*.dsc"))
+        subprocess.run(["dpkg-source", "-x", str(dsc), str(tree)], check=True, capture_output=True,
+                       timeout=600)
+    steps = [["./Configure", f"--prefix={dest / 'usr'}", "--libdir=lib/x86_64-linux-gnu",
+              "shared", "no-tests", "-g", "-O1", "-fno-omit-frame-pointer"],
+             ["make", "-j2", "build_libs"], ["make", "install_dev"]]
+    for step in steps:
+        if not quiet:
+            print(f"openssl debug build: {' '.join(step[:3])}", flush=True)
+        r = subprocess.run(step, cwd=str(tree), capture_output=True, text=True, timeout=3600)
+        if r.returncode != 0:
+            raise FetchError(f"{' '.join(step[:2])} failed: {r.stderr.strip()[-300:]}")
+    (dest.parent / "debs.txt").write_text(f"openssl_{version}_source-debug\n")
+    (dest.parent / ".done").touch()
+    return dest
+
+
 def fetch(v: dict, quiet: bool = False) -> Path:
+    if v.get("build") == "openssl-debug":
+        return build_openssl_debug(v, quiet)
     dest = prefix_of(v["name"])
     if (dest.parent / ".done").exists():
         return dest
@@ -124,10 +190,13 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description="fetch library builds of other Debian releases")
     ap.add_argument("--only")
     ap.add_argument("--quiet", action="store_true")
+    ap.add_argument("--optional", action="store_true", help="also the optional ones (debug builds)")
     a = ap.parse_args(argv)
     rc = 0
     for v in variants():
         if a.only and v["name"] != a.only:
+            continue
+        if v.get("optional") and not (a.optional or a.only):
             continue
         try:
             fetch(v, a.quiet)

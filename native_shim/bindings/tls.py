@@ -2,7 +2,7 @@
 (each extension is its own RTLD_LOCAL module, so the names never clash):
 this is the whole contract the stand and the probe rely on."""
 
-SOURCES = []
+SOURCES = ["prefork.c"]
 
 INCLUDES = """
 #include "tlsh_lib.h"
@@ -28,6 +28,8 @@ const struct tlsh_tls_ops *tlsh_lib_ops(void);
 void tlsh_lib_caps(struct tlsh_lib_caps *out);
 int tlsh_lib_set_lock_counting(int on);
 unsigned long tlsh_lib_lock_calls(void);
+int tlsh_prefork_thread_init(const char *cert, const char *key, int tls, const char *ciphers,
+                             int tickets, int nctx, void **ctxs, char *err, size_t errlen);
 """
 
 CUSTOMIZATIONS = ""

@@ -28,4 +28,7 @@ void tlsh_lib_caps(struct tlsh_lib_caps *out);
  * only by wrapping exported function pointers, -1 if neither is possible. */
 int tlsh_lib_set_lock_counting(int on);
 unsigned long tlsh_lib_lock_calls(void);
+/* Mitigation "prefork-thread": init + contexts in a throwaway thread. */
+int tlsh_prefork_thread_init(const char *cert, const char *key, int tls, const char *ciphers,
+                             int tickets, int nctx, void **ctxs, char *err, size_t errlen);
 #endif

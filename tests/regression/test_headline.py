@@ -1,0 +1,35 @@
+"""The headline facts, as measured, kept true by the pytest plugin.
+
+Run alone: pytest tests/regression [--tls-lib openssl] [--tls-repeat N]
+"""
+import pytest
+
+pytestmark = pytest.mark.tlsharness
+
+SHARED = dict(memory="shared", handoff="per-message", lock="spin", workers=4, conns=50)
+
+
+def test_openssl_in_shared_memory_with_handoff_fails(tlsharness):
+    # measured: 10/10 runs fail (degraded/deadlock/mixed/crash), median ttf ~0.2 s
+    tlsharness.must_reproduce(lib="openssl", min_rate=1.0, repeat=3, duration=8, **SHARED)
+
+
+def test_openssl_failure_is_named_a_lost_wakeup(tlsharness):
+    tlsharness.must_reproduce(lib="openssl", min_rate=0.5, repeat=2, duration=8,
+                              verdicts=["degraded", "deadlock", "mixed"],
+                              families=["lost wake-up"], **SHARED)
+
+
+def test_wolfssl_in_shared_memory_with_handoff_passes(tlsharness):
+    tlsharness.must_pass(lib="wolfssl", repeat=2, duration=10, **SHARED)
+
+
+def test_openssl_with_the_servers_fixes_passes(tlsharness):
+    # pshared locks + library state created in a throwaway thread before fork
+    tlsharness.must_pass(lib="openssl", repeat=2, duration=10, mitigate="pshared,prefork-thread",
+                         **SHARED)
+
+
+def test_openssl_private_baseline_passes(tlsharness):
+    tlsharness.must_pass(lib="openssl", repeat=1, duration=5, memory="private",
+                         handoff="per-message", workers=4, conns=50)
