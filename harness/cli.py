@@ -13,7 +13,8 @@ import os
 import sys
 
 from harness import __version__
-from harness.config import ConfigError, RunConfig, parse_fault, parse_tls
+from harness.config import ConfigError, parse_tls
+from harness.runflags import add_run_flags as _add_run_flags, config_from_args
 
 EXIT_USAGE = 2
 
@@ -21,62 +22,6 @@ EXIT_USAGE = 2
 class ArgParser(argparse.ArgumentParser):
     def error(self, message):           # one line, exit 2 (argparse prints usage too)
         self.exit(EXIT_USAGE, f"tlsharness: error: {message}\n")
-
-
-def _add_run_flags(p: argparse.ArgumentParser) -> None:
-    d = RunConfig()
-    a = p.add_argument
-    a("--lib", default=d.lib, help="TLS library of the stand: see 'tlsharness libs' (default %(default)s)")
-    a("--lib-prefix", help="your own build's install prefix (compiled against the adapter on first use)")
-    a("--lib-kind", default="openssl", help="adapter for --lib-prefix: openssl (LibreSSL, BoringSSL), "
-      "wolfssl, mbedtls, gnutls")
-    a("--workers", type=int, default=d.workers, help="worker processes (default %(default)s)")
-    a("--conns", type=int, default=d.conns, help="client connections (default %(default)s)")
-    a("--duration", type=float, default=d.duration, help="seconds of load (default %(default)s)")
-    a("--memory", default=d.memory, help="shared (TLS objects in the arena) | private | "
-      "interpose (forced: the whole stand's malloc in the arena, for libraries without a hook)")
-    a("--handoff", default=d.handoff, help="pinned | per-connection | per-message")
-    a("--lock", default=d.lock, help="connection lock: spin | futex | robust")
-    a("--tls", type=str, default="1.3", help="1.2 | 1.3")
-    a("--load", default=d.load, help="persistent | churn")
-    a("--churn-every", type=int, default=d.churn_every, help="requests per connection (churn)")
-    a("--resume", action="store_true", help="churn: resume the previous TLS session")
-    a("--rate", type=float, default=d.rate, help="requests/s in all, 0 = closed loop")
-    a("--window", type=int, default=d.window, help="outstanding requests per connection")
-    a("--clients", type=int, default=d.clients, help="load generator processes")
-    a("--timeout", type=float, default=d.timeout, help="seconds before a request times out")
-    a("--ctx", default=d.ctx, help="SSL_CTX: shared | per-worker")
-    a("--cert", default=d.cert, help="ec | rsa")
-    a("--ciphers", default=d.ciphers, help="TLS 1.2 cipher list")
-    a("--no-tickets", action="store_true", help="disable session tickets")
-    a("--arena-mb", type=int, default=d.arena_mb, help="shared arena size (default %(default)s)")
-    a("--seed", type=int, default=None, help="seed (recorded; printed in the re-run command)")
-    a("--out", default=d.out, help="results root (default ./results, or $TLSH_RESULTS)")
-    a("--linger", type=float, default=d.linger, help="seconds to keep watching after a failure")
-    a("--keep-going", action="store_true", help="do not stop at the first failure verdict")
-    a("--sample-hz", type=float, default=d.sample_hz, help="watchdog sampling rate")
-    a("--stall-s", type=float, default=d.stall_s, help="busy this long = stuck (default %(default)s)")
-    a("--fault", default="none", help="inject KIND[:WORKER[:AFTER_MS]]: block, spin, die, stop, "
-      "crash (in a worker, holding its locks), hog (CPU hogs outside the stand, stand at nice 19)")
-    a("--global-lock", action="store_true", help="one lock around all TLS work (OpenSIPS 3.2)")
-    a("--mitigate", default="", help="comma-separated mitigations: pshared, prefork-thread, "
-      "global-lock, per-worker-ctx")
-    a("--quiet", "-q", action="store_true", help="no live progress")
-    a("--json", action="store_true", help="print the outcome as JSON")
-    a("--bisect", action="store_true", help="exit 0 good / 1 bad / 125 cannot tell (git bisect run)")
-
-
-def config_from_args(ns) -> RunConfig:
-    cfg = RunConfig(
-        lib=ns.lib, workers=ns.workers, conns=ns.conns, duration=ns.duration, memory=ns.memory,
-        handoff=ns.handoff, lock=ns.lock, tls=parse_tls(ns.tls), load=ns.load,
-        churn_every=ns.churn_every, resume=ns.resume, rate=ns.rate, window=ns.window,
-        clients=ns.clients, timeout=ns.timeout, ctx=ns.ctx, cert=ns.cert, ciphers=ns.ciphers,
-        tickets=not ns.no_tickets, arena_mb=ns.arena_mb, seed=ns.seed, out=ns.out,
-        linger=ns.linger, stop_on_failure=not ns.keep_going, sample_hz=ns.sample_hz,
-        stall_s=ns.stall_s, fault=parse_fault(ns.fault), global_lock=ns.global_lock,
-        mitigations=[m for m in ns.mitigate.split(",") if m])
-    return cfg.validate()
 
 
 def summary(out: dict) -> str:
@@ -97,15 +42,50 @@ def summary(out: dict) -> str:
                      f"{out['bad']} bad, {out['timed_out']} timed out, "
                      f"{out['cross_handoffs']:,} cross-process handoffs")
     lines.append(f"  results: {out['run_dir']}")
+    exp = out.get("expected")
+    if exp:
+        note = (f"; the scenario's {', '.join(exp['overridden'])} overridden, so its expectation "
+                "may not apply" if exp.get("overridden") else "")
+        lines.append(f"  scenario {out['scenario']}: {'as expected' if exp['as_expected'] else 'NOT as expected'}"
+                     f" ({exp['what']}; {', '.join(exp['refs'])}{note})")
     if out.get("command") and out["exit_code"] != 0:
         lines.append(f"  re-run:  {out['command']}")
     return "\n".join(lines)
 
 
+def with_scenario(ns, argv):
+    """Scenario params first, the user's own flags after them (so they win)."""
+    from harness import scenario
+    sc = scenario.load(ns.scenario)
+    user = list(argv[1:])
+    user.remove(ns.scenario)
+    sub = ArgParser(prog="tlsharness run")
+    _add_run_flags(sub)
+    sub.add_argument("scenario", nargs="?")
+    ns2 = sub.parse_args([*scenario_tokens(sc), *user])
+    ns2.scenario = sc
+    given = {a.split("=")[0][2:].replace("-", "_") for a in user if a.startswith("--")}
+    sc.overridden = sorted(k for k in sc.params if k in given)
+    return ns2
+
+
+def scenario_tokens(sc):
+    from harness.runflags import tokens
+    return tokens(sc.params)
+
+
 def cmd_run(ns, argv) -> int:
-    from harness import backends
+    from harness import backends, scenario
     from harness.controller import HarnessError, Run
     from harness.progress import Progress
+    sc = None
+    if ns.scenario:
+        try:
+            ns = with_scenario(ns, argv)
+            sc = ns.scenario
+        except scenario.ScenarioError as e:
+            print(f"tlsharness: error: {e}", file=sys.stderr)
+            return EXIT_USAGE
     try:
         if ns.lib_prefix:
             from harness import userlibs
@@ -132,8 +112,27 @@ def cmd_run(ns, argv) -> int:
     except OSError as e:
         print(f"tlsharness: {e}", file=sys.stderr)
         return 4
+    if sc is not None:
+        check_expectation(sc, cfg, out)
     print(json.dumps(out, indent=2, default=str) if ns.json else summary(out))
     return bisect_code(out["exit_code"]) if ns.bisect else out["exit_code"]
+
+
+def check_expectation(sc, cfg, out: dict) -> None:
+    """Record whether the run came out as the scenario expects for this
+    library and these mitigations (in outcome.json too)."""
+    from harness import results
+    from pathlib import Path
+    out["scenario"] = sc.name
+    e = sc.expectation(cfg.lib, sorted(cfg.mitigations))
+    if e is None:
+        out["expected"] = None
+    else:
+        ok, what = e.check(out)
+        over = getattr(sc, "overridden", [])
+        out["expected"] = {"as_expected": ok, "what": what, "refs": sc.refs, "overridden": over}
+    if out.get("run_dir"):
+        results.write_json(Path(out["run_dir"]) / "outcome.json", out)
 
 
 def bisect_code(code: int) -> int:
@@ -260,6 +259,16 @@ def cmd_probe(ns, argv) -> int:
     return 0 if all("error" not in r for r in rows) else 1
 
 
+def cmd_scenarios(ns, argv) -> int:
+    from harness import scenario
+    rows = scenario.catalogue()
+    width = max((len(s.name) for s in rows), default=10)
+    for s in rows:
+        refs = f"  [{', '.join(s.refs)}]" if s.refs else ""
+        print(f"{s.name:{width}}  {s.summary}{refs}")
+    return 1 if any(s.summary.startswith("BROKEN") for s in rows) else 0
+
+
 def cmd_libs(ns, argv) -> int:
     from harness import backends
     if ns.action == "add":
@@ -289,8 +298,9 @@ def main(argv=None) -> int:
                   "for TLS libraries inside multi-process servers.")
     p.add_argument("--version", action="version", version=f"tlsharness {__version__}")
     sub = p.add_subparsers(dest="cmd", required=True, parser_class=ArgParser)
-    r = sub.add_parser("run", help="run the stand under load and judge it")
+    r = sub.add_parser("run", help="run the stand (or a scenario) under load and judge it")
     _add_run_flags(r)
+    r.add_argument("scenario", nargs="?", help="a scenario name or file (tlsharness scenarios)")
     r.set_defaults(fn=cmd_run)
     rp = sub.add_parser("repro", help="N runs: exit 1 if the failure reproduces (git bisect run)")
     _add_run_flags(rp)
@@ -316,6 +326,8 @@ def main(argv=None) -> int:
     w.add_argument("--quiet", "-q", action="store_true")
     w.add_argument("--json", action="store_true")
     w.set_defaults(fn=cmd_watch)
+    sc = sub.add_parser("scenarios", help="list the scenario catalogue")
+    sc.set_defaults(fn=cmd_scenarios)
     pr = sub.add_parser("probe", help="measure each library's hooks and thread-local state")
     pr.add_argument("--lib", action="append", help="library to probe (repeatable; default all built)")
     pr.add_argument("--json", action="store_true")

@@ -1,0 +1,97 @@
+"""The flags of `tlsharness run` (also used by repro, demo and scenario files)."""
+from __future__ import annotations
+
+import argparse
+
+from harness.config import ConfigError, RunConfig, parse_fault, parse_tls
+
+
+class FlagError(ValueError):
+    pass
+
+
+class RaisingParser(argparse.ArgumentParser):
+    """For parsing scenario parameters: errors raise instead of exiting."""
+
+    def error(self, message):
+        raise FlagError(message)
+
+
+def add_run_flags(p: argparse.ArgumentParser) -> None:
+    d = RunConfig()
+    a = p.add_argument
+    a("--lib", default=d.lib, help="TLS library of the stand: see 'tlsharness libs' (default %(default)s)")
+    a("--lib-prefix", help="your own build's install prefix (compiled against the adapter on first use)")
+    a("--lib-kind", default="openssl", help="adapter for --lib-prefix: openssl (LibreSSL, BoringSSL), "
+      "wolfssl, mbedtls, gnutls")
+    a("--workers", type=int, default=d.workers, help="worker processes (default %(default)s)")
+    a("--conns", type=int, default=d.conns, help="client connections (default %(default)s)")
+    a("--duration", type=float, default=d.duration, help="seconds of load (default %(default)s)")
+    a("--memory", default=d.memory, help="shared (TLS objects in the arena) | private | "
+      "interpose (forced: the whole stand's malloc in the arena, for libraries without a hook)")
+    a("--handoff", default=d.handoff, help="pinned | per-connection | per-message")
+    a("--lock", default=d.lock, help="connection lock: spin | futex | robust")
+    a("--tls", type=str, default="1.3", help="1.2 | 1.3")
+    a("--load", default=d.load, help="persistent | churn")
+    a("--churn-every", type=int, default=d.churn_every, help="requests per connection (churn)")
+    a("--resume", action="store_true", help="churn: resume the previous TLS session")
+    a("--rate", type=float, default=d.rate, help="requests/s in all, 0 = closed loop")
+    a("--window", type=int, default=d.window, help="outstanding requests per connection")
+    a("--clients", type=int, default=d.clients, help="load generator processes")
+    a("--timeout", type=float, default=d.timeout, help="seconds before a request times out")
+    a("--ctx", default=d.ctx, help="SSL_CTX: shared | per-worker")
+    a("--cert", default=d.cert, help="ec | rsa")
+    a("--ciphers", default=d.ciphers, help="TLS 1.2 cipher list")
+    a("--no-tickets", action="store_true", help="disable session tickets")
+    a("--arena-mb", type=int, default=d.arena_mb, help="shared arena size (default %(default)s)")
+    a("--seed", type=int, default=None, help="seed (recorded; printed in the re-run command)")
+    a("--out", default=d.out, help="results root (default ./results, or $TLSH_RESULTS)")
+    a("--linger", type=float, default=d.linger, help="seconds to keep watching after a failure")
+    a("--keep-going", action="store_true", help="do not stop at the first failure verdict")
+    a("--sample-hz", type=float, default=d.sample_hz, help="watchdog sampling rate")
+    a("--stall-s", type=float, default=d.stall_s, help="busy this long = stuck (default %(default)s)")
+    a("--fault", default="none", help="inject KIND[:WORKER[:AFTER_MS]]: block, spin, die, stop, "
+      "crash (in a worker, holding its locks), hog (CPU hogs outside the stand, stand at nice 19)")
+    a("--global-lock", action="store_true", help="one lock around all TLS work (OpenSIPS 3.2)")
+    a("--mitigate", default="", help="comma-separated mitigations: pshared, prefork-thread, "
+      "global-lock, per-worker-ctx")
+    a("--quiet", "-q", action="store_true", help="no live progress")
+    a("--json", action="store_true", help="print the outcome as JSON")
+    a("--bisect", action="store_true", help="exit 0 good / 1 bad / 125 cannot tell (git bisect run)")
+
+
+def config_from_args(ns) -> RunConfig:
+    cfg = RunConfig(
+        lib=ns.lib, workers=ns.workers, conns=ns.conns, duration=ns.duration, memory=ns.memory,
+        handoff=ns.handoff, lock=ns.lock, tls=parse_tls(ns.tls), load=ns.load,
+        churn_every=ns.churn_every, resume=ns.resume, rate=ns.rate, window=ns.window,
+        clients=ns.clients, timeout=ns.timeout, ctx=ns.ctx, cert=ns.cert, ciphers=ns.ciphers,
+        tickets=not ns.no_tickets, arena_mb=ns.arena_mb, seed=ns.seed, out=ns.out,
+        linger=ns.linger, stop_on_failure=not ns.keep_going, sample_hz=ns.sample_hz,
+        stall_s=ns.stall_s, fault=parse_fault(ns.fault), global_lock=ns.global_lock,
+        mitigations=[m for m in ns.mitigate.split(",") if m])
+    return cfg.validate()
+
+
+
+
+def dests() -> set[str]:
+    p = RaisingParser(add_help=False)
+    add_run_flags(p)
+    return {a.dest for a in p._actions}
+
+
+def tokens(params: dict) -> list[str]:
+    """A scenario's params as command-line tokens."""
+    out = []
+    for k, v in params.items():
+        flag = "--" + k.replace("_", "-")
+        if v is True:
+            out.append(flag)
+        elif v is False or v is None:
+            continue
+        elif isinstance(v, (list, tuple)):
+            out += [flag, ",".join(str(x) for x in v)]
+        else:
+            out += [flag, str(v)]
+    return out

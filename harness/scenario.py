@@ -1,0 +1,151 @@
+"""Scenario files: short, declarative Python in scenarios/ (one per file).
+
+    from harness.scenario import Scenario, fails, passes
+
+    SCENARIO = Scenario(
+        summary="every request may be served by another worker (the OpenSIPS model)",
+        params=dict(memory="shared", handoff="per-message", lock="spin", duration=10),
+        expect={"openssl": fails(families=["lost wake-up"]),
+                "openssl+pshared,prefork-thread": passes(),
+                "wolfssl": passes()},
+        refs=["OpenSIPS #1755"],
+    )
+
+`params` are `tlsharness run` flags (underscores for dashes); a flag given on
+the command line overrides them.  `expect` keys are a library, optionally
+followed by +mitigations.  A file with a mistake gets an error naming the
+file, the line and the problem.
+"""
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from harness import runflags
+from harness.watchdog import FAILURES
+
+SCENARIO_DIR = Path(__file__).resolve().parent.parent / "scenarios"
+
+
+class ScenarioError(ValueError):
+    pass
+
+
+@dataclass
+class Expectation:
+    outcome: str                      # "fails" or "passes"
+    verdicts: list = field(default_factory=list)
+    families: list = field(default_factory=list)
+
+    def check(self, out: dict) -> tuple[bool, str]:
+        v = out["verdict"]
+        if self.outcome == "passes":
+            return v == "pass", "expected pass"
+        want = set(self.verdicts or FAILURES)
+        fams = set(out.get("families") or [])
+        ok = v in want and set(self.families) <= fams
+        what = f"expected {'/'.join(sorted(want)) if self.verdicts else 'a failure'}" + (
+            f" with {', '.join(self.families)}" if self.families else "")
+        return ok, what
+
+
+def fails(verdicts=None, families=None) -> Expectation:
+    return Expectation("fails", list(verdicts or []), list(families or []))
+
+
+def passes() -> Expectation:
+    return Expectation("passes")
+
+
+@dataclass
+class Scenario:
+    summary: str
+    params: dict = field(default_factory=dict)
+    expect: dict = field(default_factory=dict)
+    refs: list = field(default_factory=list)
+    notes: str = ""
+    name: str = ""
+    path: str = ""
+
+    def expectation(self, lib: str, mitigations: list[str]) -> Expectation | None:
+        key = lib + ("+" + ",".join(sorted(mitigations)) if mitigations else "")
+        for k, e in self.expect.items():
+            klib, _, kmit = k.partition("+")
+            if klib == lib and sorted(m for m in kmit.split(",") if m) == sorted(mitigations):
+                return e
+        return None if key else None
+
+
+def _line_of(source: str, needle: str) -> int:
+    for i, line in enumerate(source.splitlines(), 1):
+        if needle in line:
+            return i
+    return 1
+
+
+def load(name_or_path: str) -> Scenario:
+    p = Path(name_or_path)
+    if not p.suffix:
+        p = SCENARIO_DIR / (name_or_path.replace("-", "_") + ".py")
+        if not p.exists():
+            cands = list(SCENARIO_DIR.rglob(name_or_path.replace("-", "_") + ".py"))
+            p = cands[0] if cands else p
+    if not p.exists():
+        raise ScenarioError(f"no scenario {name_or_path!r} (see: tlsharness scenarios)")
+    source = p.read_text()
+    try:
+        code = compile(source, str(p), "exec")
+    except SyntaxError as e:
+        raise ScenarioError(f"{p}:{e.lineno}: syntax error: {e.msg}") from None
+    ns: dict = {"__file__": str(p), "__name__": f"tlsh_scenario_{p.stem}"}
+    try:
+        exec(code, ns)
+    except Exception as e:                 # a scenario's own mistake: name the line
+        tb = e.__traceback__
+        line = 1
+        while tb is not None:
+            if tb.tb_frame.f_code.co_filename == str(p):
+                line = tb.tb_lineno
+            tb = tb.tb_next
+        raise ScenarioError(f"{p}:{line}: {type(e).__name__}: {e}") from None
+    sc = ns.get("SCENARIO")
+    if not isinstance(sc, Scenario):
+        raise ScenarioError(f"{p}:1: defines no SCENARIO = Scenario(...)")
+    known = runflags.dests()
+    for k, v in sc.params.items():
+        if k not in known:
+            raise ScenarioError(f"{p}:{_line_of(source, k)}: unknown parameter {k!r} "
+                                f"(a tlsharness run flag, with _ for -)")
+        parser = runflags.RaisingParser(add_help=False)
+        runflags.add_run_flags(parser)
+        try:
+            ns = parser.parse_args(runflags.tokens({k: v}))
+            runflags.config_from_args(ns)
+        except (runflags.FlagError, runflags.ConfigError) as e:
+            raise ScenarioError(f"{p}:{_line_of(source, k)}: parameter {k}={v!r}: {e}") from None
+    for k, e in sc.expect.items():
+        if not isinstance(e, Expectation):
+            raise ScenarioError(f"{p}:{_line_of(source, k)}: expect[{k!r}] must be fails(...) or passes()")
+    sc.name = sc.name or p.stem.replace("_", "-")
+    sc.path = str(p)
+    return sc
+
+
+def catalogue() -> list[Scenario]:
+    out = []
+    for p in sorted(SCENARIO_DIR.rglob("*.py")):
+        if p.name.startswith("_"):
+            continue
+        try:
+            out.append(load(str(p)))
+        except ScenarioError as e:
+            out.append(Scenario(summary=f"BROKEN: {e}", name=p.stem.replace("_", "-"), path=str(p)))
+    return out
+
+
+def docstring(path: str) -> str:
+    try:
+        return ast.get_docstring(ast.parse(Path(path).read_text())) or ""
+    except SyntaxError:
+        return ""

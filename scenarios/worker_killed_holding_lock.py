@@ -1,0 +1,8 @@
+"""A worker dies (SIGKILL) while it holds a connection lock."""
+from harness.scenario import Scenario, fails
+
+SCENARIO = Scenario(
+    summary="a worker killed while holding a connection lock",
+    params=dict(memory="private", handoff="per-message", fault="die:2:500", duration=5),
+    expect={lib: fails(verdicts=["crash"]) for lib in ("openssl", "wolfssl", "gnutls")},
+)
