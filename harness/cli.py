@@ -176,40 +176,21 @@ def cmd_repro(ns, argv) -> int:
     return 0 if failed == 0 and judged == ns.runs else 125
 
 
-DEMO_RUNS = [
-    ("private memory, pinned (sound baseline)",
-     ["--memory", "private", "--handoff", "pinned"]),
-    ("shared arena, per-message handoff (the OpenSIPS model)",
-     ["--memory", "shared", "--handoff", "per-message", "--lock", "spin"]),
-]
-
-
 def cmd_demo(ns, argv) -> int:
-    """The same library twice: private baseline, then the shared-arena model."""
-    from harness.controller import HarnessError, Run
-    from harness.progress import Progress
-    rows = []
-    for title, flags in DEMO_RUNS:
-        args = ["run", "--lib", ns.lib, "--duration", str(ns.duration), "--out", ns.out, *flags]
-        print(f"== {ns.lib}: {title}", file=sys.stderr, flush=True)
-        sub = ArgParser(prog="tlsharness run")
-        _add_run_flags(sub)
-        try:
-            cfg = config_from_args(sub.parse_args(args[1:]))
-            out = Run(cfg, args, Progress(quiet=ns.quiet)).execute()
-        except (ConfigError, HarnessError, OSError) as e:
-            print(f"tlsharness: {e}", file=sys.stderr)
-            return 4
-        print(summary(out) + "\n", file=sys.stderr)
-        rows.append((title, out))
-    print(f"{'configuration':58} {'verdict':12} {'ttf ms':>8} {'replies/s':>10}")
-    for title, out in rows:
-        ttf = out.get("time_to_failure_ms")
-        print(f"{title:58} {out['verdict']:12} {'' if ttf is None else f'{ttf:.0f}':>8} "
-              f"{out['replies_per_s']:>10,.0f}")
-    print("\nA failure in the second row and a pass in the first mean: the library breaks when "
-          "its objects live in shared memory and move between processes, not the harness.")
-    return 0 if all(o["exit_code"] in (0, 1, 3) for _, o in rows) else 4
+    """The main job: every built library, private baseline vs the OpenSIPS
+    model (shared arena, per-message handoff), with a report."""
+    cmp_args = ["compare", "--scenarios", "baseline-private,handoff-per-message",
+                "--repeat", str(ns.repeat), "--duration", str(ns.duration), "--out", ns.out]
+    if ns.libs:
+        cmp_args += ["--libs", ns.libs]
+    if ns.quiet:
+        cmp_args.append("-q")
+    rc = main(cmp_args)
+    if rc == 0:
+        print("\nRead it as: a library that passes the baseline but fails in the shared arena breaks "
+              "when its objects live in shared memory and move between processes; the baseline shows "
+              "the harness itself is sound. 'unsupported' says why a library cannot take part.")
+    return rc
 
 
 def cmd_watch(ns, argv) -> int:
@@ -257,6 +238,70 @@ def cmd_probe(ns, argv) -> int:
         with open(ns.markdown, "w") as f:
             f.write(probe.markdown(rows))
     return 0 if all("error" not in r for r in rows) else 1
+
+
+def cmd_compare(ns, argv) -> int:
+    """Libraries × scenarios × mitigations, N runs each; resumable; a report."""
+    from pathlib import Path
+    from harness import backends, compare, report, results, scenario
+    try:
+        if ns.resume:
+            d = Path(ns.resume)
+            state = compare.load_state(d)
+        else:
+            avail = backends.availability()
+            libs = [l for l in (ns.libs.split(",") if ns.libs else [n for n, (ok, _) in avail.items() if ok and "@" not in n]) if l]
+            for l in libs:
+                if l not in avail:
+                    raise ConfigError(f"unknown library {l!r} (known: {', '.join(avail)})")
+            libs = [l for l in libs if avail[l][0]]
+            scens = [s for s in ns.scenarios.split(",") if s]
+            mits = [tuple(m for m in part.split(",") if m and m != "none")
+                    for part in ns.mitigations.split(";")]
+            if not 1 <= ns.repeat <= 1000:
+                raise ConfigError(f"--repeat must be between 1 and 1000 (got {ns.repeat})")
+            state = compare.new_state(libs, scens, mits, ns.repeat, ns.duration)
+            d = results.new_run_dir(ns.out)
+            results.write_json(d / "compare.json", state)
+    except (ConfigError, compare.CompareError, scenario.ScenarioError) as e:
+        print(f"tlsharness: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    cells = len(state["cells"])
+    print(f"comparison {d}: {cells} cells × {state['repeat']} runs", file=sys.stderr, flush=True)
+
+    def prog(done, total, cell, verdict, eta):
+        if not ns.quiet:
+            print(f"{compare.bar(done, total)} {cell.key}: {verdict:12} ETA {int(eta // 60)}:{int(eta % 60):02d}",
+                  file=sys.stderr, flush=True)
+    try:
+        state = compare.run_matrix(d, state, prog)
+    except KeyboardInterrupt:
+        print(f"interrupted; resume with: tlsharness compare --resume {d}", file=sys.stderr)
+        return 130
+    except compare.CompareError as e:
+        print(f"tlsharness: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    html_path, md_path = report.compare_report(d)
+    report.index(d.parent)
+    print(md_path.read_text())
+    print(f"report: {html_path}")
+    return 0
+
+
+def cmd_report(ns, argv) -> int:
+    from pathlib import Path
+    from harness import report
+    d = Path(ns.path)
+    if (d / "compare.json").exists():
+        h, _ = report.compare_report(d)
+    elif (d / "outcome.json").exists():
+        h, _ = report.run_report(d)
+    else:
+        print(f"tlsharness: error: {d}: neither a run nor a comparison folder", file=sys.stderr)
+        return EXIT_USAGE
+    report.index(d.parent)
+    print(f"report: {h}")
+    return 0
 
 
 def cmd_scenarios(ns, argv) -> int:
@@ -309,8 +354,9 @@ def main(argv=None) -> int:
                     help="share of failing runs that counts as reproduced (default 0.5)")
     rp.set_defaults(fn=cmd_repro, bisect_usage_skip=False)
     dm = sub.add_parser("demo", help="baseline vs shared-arena model, side by side")
-    dm.add_argument("--lib", default="openssl")
+    dm.add_argument("--libs", default="", help="default: every built system library")
     dm.add_argument("--duration", type=float, default=10.0)
+    dm.add_argument("--repeat", type=int, default=2)
     dm.add_argument("--out", default="results")
     dm.add_argument("--quiet", "-q", action="store_true")
     dm.set_defaults(fn=cmd_demo)
@@ -326,6 +372,20 @@ def main(argv=None) -> int:
     w.add_argument("--quiet", "-q", action="store_true")
     w.add_argument("--json", action="store_true")
     w.set_defaults(fn=cmd_watch)
+    cp = sub.add_parser("compare", help="libraries x scenarios x mitigations, with a report")
+    cp.add_argument("--libs", default="", help="comma-separated (default: every built system library)")
+    cp.add_argument("--scenarios", default="handoff-per-message")
+    cp.add_argument("--mitigations", default="none",
+                    help="';'-separated sets, each comma-separated, e.g. 'none;pshared,prefork-thread'")
+    cp.add_argument("--repeat", type=int, default=3)
+    cp.add_argument("--duration", type=float, default=None, help="override the scenarios' durations")
+    cp.add_argument("--out", default="results")
+    cp.add_argument("--resume", metavar="DIR", help="finish an interrupted comparison")
+    cp.add_argument("--quiet", "-q", action="store_true")
+    cp.set_defaults(fn=cmd_compare)
+    rpt = sub.add_parser("report", help="regenerate report.html/report.md from a run or comparison folder")
+    rpt.add_argument("path")
+    rpt.set_defaults(fn=cmd_report)
     sc = sub.add_parser("scenarios", help="list the scenario catalogue")
     sc.set_defaults(fn=cmd_scenarios)
     pr = sub.add_parser("probe", help="measure each library's hooks and thread-local state")

@@ -185,12 +185,15 @@ class Run:
         self._manifest()
         self._start_stand()
         hdr = self.status.header()
+        self.arena_baseline = hdr["arena"]["in_use"]      # contexts and library globals, no connection
         manifest = self._manifest(hdr["lib_version"], stand_pid=self.stand.pid, port=hdr["port"])
         wd = Watchdog(Thresholds(stall_s=cfg.stall_s), (hdr["arena_base"], hdr["arena_size"]))
         self._start_loadgens()
         log = results.SampleLog(self.dir / "samples.jsonl")
         period = 1.0 / cfg.sample_hz
         t0 = time.monotonic_ns()
+        self.t0 = t0
+        self.cpu_at_load = None
         end = t0 + int(cfg.duration * 1e9)
         stop_at = None
         next_log = t0
@@ -203,6 +206,8 @@ class Run:
             while True:
                 now = time.monotonic_ns()
                 s = self._sample(now)
+                if self.cpu_at_load is None and s["lg"].get("ready"):
+                    self.cpu_at_load = _stand_cpu(s)
                 v = wd.observe(s)
                 if v is not None and verdict_first is None:
                     verdict_first = v
@@ -277,6 +282,11 @@ class Run:
             "replies_per_s": round(lg.get("answered", 0) / load_s, 1) if load_s > 0 else 0,
             "latency_ms": {"p50": hist_quantile(hist, 0.5), "p99": hist_quantile(hist, 0.99)},
             "cross_handoffs": s["hdr"]["cross_handoffs"] if s else 0,
+            "t0_ns": self.t0, "load_start_ns": load_start,
+            "conns_open": s["hdr"]["conns_open"] if s else 0,
+            "arena_baseline": getattr(self, "arena_baseline", 0),
+            "arena_bytes_per_conn": _per_conn(s, getattr(self, "arena_baseline", 0)),
+            "stand_cpu_s": round(_stand_cpu(s) - (self.cpu_at_load or 0), 3) if s else None,
             "arena": s["hdr"]["arena"] if s else {},
             "arena_events": self.status.arena_events() if self.status else [],
             "workers": [{k: w[k] for k in ("slot", "pid", "role", "state", "activity", "requests",
@@ -307,6 +317,19 @@ def _sample_record(s: dict, t0: int, wd: Watchdog) -> dict:
                      "pstate": (s["procs"].get(w["pid"]) or {}).get("state")}
                     for w in s["slots"]],
     }
+
+
+def _stand_cpu(s: dict) -> float:
+    """CPU seconds used so far by the stand's processes (supervisor, listener, workers)."""
+    return sum(p.get("run_ns", 0) / 1e9 or p["cpu_s"] for p in s["procs"].values())
+
+
+def _per_conn(s: dict | None, baseline: int) -> int | None:
+    """Arena bytes per open connection at the end: (in use - what was in use
+    before any connection) / open connections.  None in private memory."""
+    if not s or not s["hdr"]["arena_size"] or not s["hdr"]["conns_open"]:
+        return None
+    return int((s["hdr"]["arena"]["in_use"] - baseline) / s["hdr"]["conns_open"])
 
 
 def _top(v: Verdict, pid: int, n: int = 6) -> list[str]:

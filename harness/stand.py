@@ -113,6 +113,16 @@ def main(argv=None) -> int:
     except backends.BackendError as e:
         return fail(str(e))
 
+    if cfg["memory"] == "shared":
+        # measured, not assumed: a hook can be accepted and never called (GnuTLS)
+        probe = be.ops().sess_new(ctxs[0])
+        in_arena = probe != ffi.NULL and lib.tlsh_arena_contains(arena, probe)
+        if probe != ffi.NULL:
+            be.ops().free(probe)
+        if not in_arena:
+            return fail(f"{be.name}: its allocator hook was accepted but a session object is not "
+                        "in the arena, so it cannot be shared (use --memory interpose)",
+                        EXIT_UNSUPPORTED)
     c = ffi.new("struct tlsh_stand_cfg *")
     c.nworkers = cfg["workers"]
     c.memory = {"shared": lib.TLSH_MEM_SHARED, "interpose": lib.TLSH_MEM_SHARED,

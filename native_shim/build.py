@@ -98,7 +98,8 @@ def variant_extensions() -> list[tuple[Extension, dict]]:
     import tomllib
     from native_shim import fetch
     out = []
-    entries = [dict(v, prefix=str(fetch.prefix_of(v["name"])), origin="debian " + v["suite"])
+    entries = [dict(v, prefix=str(fetch.prefix_of(v["name"])),
+                    origin="debian " + v.get("suite", "source package, debug build"))
                for v in fetch.variants()]
     if LOCAL.exists():
         entries += [dict(v, origin="user prefix") for v in tomllib.loads(LOCAL.read_text()).get("variant", [])]
@@ -122,6 +123,27 @@ def variant_extensions() -> list[tuple[Extension, dict]]:
                          "libdirs": lib, "version": version}
         out.append((ext, info))
     return out
+
+
+CAPS_PY = """
+import json, sys
+from harness._native.{mod} import ffi, lib
+c = ffi.new("struct tlsh_lib_caps *"); lib.tlsh_lib_caps(c)
+print(json.dumps({{"alloc_hook": bool(c.alloc_hook), "lock_hook": bool(c.lock_hook),
+                  "tls13": bool(c.tls13), "write_dup": bool(c.write_dup),
+                  "flags": ffi.string(c.flags).decode(), "version": ffi.string(lib.tlsh_lib_version()).decode()}}))
+"""
+
+
+def caps_of(module: str) -> dict | None:
+    """Capabilities of a built TLS extension, read in a child process (so
+    that whoever reads build.json never has to load a TLS library)."""
+    r = subprocess.run([sys.executable, "-c", CAPS_PY.format(mod=module)], capture_output=True,
+                       text=True, cwd=str(ROOT), timeout=60)
+    try:
+        return json.loads(r.stdout)
+    except ValueError:
+        return None
 
 
 def _binding(name):
@@ -186,6 +208,8 @@ def build(only: str | None = None, quiet: bool = False) -> dict:
         os.replace(tmpdest, dest)   # never rewrite a .so in place: running processes map it
         report[ext.name] = {"built": True, "reason": reason, "path": str(dest),
                             "version": flags.get("version", "")}
+        if "tls" in ext.bindings:
+            report[ext.name]["caps"] = caps_of(ext.name)
     # plain shared libraries (not cffi) for LD_PRELOAD: the probe's counter and
     # the --memory interpose allocator
     for name, srcs, what in (("libtlsh_count", ["preload_count.c"], "LD_PRELOAD counter"),
@@ -217,7 +241,8 @@ def build(only: str | None = None, quiet: bool = False) -> dict:
         shutil.copy2(so, tmpdest)
         os.replace(tmpdest, dest)
         report[ext.name] = {"built": True, "reason": f"{info['origin']} {flags['version']}".strip(),
-                            "path": str(dest), "version": flags["version"], **info}
+                            "path": str(dest), "version": flags["version"], **info,
+                            "caps": caps_of(ext.name)}
     (OUT / "build.json").write_text(json.dumps(report, indent=2) + "\n")
     return report
 

@@ -126,6 +126,8 @@ def test_shared_memory_runs_or_says_unsupported(lib, tmp_path):
     if KNOWN[kind(lib)]["hooked"] is None:
         assert out["verdict"] == "unsupported" and r.returncode == 3
         assert "no allocator hook" in out["reason"]
+    elif not KNOWN[kind(lib)]["arena_used"]:         # hook accepted, never called (GnuTLS)
+        assert out["verdict"] == "unsupported" and "not in the arena" in out["reason"]
     else:
         assert out["verdict"] != "unsupported"
 
