@@ -304,6 +304,39 @@ def cmd_report(ns, argv) -> int:
     return 0
 
 
+def cmd_target(ns, argv) -> int:
+    from harness.target import TargetConfig, TargetError, run_target
+    cmd = list(ns.command or [])
+    try:
+        if ns.kind == "cmd" and not cmd:
+            raise ConfigError("target cmd needs a server command after --")
+        for name, v, lo, hi in (("workers", ns.workers, 1, 64), ("conns", ns.conns, 1, 4096),
+                                ("duration", ns.duration, 0.5, 3600)):
+            if not lo <= v <= hi:
+                raise ConfigError(f"--{name} must be between {lo} and {hi} (got {v})")
+        cfg = TargetConfig(kind=ns.kind, command=cmd, port=ns.port or 0, workers=ns.workers,
+                           conns=ns.conns, clients=ns.clients, window=ns.window, load=ns.load,
+                           churn_every=ns.churn_every, rate=ns.rate, tls=parse_tls(ns.tls),
+                           duration=ns.duration, cores=ns.cores, out=ns.out)
+        out = run_target(cfg, None if ns.quiet else
+                         (lambda m: print(f"  ! {m}", file=sys.stderr, flush=True)))
+    except (ConfigError, TargetError) as e:
+        print(f"tlsharness: error: {e}", file=sys.stderr)
+        return EXIT_USAGE if isinstance(e, ConfigError) else 4
+    if ns.json:
+        print(json.dumps(out, indent=2, default=str))
+    else:
+        print(f"{out['verdict'].upper()}: {out['reason']}")
+        for line in out["log_evidence"][:3]:
+            print(f"  log: {line[:160]}")
+        for f in out["families"]:
+            print(f"  family: {f}")
+        print(f"  {out['replies']:,} replies ({out['replies_per_s']:,.0f}/s), {out['bad']} bad, "
+              f"{out['conn_errors']} connection errors; server requests counted: {out['rcv_requests']}")
+        print(f"  results: {out['run_dir']}")
+    return out["exit_code"]
+
+
 def cmd_scenarios(ns, argv) -> int:
     from harness import scenario
     rows = scenario.catalogue()
@@ -386,6 +419,23 @@ def main(argv=None) -> int:
     rpt = sub.add_parser("report", help="regenerate report.html/report.md from a run or comparison folder")
     rpt.add_argument("path")
     rpt.set_defaults(fn=cmd_report)
+    tg = sub.add_parser("target", help="drive and watch a real server: kamailio, or cmd -- COMMAND")
+    tg.add_argument("kind", choices=["kamailio", "cmd"])
+    tg.add_argument("--port", type=int, help="TLS port on 127.0.0.1 (cmd: required)")
+    tg.add_argument("--workers", type=int, default=4, help="kamailio: tcp_children")
+    tg.add_argument("--conns", type=int, default=20)
+    tg.add_argument("--clients", type=int, default=1)
+    tg.add_argument("--window", type=int, default=1)
+    tg.add_argument("--load", default="churn", choices=["churn", "persistent"])
+    tg.add_argument("--churn-every", type=int, default=1)
+    tg.add_argument("--rate", type=float, default=0.0)
+    tg.add_argument("--tls", default="1.2")
+    tg.add_argument("--duration", type=float, default=20.0)
+    tg.add_argument("--cores", action="store_true", help="let the server write core files")
+    tg.add_argument("--out", default="results")
+    tg.add_argument("--quiet", "-q", action="store_true")
+    tg.add_argument("--json", action="store_true")
+    tg.set_defaults(fn=cmd_target, command=[])
     sc = sub.add_parser("scenarios", help="list the scenario catalogue")
     sc.set_defaults(fn=cmd_scenarios)
     pr = sub.add_parser("probe", help="measure each library's hooks and thread-local state")
@@ -399,7 +449,13 @@ def main(argv=None) -> int:
     lb.add_argument("--prefix")
     lb.add_argument("--kind", default="openssl")
     lb.set_defaults(fn=cmd_libs)
+    server_cmd = []
+    if argv and argv[0] == "target" and "--" in argv:     # target cmd [flags] -- COMMAND...
+        i = argv.index("--")
+        argv, server_cmd = argv[:i], argv[i + 1:]
     ns = p.parse_args(argv)
+    if server_cmd:
+        ns.command = server_cmd
     try:
         return ns.fn(ns, argv)
     except BrokenPipeError:             # output piped into head & co: not an error of ours

@@ -82,7 +82,7 @@ def watch(cfg: WatchConfig, progress=None) -> dict:
             slots = [{"slot": i, "pid": p, "role": "process",
                       "state": "dead" if p in gone else "alive", "activity": "unknown",
                       "since_ns": first_seen[p], "requests": 0, "lock_waiting": -1,
-                      "lock_held": -1, "ok": True, "exit_signal": 0, "exit_code": 0,
+                      "lock_held": -1, "ok": True, "exit_signal": 0, "exit_code": -1 if p in gone else 0,
                       "exit_ns": gone.get(p, 0)} for i, p in enumerate(first_seen)]
             if lg is not None:
                 lgt = lg.total()

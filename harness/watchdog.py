@@ -326,6 +326,9 @@ def _crash_reason(crashed) -> str:
     import signal as _s
     parts = []
     for c in crashed:
+        if c["exit_code"] == -1:          # a process we did not start: only that it vanished
+            parts.append(f"{c['role']} (pid {c['pid']}) vanished")
+            continue
         sig = _s.Signals(c["signal"]).name if c["signal"] else f"exit {c['exit_code']}"
         parts.append(f"{c['role']} {c['slot']} (pid {c['pid']}) died of {sig} during {c['activity']}")
     return "; ".join(parts)

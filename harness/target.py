@@ -1,0 +1,255 @@
+"""Real servers as targets: `tlsharness target kamailio` and
+`tlsharness target cmd --port PORT -- COMMAND...`.
+
+The server runs as a child of the controller in its own process group; its
+process tree is found through /proc from the started pid; the load
+generator drives it over TLS on 127.0.0.1 and is the progress source; the
+watchdog judges; the server's log is kept in the run folder and scanned for
+known evidence (e.g. "freeing already freed pointer").  Everything is
+stopped by process group at the end, also after a crash or a hang.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from harness import certs, families, procfs, results, stacks
+from harness.children import Children, signal_group, signal_pid, start_loadgens
+from harness.watchdog import Thresholds, Watchdog, exit_code
+
+KAMAILIO_MODULES = "/usr/lib/x86_64-linux-gnu/kamailio/modules"
+DEATH_RE = re.compile(r"child process (\d+) exited by a signal (\d+)")
+EVIDENCE_RE = re.compile(r"freeing already freed|double free|exited by a signal|SIGSEGV|SIGABRT|"
+                         r"[Ss]egmentation fault|BUG:|corrupted|qm_debug_check|fm_free|ser_free")
+
+
+class TargetError(RuntimeError):
+    pass
+
+
+@dataclass
+class TargetConfig:
+    kind: str = "kamailio"           # kamailio | cmd
+    command: list = field(default_factory=list)
+    port: int = 0
+    workers: int = 4                 # kamailio tcp_children
+    conns: int = 20
+    clients: int = 1
+    window: int = 1
+    load: str = "churn"
+    churn_every: int = 1
+    rate: float = 0.0
+    tls: int = 12
+    duration: float = 20.0
+    ready_timeout: float = 20.0
+    cores: bool = False
+    shm_mb: int = 128
+    out: str = "results"
+    linger: float = 1.0
+
+
+def _free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def kamailio_config(d: Path, port: int, workers: int, cores: bool) -> list[str]:
+    """Write kamailio.cfg and tls.cfg in d; return the command line."""
+    if not shutil.which("kamailio"):
+        raise TargetError("kamailio is not installed (apt-get install kamailio kamailio-tls-modules)")
+    if not Path(KAMAILIO_MODULES, "tls.so").exists():
+        raise TargetError("Kamailio's tls module is missing (apt-get install kamailio-tls-modules)")
+    cert, key = certs.make_cert(d, "ec")
+    (d / "tls.cfg").write_text(f"[server:default]\nmethod = TLSv1.2+\nverify_certificate = no\n"
+                               f"require_certificate = no\nprivate_key = {key}\ncertificate = {cert}\n")
+    (d / "kamailio.cfg").write_text(f"""#!KAMAILIO
+debug=2
+log_stderror=yes
+children=1
+tcp_children={workers}
+disable_core_dump={'no' if cores else 'yes'}
+enable_tls=yes
+auto_aliases=no
+listen=tls:127.0.0.1:{port}
+mpath="{KAMAILIO_MODULES}/"
+loadmodule "tls.so"
+loadmodule "sl.so"
+loadmodule "ctl.so"
+loadmodule "kex.so"
+loadmodule "corex.so"
+modparam("tls", "config", "{d / 'tls.cfg'}")
+modparam("ctl", "binrpc", "unix:{d / 'kamailio_ctl'}")
+request_route {{
+    if (method == "OPTIONS" || method == "REGISTER") {{ sl_send_reply("200", "OK"); exit; }}
+    sl_send_reply("404", "Not here");
+}}
+""")
+    return ["kamailio", "-f", str(d / "kamailio.cfg"), "-P", str(d / "kamailio.pid"), "-Y", str(d),
+            "-w", str(d), "-DD", "-E", "-m", "128", "-M", "8"]
+
+
+def kamcmd(d: Path, *args: str) -> str | None:
+    if not shutil.which("kamcmd"):
+        return None
+    try:
+        r = subprocess.run(["kamcmd", "-s", f"unix:{d / 'kamailio_ctl'}", *args],
+                           capture_output=True, text=True, timeout=3)
+        return r.stdout if r.returncode == 0 else None
+    except subprocess.TimeoutExpired:
+        return None
+
+
+def _roles(d: Path) -> dict[int, str]:
+    out = kamcmd(d, "core.psx") or ""
+    roles, pid = {}, None
+    for line in out.splitlines():
+        m = re.search(r"PID:\s*(\d+)", line)
+        if m:
+            pid = int(m.group(1))
+        m = re.search(r"DSC:\s*(.+)", line)
+        if m and pid:
+            roles[pid] = m.group(1).strip()
+    return roles
+
+
+def run_target(cfg: TargetConfig, progress=None) -> dict:
+    d = results.new_run_dir(cfg.out)
+    children = Children(d)
+    port = cfg.port or _free_port()
+    if cfg.kind == "kamailio":
+        cmd = kamailio_config(d, port, cfg.workers, cfg.cores)
+    else:
+        if not cfg.command:
+            raise TargetError("target cmd needs a command after --")
+        if not cfg.port:
+            raise TargetError("target cmd needs --port (the server's TLS port on 127.0.0.1)")
+        cmd = cfg.command
+    results.write_json(d / "manifest.json", {"tool": "tlsharness target", "kind": cfg.kind,
+                                             "command": cmd, "port": port, "config": cfg.__dict__,
+                                             "machine": results.machine()})
+    lg = probe = None
+    try:
+        server = children.spawn_cmd(cmd, [], "server.log")
+        # readiness: a TLS OPTIONS answered (a probe load generator, 1 connection)
+        probe, _ = start_loadgens(children, port, 1, 1, 1, 0, False, cfg.tls, 20.0,
+                                  cfg.ready_timeout, 1.0)
+        deadline = time.monotonic() + cfg.ready_timeout
+        while probe.total()["answered"] == 0:
+            if server.poll() is not None:
+                raise TargetError(f"server exited with {server.returncode} before answering: "
+                                  f"{_tail(d / 'server.log')}")
+            if time.monotonic() > deadline:
+                raise TargetError(f"no TLS OPTIONS answer on 127.0.0.1:{port} within "
+                                  f"{cfg.ready_timeout:g} s: {_tail(d / 'server.log')}")
+            time.sleep(0.05)
+        for p in children.procs[1:]:
+            signal_group(p.pid, signal.SIGKILL)
+        roles = _roles(d) if cfg.kind == "kamailio" else {}
+        if progress:
+            progress(f"server ready on 127.0.0.1:{port} ({len(procfs.tree(server.pid))} processes)")
+        lg, _ = start_loadgens(children, port, cfg.conns, cfg.clients, cfg.window,
+                               cfg.churn_every if cfg.load == "churn" else 0, False, cfg.tls,
+                               cfg.rate, cfg.duration, 2.0)
+        return _watch(cfg, d, server, lg, roles, progress)
+    finally:
+        children.stop_all(5.0)
+        for v in (lg, probe):
+            if v:
+                v.close()
+
+
+def _watch(cfg, d: Path, server, lg, roles: dict, progress) -> dict:
+    wd = Watchdog(Thresholds())
+    reader = procfs.Reader(stat_every=1)
+    t0 = time.monotonic_ns()
+    end, stop_at = t0 + int(cfg.duration * 1e9), None
+    seen: dict[int, int] = {}
+    gone: dict[int, int] = {}
+    log = results.SampleLog(d / "samples.jsonl")
+    s = None
+    while True:
+        now = time.monotonic_ns()
+        pids = procfs.tree(server.pid) if server.poll() is None else []
+        procs = {p: x for p in pids if (x := reader.sample(p, detail=True))}
+        for p in procs:
+            seen.setdefault(p, now)
+        for p in seen:
+            if p not in procs and p not in gone:
+                gone[p] = now
+        slots = [{"slot": i, "pid": p, "role": roles.get(p, "process"), "state": "dead" if p in gone else "alive",
+                  "activity": "unknown", "since_ns": seen[p], "requests": 0, "lock_waiting": -1,
+                  "lock_held": -1, "ok": True, "exit_signal": 0, "exit_code": -1 if p in gone else 0,
+                  "exit_ns": gone.get(p, 0)} for i, p in enumerate(seen)]
+        s = {"t": now, "slots": slots, "procs": procs, "lg": lg.total(),
+             "hdr": {"ok": True, "arena": {"double_free": 0, "wild_free": 0}, "cross_handoffs": 0}}
+        v = wd.observe(s)
+        if v is not None and stop_at is None:
+            stop_at = now + int(cfg.linger * 1e9)
+            if progress:
+                progress(f"{v.verdict} detected: {v.reason}")
+        log.write({"t": round((now - t0) / 1e9, 3), "lg": {k: s["lg"][k] for k in ("sent", "answered", "bad")},
+                   "procs": {p: {"state": x["state"], "cpu": x["cpu_s"]} for p, x in procs.items()}})
+        if now >= end or (stop_at and now >= stop_at):
+            break
+        time.sleep(0.05)
+    log.close()
+    v = wd.final()
+    text = (d / "server.log").read_text(errors="replace") if (d / "server.log").exists() else ""
+    evidence = [l.strip() for l in text.splitlines() if EVIDENCE_RE.search(l)][:20]
+    deaths = [(int(p), int(sig)) for p, sig in DEATH_RE.findall(text)]
+    if deaths and v.verdict != "crash":
+        v.verdict = "crash"
+    for c in v.crashed:
+        for p, sig in deaths:
+            if c["pid"] == p:
+                c["signal"] = sig
+    if deaths:
+        v.reason = "; ".join(f"{roles.get(p, 'process')} {p} died of {signal.Signals(sig).name}"
+                             for p, sig in deaths[:4]) + (f" (+{len(deaths) - 4} more)" if len(deaths) > 4 else "")
+    if v.verdict not in ("pass", "inconclusive", "crash"):
+        live = [{"pid": p, "slot": i, "role": roles.get(p, "process")} for i, p in enumerate(seen) if p not in gone]
+        taken = stacks.collect(live, d / "stacks")
+        v.stacks = [{k: t[k] for k in ("pid", "slot", "role", "tool", "file", "changed")}
+                    | {"top": t["frames"][:12]} for t in taken]
+    else:
+        taken = []
+    v.evidence += evidence[:5]
+    v.families = families.name(v.to_dict(), taken, [], text.splitlines())
+    stats = kamcmd(d, "stats.get_statistics", "all") if cfg.kind == "kamailio" and server.poll() is None else None
+    onset = v.onset_ns or (min(gone.values()) if gone else None)
+    lgt = s["lg"] if s else {}
+    load_s = (s["t"] - t0) / 1e9 if s else 0
+    out = {"run_dir": str(d), "target": cfg.kind, "verdict": v.verdict, "reason": v.reason,
+           "exit_code": exit_code(v.verdict), "families": [f["family"] for f in v.families],
+           "time_to_failure_ms": round((onset - t0) / 1e6, 1) if onset and v.failed else None,
+           "replies": lgt.get("answered", 0), "replies_per_s": round(lgt.get("answered", 0) / load_s, 1) if load_s else 0,
+           "bad": lgt.get("bad", 0), "conn_errors": lgt.get("conn_errors", 0),
+           "handshakes_client": lgt.get("handshakes", 0), "server_exit": server.poll(),
+           "processes": len(seen), "vanished": len(gone), "deaths": deaths, "log_evidence": evidence[:10],
+           "rcv_requests": _stat(stats, "rcv_requests"), "workers": cfg.workers}
+    results.write_json(d / "verdict.json", v.to_dict())
+    results.write_json(d / "outcome.json", out)
+    return out
+
+
+def _stat(text: str | None, name: str) -> int | None:
+    if not text:
+        return None
+    m = re.search(rf"{name}\s*=\s*(\d+)", text)
+    return int(m.group(1)) if m else None
+
+
+def _tail(path: Path) -> str:
+    try:
+        lines = [l for l in path.read_text(errors="replace").splitlines() if l.strip()]
+        return lines[-1][:200] if lines else "(no output)"
+    except OSError:
+        return "(no log)"
