@@ -30,7 +30,7 @@ def pytest_run(tmp_path, source, *args):
 
 def test_wrong_expectation_fails_with_verdict_families_and_artifacts(tmp_path):
     junit = tmp_path / "junit.xml"
-    r = pytest_run(tmp_path, WRONG, f"--junitxml={junit}", "--tls-results", str(tmp_path / "res"))
+    r = pytest_run(tmp_path, WRONG, f"--junitxml={junit}", "--tls-results", str(tmp_path / "res"), "-rs")
     assert r.returncode == 1, r.stdout[-2000:]
     out = r.stdout
     assert "1 failed, 1 skipped" in out
@@ -60,7 +60,8 @@ def test_git_bisect_run_finds_the_commit_that_dropped_the_fix(tmp_path):
     shas = []
     for i, mit in enumerate(["pshared,prefork-thread", "pshared,prefork-thread", "", ""]):
         (repo / "mitigations").write_text(mit + "\n")
-        git("add", "mitigations")
+        (repo / "changelog").write_text(f"change {i}\n")
+        git("add", "mitigations", "changelog")
         git("commit", "-qm", f"change {i}")
         shas.append(git("rev-parse", "HEAD"))
     script = repo / "check.sh"

@@ -2,7 +2,7 @@
 # Install the Debian packages tlsharness needs, only those missing.
 # As root: apt-get install them.  Otherwise: print the exact command, exit 1.
 set -u
-PKGS="gcc make pkg-config openssl dpkg-dev libssl-dev libwolfssl-dev libmbedtls-dev libgnutls28-dev elfutils python3-venv chromium"
+PKGS="gcc make pkg-config openssl dpkg-dev libssl-dev libwolfssl-dev libmbedtls-dev libgnutls28-dev elfutils python3-venv chromium kamailio kamailio-tls-modules"
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
