@@ -114,6 +114,10 @@ def cmd_run(ns, argv) -> int:
         return 4
     if sc is not None:
         check_expectation(sc, cfg, out)
+    if out.get("run_dir"):
+        from pathlib import Path
+        from harness import report
+        report.index(Path(out["run_dir"]).parent)
     print(json.dumps(out, indent=2, default=str) if ns.json else summary(out))
     return bisect_code(out["exit_code"]) if ns.bisect else out["exit_code"]
 
