@@ -59,6 +59,12 @@ def timeline(run_dir: Path) -> str | None:
     ax[2].imshow(act, aspect="auto", extent=ext, cmap="tab20", vmin=0, vmax=19, interpolation="nearest")
     ax[2].set_ylabel("activity")
     ax[2].set_xlabel("seconds")
+    from matplotlib.patches import Patch
+    cmap = plt.get_cmap("tab20")
+    used = sorted({a for row in act for a in row})
+    ax[2].legend(handles=[Patch(color=cmap(a / 19), label=ACTS[a] if a < len(ACTS) else "?") for a in used],
+                 fontsize=7, ncol=min(6, len(used)), loc="upper center", bbox_to_anchor=(0.5, -0.35),
+                 frameon=False)
     t0 = out.get("t0_ns")
     verdict = run_dir / "verdict.json"
     if t0 and verdict.exists():
@@ -143,7 +149,7 @@ def compare_report(d: Path) -> tuple[Path, Path]:
     rows, md = [], ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for c in state["cells"]:
         s = c["stats"]
-        rate = ("unsupported" if s["unsupported"] else
+        rate = ("unsupported: " + s["unsupported"].split(": ", 1)[-1][:90] if s["unsupported"] else
                 f"{s['rate']:.0%} ({s['rate_ci95'][0]:.0%}–{s['rate_ci95'][1]:.0%})" if s["rate"] is not None else "")
         cols = [c["lib"], c["scenario"], ",".join(c["mitigations"]) or "none", str(s["runs"]),
                 ", ".join(f"{k} {n}" for k, n in s["verdicts"].items()), rate,
@@ -151,7 +157,7 @@ def compare_report(d: Path) -> tuple[Path, Path]:
                 _fmt(s["replies_per_s"]),
                 f"{_fmt(s['latency_ms_p50'], 2)} / {_fmt(s['latency_ms_p99'], 2)}" if s["latency_ms_p50"] else "",
                 _fmt(s["arena_bytes_per_conn"]), _fmt(s["cpu_s_per_1k_replies"], 3)]
-        cls = "fail" if s["failures"] else "pass" if s["runs"] else ""
+        cls = "fail" if s["failures"] else "" if s["unsupported"] or not s["runs"] else "pass"
         rows.append(f"<tr class='{cls}'>" + "".join(f"<td>{html.escape(x)}</td>" for x in cols) + "</tr>")
         md.append("| " + " | ".join(cols) + " |")
     timelines = []
@@ -168,7 +174,7 @@ def compare_report(d: Path) -> tuple[Path, Path]:
     page = (f"<!doctype html><html><head><meta charset='utf-8'><title>tlsharness comparison</title>"
             f"<style>{CSS}</style></head><body><h1>tlsharness comparison</h1>"
             f"<p>{html.escape(state.get('created', ''))} · {state['repeat']} runs per cell · "
-            f"{html.escape(str(state.get('machine', {})))}<br><code>{html.escape(state.get('command', ''))}</code></p>"
+            f"{html.escape(', '.join(f'{k} {v}' for k, v in state.get('machine', {}).items()))}<br><code>{html.escape(state.get('command', ''))}</code></p>"
             f"<table><tr>{''.join(f'<th>{h}</th>' for h in head)}</tr>{''.join(rows)}</table>"
             f"<h2>Plots</h2>{imgs}<h2>Run timelines</h2>{''.join(timelines)}"
             f"<p>Source of truth: <code>compare.json</code>; regenerate with <code>tlsharness report {html.escape(str(d))}</code>.</p>"
