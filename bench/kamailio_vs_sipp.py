@@ -118,12 +118,14 @@ def main():
             if sipp_rate:
                 print(f"ratio loadgen/SIPp : {ours['replies_per_s'] / sipp_rate:.2f}")
         finally:
+            from harness.children import wait_group_gone
             for p in procs:                    # ours only, by process group
                 try:
                     os.killpg(p.pid, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
                 p.wait()
+                wait_group_gone(p.pid, 5.0)
 
 
 if __name__ == "__main__":

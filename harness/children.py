@@ -54,6 +54,8 @@ class Children:
                 p.wait(5)
             except subprocess.TimeoutExpired:
                 pass
+        for p in self.procs:                  # members other than the leader exit asynchronously
+            wait_group_gone(p.pid, 5.0)
         for f in self.logs:
             f.close()
         self.logs = []
@@ -76,6 +78,29 @@ def start_loadgens(children: Children, port: int, conns: int, clients: int, wind
         procs.append(children.spawn(["harness.loadgen", str(path), str(view.fd), str(i),
                                      str(os.getpid())], [view.fd], f"loadgen-{i}.log"))
     return view, procs
+
+
+def group_members(pgid: int) -> list[int]:
+    out = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/stat") as f:
+                    rest = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(rest[2]) == pgid and rest[0] != "Z":
+                out.append(int(d))
+    return out
+
+
+def wait_group_gone(pgid: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while group_members(pgid):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
 
 
 def signal_pid(pid: int, sig: int) -> None:
