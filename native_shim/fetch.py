@@ -135,13 +135,23 @@ def build_openssl_debug(v: dict, quiet: bool = False) -> Path:
         raise FetchError(f"apt-get update (sources) failed: {r.stderr.strip()[-200:]}")
     r = subprocess.run(apt + ["source", "--download-only", f"openssl={version}"], capture_output=True,
                        text=True, timeout=600, cwd=str(src))
-    if r.returncode != 0:
-        raise FetchError(f"apt-get source openssl={version} failed: {r.stderr.strip()[-200:]}")
+    upstream = version.split("-")[0]
+    orig = src / f"openssl_{upstream}.orig.tar.gz"
     tree = src / "tree"
-    if not tree.exists():
+    label = f"openssl_{version}_source-debug"
+    if r.returncode == 0 and not tree.exists():
         dsc = next(src.glob("openssl_*.dsc"))
         subprocess.run(["dpkg-source", "-x", str(dsc), str(tree)], check=True, capture_output=True,
                        timeout=600)
+    elif r.returncode != 0 and orig.exists() and not tree.exists():
+        # the mirror may no longer carry this version's Debian patches: build the same
+        # upstream release without them, and say so
+        tree.mkdir()
+        subprocess.run(["tar", "-xzf", str(orig), "-C", str(tree), "--strip-components=1"],
+                       check=True, timeout=600)
+        label = f"openssl_{upstream}_upstream-debug (Debian patches unavailable)"
+    elif r.returncode != 0 and not tree.exists():
+        raise FetchError(f"apt-get source openssl={version} failed: {r.stderr.strip()[-200:]}")
     steps = [["./Configure", f"--prefix={dest / 'usr'}", "--libdir=lib/x86_64-linux-gnu",
               "shared", "no-tests", "-g", "-O1", "-fno-omit-frame-pointer"],
              ["make", "-j2", "build_libs"], ["make", "install_dev"]]
@@ -151,7 +161,7 @@ def build_openssl_debug(v: dict, quiet: bool = False) -> Path:
         r = subprocess.run(step, cwd=str(tree), capture_output=True, text=True, timeout=3600)
         if r.returncode != 0:
             raise FetchError(f"{' '.join(step[:2])} failed: {r.stderr.strip()[-300:]}")
-    (dest.parent / "debs.txt").write_text(f"openssl_{version}_source-debug\n")
+    (dest.parent / "debs.txt").write_text(label + "\n")
     (dest.parent / ".done").touch()
     return dest
 
