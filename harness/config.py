@@ -67,6 +67,7 @@ class RunConfig:
     fault: dict = field(default_factory=lambda: {"kind": "none"})
     global_lock: bool = False     # OpenSIPS 3.2 tls_global_lock around all TLS work
     mitigations: list = field(default_factory=list)
+    check_random: bool = False    # each worker draws 32 random bytes after fork; duplicates = corruption
     grace: float = 3.0            # after duration: time to stop everything before SIGKILL
 
     def validate(self) -> "RunConfig":

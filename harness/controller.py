@@ -116,7 +116,7 @@ class Run:
               "ciphers": cfg.ciphers, "tickets": cfg.tickets, "arena_mb": cfg.arena_mb,
               "max_conns": cfg.max_conns, "fault": cfg.fault, "seed": cfg.seed,
               "stacks_dir": str(self.dir / "stacks"), "global_lock": cfg.global_lock,
-              "mitigations": cfg.mitigations}
+              "mitigations": cfg.mitigations, "check_random": cfg.check_random}
         (self.dir / "stand.json").write_text(json.dumps(sc, indent=2))
         env, preload = {}, []
         if cfg.memory == "interpose":        # forced mode: the whole stand's heap in the arena

@@ -55,7 +55,13 @@ def _injected_fault(v):
     return [p for p in _stuck(v) + v.get("crashed", []) if p.get("activity") == "fault"]
 
 
-PREDICATES = {"futex_private_in_arena": _futex_private_in_arena,
+def _identical_random(v):
+    return [{"pid": 0, "slot": None, "activity": e} for e in v.get("evidence", [])
+            if "identical random bytes" in e]
+
+
+PREDICATES = {"identical_random": _identical_random,
+              "futex_private_in_arena": _futex_private_in_arena,
               "spinning_on_app_lock": _spinning_on_app_lock,
               "waits_on_own_lock": _waits_on_own_lock,
               "injected_fault": _injected_fault}
@@ -120,6 +126,8 @@ def _proc_evidence(pred: str, p: dict) -> str:
         return f"{who}: private futex wait op {p['futex']['op']} on arena address {p['futex']['addr']}"
     if pred == "spinning_on_app_lock":
         return f"{who}: {p.get('cpu')} CPU waiting for connection lock {p['lock_waiting']}"
+    if pred == "identical_random":
+        return p["activity"]
     if pred == "waits_on_own_lock":
         return f"{who}: waits for lock {p['lock_waiting']} that it holds"
     return f"{who}: {p.get('activity')}"

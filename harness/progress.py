@@ -6,7 +6,7 @@ import sys
 import time
 
 ABBREV = {"starting": "S", "idle": ".", "accept": "a", "handshake": "H", "read": "r",
-          "write": "w", "lock_wait": "L", "close": "c", "fault": "F", "exited": "x", "attach": "A"}
+          "write": "w", "lock_wait": "L", "close": "c", "fault": "F", "exited": "x", "attach": "A", "random": "R"}
 
 
 class Progress:

@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 
 ACTS = ["starting", "idle", "accept", "handshake", "read", "write", "lock_wait", "close",
-        "fault", "exited", "attach"]
+        "fault", "exited", "attach", "random"]
 
 
 def _plt():

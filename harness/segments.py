@@ -13,7 +13,7 @@ import struct
 from harness import native
 
 ACTIVITIES = ["starting", "idle", "accept", "handshake", "read", "write",
-              "lock_wait", "close", "fault", "exited", "attach"]
+              "lock_wait", "close", "fault", "exited", "attach", "random"]
 ROLES = {0: "none", 1: "worker", 2: "listener"}
 SLOT_STATES = {0: "unused", 1: "alive", 2: "dead"}
 
@@ -37,6 +37,7 @@ class Segment:
 
 
 _CODES = {"int32_t": "i", "uint32_t": "I", "int64_t": "q", "uint64_t": "Q", "int": "i"}
+_BYTES = {"uint8_t", "char", "unsigned char"}
 
 
 def struct_of(ffi, ctype: str) -> tuple[struct.Struct, list[str]]:
@@ -46,6 +47,8 @@ def struct_of(ffi, ctype: str) -> tuple[struct.Struct, list[str]]:
     fmt, pos, names = "=", 0, []
     for name, f in sorted(t.fields, key=lambda nf: nf[1].offset):
         code = _CODES.get(f.type.cname)
+        if f.type.kind == "array" and f.type.item.cname in _BYTES:
+            code = f"{f.type.length}s"
         if code is None:
             raise TypeError(f"{ctype}.{name}: {f.type.cname} is not a scalar")
         fmt += "x" * (f.offset - pos) + code

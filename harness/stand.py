@@ -139,6 +139,7 @@ def main(argv=None) -> int:
     c.fault_slot = fault.get("slot", 1)
     c.fault_after_ms = fault.get("after_ms", 500)
     c.global_lock = int(cfg.get("global_lock", False))
+    c.check_random = int(cfg.get("check_random", False))
     if cfg.get("stacks_dir"):
         os.makedirs(cfg["stacks_dir"], exist_ok=True)
         c.crash_dir = cfg["stacks_dir"].encode()[:199]

@@ -14,8 +14,8 @@ import os
 from collections import deque
 from dataclasses import asdict, dataclass, field
 
-BUSY = {"handshake", "read", "write", "lock_wait", "close", "fault", "accept", "attach"}
-NONBLOCKING = {"handshake", "read", "attach", "close", "fault"}   # sockets are non-blocking
+BUSY = {"handshake", "read", "write", "lock_wait", "close", "fault", "accept", "attach", "random"}
+NONBLOCKING = {"handshake", "read", "attach", "close", "fault", "random"}  # sockets are non-blocking
 FAILURES = {"livelock", "deadlock", "mixed", "degraded", "crash", "corruption"}
 NOT_HANGS = {"overload", "stopped"}
 
@@ -181,6 +181,14 @@ class Watchdog:
             ev.append(f"arena: {hdr['arena']['wild_free']} wild free(s)")
         if s["lg"]["bad"]:
             ev.append(f"load generator: {s['lg']['bad']} bad replies")
+        drawn: dict[bytes, list[int]] = {}
+        for w in s["slots"]:
+            if w.get("rand_state") == 1:
+                drawn.setdefault(w["rand"], []).append(w["slot"])
+        for block, who in drawn.items():
+            if len(who) > 1:
+                ev.append(f"workers {', '.join(map(str, who))} drew identical random bytes after "
+                          f"fork ({block[:8].hex()}...)")
         bad_slots = [w["slot"] for w in s["slots"] if not w["ok"] and w["state"] != "unused"]
         if not hdr["ok"] or bad_slots:
             ev.append(f"status segment overwritten (slots {bad_slots or 'header'})")

@@ -40,14 +40,15 @@ typedef struct tlsh_lock { int32_t flavor; int32_t holder_pid; int32_t id;
 enum tlsh_role { TLSH_ROLE_NONE, TLSH_ROLE_WORKER, TLSH_ROLE_LISTENER };
 enum tlsh_activity { TLSH_ACT_STARTING, TLSH_ACT_IDLE, TLSH_ACT_ACCEPT, TLSH_ACT_HANDSHAKE,
     TLSH_ACT_READ, TLSH_ACT_WRITE, TLSH_ACT_LOCK_WAIT, TLSH_ACT_CLOSE, TLSH_ACT_FAULT,
-    TLSH_ACT_EXITED, TLSH_ACT_ATTACH };
+    TLSH_ACT_EXITED, TLSH_ACT_ATTACH, TLSH_ACT_RANDOM };
 enum tlsh_slot_state { TLSH_SLOT_UNUSED, TLSH_SLOT_ALIVE, TLSH_SLOT_DEAD };
 struct tlsh_slot {
     uint64_t magic; int32_t pid; int32_t role; int32_t state; int32_t activity;
     int64_t activity_since_ns; int32_t lock_waiting; int32_t lock_held; int32_t conn;
     int32_t exit_signal; int32_t exit_code; int64_t last_progress_ns; uint64_t requests;
     uint64_t handshakes; uint64_t errors; uint64_t malformed; uint64_t handoffs;
-    uint64_t closed; uint64_t dispatches; int64_t exit_ns; uint64_t magic2; ...; };
+    uint64_t closed; uint64_t dispatches; int64_t exit_ns; uint8_t rand[32]; int32_t rand_state;
+    uint64_t magic2; ...; };
 struct tlsh_status {
     uint64_t magic; uint32_t version; uint32_t nslots; int32_t stand_pid; int32_t port;
     int32_t ready; int32_t stopping; int64_t start_ns; uint64_t arena_base; uint64_t arena_size;

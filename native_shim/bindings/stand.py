@@ -13,7 +13,8 @@ enum tlsh_handoff { TLSH_HANDOFF_PINNED, TLSH_HANDOFF_PER_CONN, TLSH_HANDOFF_PER
 enum tlsh_fault_kind { TLSH_FAULT_NONE, TLSH_FAULT_BLOCK, TLSH_FAULT_SPIN, TLSH_FAULT_DIE,
     TLSH_FAULT_STOP, TLSH_FAULT_CRASH };
 struct tlsh_stand_cfg { int nworkers; int memory; int handoff; int lock_flavor; int max_conns;
-    int port; int fault_kind; int fault_slot; int fault_after_ms; char crash_dir[200]; int global_lock; };
+    int port; int fault_kind; int fault_slot; int fault_after_ms; char crash_dir[200]; int global_lock;
+    int check_random; };
 struct tlsh_tls_ops {
     const char *name;
     void *(*sess_new)(void *ctx);
@@ -26,6 +27,7 @@ struct tlsh_tls_ops {
     void (*free)(void *sess);
     void (*clear_errors)(void);
     void (*last_error)(char *buf, size_t len);
+    int (*random)(void *ctx, unsigned char *buf, int n);
 };
 struct tlsh_stand;
 """

@@ -37,6 +37,7 @@ struct tlsh_stand_cfg {
     int fault_after_ms;  /* after the stand became ready */
     char crash_dir[200]; /* where a crashing worker writes its own stack ("" = nowhere) */
     int global_lock;     /* one lock around all TLS work of a connection (OpenSIPS 3.2) */
+    int check_random;    /* each worker draws 32 random bytes after fork and publishes them */
 };
 
 enum tlsh_conn_state { TLSH_CONN_FREE = 0, TLSH_CONN_NEW = 1, TLSH_CONN_HANDSHAKE = 2,

@@ -27,6 +27,7 @@ enum tlsh_activity {
     TLSH_ACT_FAULT = 8,       /* inside an injected fault */
     TLSH_ACT_EXITED = 9,
     TLSH_ACT_ATTACH = 10,     /* attaching this process's fd to the session (SSL_set_fd) */
+    TLSH_ACT_RANDOM = 11,     /* drawing random bytes from the library (--check-random) */
 };
 
 enum tlsh_slot_state { TLSH_SLOT_UNUSED = 0, TLSH_SLOT_ALIVE = 1, TLSH_SLOT_DEAD = 2 };
@@ -53,6 +54,9 @@ struct tlsh_slot {
     uint64_t closed;          /* connections closed here */
     uint64_t dispatches;      /* connections received from the listener */
     int64_t exit_ns;
+    uint8_t rand[32];         /* random bytes drawn right after fork (--check-random) */
+    int32_t rand_state;       /* 0 not drawn, 1 drawn, -1 the library failed */
+    int32_t pad2;
     uint64_t magic2;
 };
 

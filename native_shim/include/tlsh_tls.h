@@ -26,6 +26,8 @@ struct tlsh_tls_ops {
     void (*clear_errors)(void);                   /* the library's per-thread error state */
     /* last error of this process as text (for evidence), "" if none */
     void (*last_error)(char *buf, size_t len);
+    /* n random bytes from the library's generator (its DRBG); 0 ok, -1 error */
+    int (*random)(void *ctx, unsigned char *buf, int n);
 };
 
 #endif

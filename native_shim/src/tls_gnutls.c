@@ -110,9 +110,16 @@ static void g_deinit(void *s) { gnutls_deinit((gnutls_session_t)s); }
 static void g_clear(void) {}
 static void g_last_error(char *buf, size_t len) { buf[0] = 0; (void)len; }
 
+#include <gnutls/crypto.h>
+static int g_random(void *ctx, unsigned char *b, int n)
+{
+    (void)ctx;
+    return gnutls_rnd(GNUTLS_RND_NONCE, b, (size_t)n) == 0 ? 0 : -1;
+}
+
 static const struct tlsh_tls_ops OPS = {
     "gnutls", g_new, g_set_fd, g_handshake, g_read, g_write, g_pending,
-    g_shutdown, g_deinit, g_clear, g_last_error,
+    g_shutdown, g_deinit, g_clear, g_last_error, g_random,
 };
 
 const struct tlsh_tls_ops *tlsh_lib_ops(void) { return &OPS; }

@@ -186,9 +186,14 @@ static void m_free(void *p)
 static void m_clear(void) {}
 static void m_last_error(char *buf, size_t len) { buf[0] = 0; (void)len; }
 
+static int m_random(void *ctx, unsigned char *b, int n)
+{
+    return mbedtls_ctr_drbg_random(&((struct mctx *)ctx)->drbg, b, (size_t)n) == 0 ? 0 : -1;
+}
+
 static const struct tlsh_tls_ops OPS = {
     "mbedtls", m_new, m_set_fd, m_handshake, m_read, m_write, m_pending,
-    m_shutdown, m_free, m_clear, m_last_error,
+    m_shutdown, m_free, m_clear, m_last_error, m_random,
 };
 
 const struct tlsh_tls_ops *tlsh_lib_ops(void) { return &OPS; }

@@ -133,9 +133,12 @@ static void o_last_error(char *buf, size_t len)
     if (e) ERR_error_string_n(e, buf, len);
 }
 
+#include <openssl/rand.h>
+static int o_random(void *ctx, unsigned char *b, int n) { (void)ctx; return RAND_bytes(b, n) == 1 ? 0 : -1; }
+
 static const struct tlsh_tls_ops OPS = {
     "openssl", o_new, o_set_fd, o_handshake, o_read, o_write, o_pending,
-    o_shutdown, o_free, o_clear, o_last_error,
+    o_shutdown, o_free, o_clear, o_last_error, o_random,
 };
 
 const struct tlsh_tls_ops *tlsh_lib_ops(void) { return &OPS; }

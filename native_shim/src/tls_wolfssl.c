@@ -109,9 +109,15 @@ static void w_last_error(char *buf, size_t len)
     if (e) wolfSSL_ERR_error_string_n(e, buf, len);
 }
 
+static int w_random(void *ctx, unsigned char *b, int n)
+{
+    (void)ctx;
+    return wolfSSL_RAND_bytes(b, n) == WOLFSSL_SUCCESS ? 0 : -1;
+}
+
 static const struct tlsh_tls_ops OPS = {
     "wolfssl", w_new, w_set_fd, w_handshake, w_read, w_write, w_pending,
-    w_shutdown, w_free_sess, w_clear, w_last_error,
+    w_shutdown, w_free_sess, w_clear, w_last_error, w_random,
 };
 
 const struct tlsh_tls_ops *tlsh_lib_ops(void) { return &OPS; }

@@ -242,6 +242,15 @@ void tlsh_worker_main(struct tlsh_stand *st, int slot, const struct tlsh_tls_ops
     for (int i = 0; i < n; i++) W->fd[i] = -1;
     if (st->cfg.fault_kind != TLSH_FAULT_NONE && st->cfg.fault_slot == slot)
         W->fault_at_ns = tlsh_now_ns() + (int64_t)st->cfg.fault_after_ms * 1000000LL;
+    if (st->cfg.check_random && ops->random) {
+        /* random bytes right after fork: two workers drawing the same block means
+         * they share generator state (a corruption verdict) */
+        unsigned char b[32];
+        tlsh_set_activity(W->me, TLSH_ACT_RANDOM, tlsh_now_ns());
+        int r = ops->random(ctx, b, (int)sizeof(b));
+        memcpy(W->me->rand, b, sizeof(b));
+        W->me->rand_state = r == 0 ? 1 : -1;
+    }
     W->ep = epoll_create1(EPOLL_CLOEXEC);
     struct epoll_event ev = { .events = EPOLLIN, .data.u64 = UINT64_MAX };
     epoll_ctl(W->ep, EPOLL_CTL_ADD, W->chan, &ev);

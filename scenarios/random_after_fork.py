@@ -1,0 +1,15 @@
+"""Random bytes right after fork, in every worker: two workers drawing the
+same block share generator state (copied by fork, or shared in the arena).
+Checked for every library, private memory included."""
+from harness.scenario import Scenario, fails, passes
+
+SCENARIO = Scenario(
+    summary="random bytes after fork: identical blocks in two workers are corruption",
+    params=dict(check_random=True, memory="private", handoff="per-message", duration=3),
+    expect={
+        "openssl": passes(), "wolfssl": passes(), "gnutls": passes(),
+        # measured: mbed TLS 2.28's CTR_DRBG, seeded in the parent, repeats in every worker
+        "mbedtls": fails(verdicts=["corruption"], families=["shared generator state"]),
+    },
+    refs=["OpenSIPS #1799"],
+)
