@@ -67,6 +67,7 @@ class RunConfig:
     fault: dict = field(default_factory=lambda: {"kind": "none"})
     global_lock: bool = False     # OpenSIPS 3.2 tls_global_lock around all TLS work
     mitigations: list = field(default_factory=list)
+    chaos: str = ""               # "P:DELAY_US": delay after taking an arena lock (amplifier)
     check_random: bool = False    # each worker draws 32 random bytes after fork; duplicates = corruption
     grace: float = 3.0            # after duration: time to stop everything before SIGKILL
 
@@ -108,6 +109,18 @@ class RunConfig:
             self.mitigations.append("global-lock")
         if self.ctx == "per-worker" and "per-worker-ctx" not in self.mitigations:
             self.mitigations.append("per-worker-ctx")
+        if self.chaos:
+            try:
+                p, us = self.chaos.split(":")
+                p, us = float(p), int(us)
+                if not (0 < p <= 1 and 0 < us <= 1_000_000):
+                    raise ValueError
+            except ValueError:
+                raise ConfigError(f"--chaos takes P:DELAY_US with 0 < P <= 1 and 0 < DELAY_US <= 1000000 "
+                                  f"(got {self.chaos!r})") from None
+            if self.memory == "private":
+                raise ConfigError("--chaos delays locks that live in the shared arena: use --memory "
+                                  "shared or interpose")
         if self.seed is None:
             self.seed = random.SystemRandom().randrange(1, 2**31)
         return self

@@ -116,7 +116,7 @@ class Run:
               "ciphers": cfg.ciphers, "tickets": cfg.tickets, "arena_mb": cfg.arena_mb,
               "max_conns": cfg.max_conns, "fault": cfg.fault, "seed": cfg.seed,
               "stacks_dir": str(self.dir / "stacks"), "global_lock": cfg.global_lock,
-              "mitigations": cfg.mitigations, "check_random": cfg.check_random}
+              "mitigations": cfg.mitigations, "check_random": cfg.check_random, "chaos": cfg.chaos}
         (self.dir / "stand.json").write_text(json.dumps(sc, indent=2))
         env, preload = {}, []
         if cfg.memory == "interpose":        # forced mode: the whole stand's heap in the arena
@@ -124,6 +124,9 @@ class Run:
             env["TLSH_INTERPOSE_MB"] = str(cfg.arena_mb)
         if "pshared" in cfg.mitigations:
             preload.append("libtlsh_pshared.so")
+        if cfg.chaos:
+            preload.append("libtlsh_chaos.so")
+            env["TLSH_CHAOS"] = cfg.chaos
         for so in preload:
             if not (native.NATIVE_DIR / so).exists():
                 raise HarnessError(f"{so} is not built (make setup)")
@@ -270,7 +273,7 @@ class Run:
             "outcome": OUTCOMES.get(v.verdict, "inconclusive"), "reason": v.reason,
             "exit_code": exit_code(v.verdict), "lib": self.cfg.lib,
             "memory": MEMORY_LABELS[self.cfg.memory],
-            "mitigations": self.cfg.mitigations,
+            "mitigations": self.cfg.mitigations, "chaos": self.cfg.chaos or None,
             "lib_version": manifest.get("lib_version"),
             "time_to_failure_ms": rel(v.onset_ns) if v.failed else None,
             "detect_latency_ms": round((v.detect_ns - v.onset_ns) / 1e6, 1)

@@ -53,6 +53,8 @@ def add_run_flags(p: argparse.ArgumentParser) -> None:
     a("--fault", default="none", help="inject KIND[:WORKER[:AFTER_MS]]: block, spin, die, stop, "
       "crash (in a worker, holding its locks), hog (CPU hogs outside the stand, stand at nice 19)")
     a("--global-lock", action="store_true", help="one lock around all TLS work (OpenSIPS 3.2)")
+    a("--chaos", default="", metavar="P:DELAY_US", help="contention amplifier: after taking a "
+      "lock that lives in the arena, sleep DELAY_US with probability P")
     a("--check-random", action="store_true", help="each worker draws random bytes right after "
       "fork; identical blocks in two workers are a corruption verdict")
     a("--mitigate", default="", help="comma-separated mitigations: pshared, prefork-thread, "
@@ -71,7 +73,7 @@ def config_from_args(ns) -> RunConfig:
         tickets=not ns.no_tickets, arena_mb=ns.arena_mb, seed=ns.seed, out=ns.out,
         linger=ns.linger, stop_on_failure=not ns.keep_going, sample_hz=ns.sample_hz,
         stall_s=ns.stall_s, fault=parse_fault(ns.fault), global_lock=ns.global_lock,
-        mitigations=[m for m in ns.mitigate.split(",") if m], check_random=ns.check_random)
+        mitigations=[m for m in ns.mitigate.split(",") if m], check_random=ns.check_random, chaos=ns.chaos)
     return cfg.validate()
 
 

@@ -123,6 +123,14 @@ def main(argv=None) -> int:
             return fail(f"{be.name}: its allocator hook was accepted but a session object is not "
                         "in the arena, so it cannot be shared (use --memory interpose)",
                         EXIT_UNSUPPORTED)
+    if cfg.get("chaos"):
+        import ctypes
+        try:
+            setter = ctypes.CDLL(None).tlsh_chaos_arena
+        except AttributeError:
+            return fail("--chaos: libtlsh_chaos.so is not preloaded")
+        setter.argtypes = [ctypes.c_size_t, ctypes.c_size_t]
+        setter(int(st.arena_base), int(st.arena_size))
     c = ffi.new("struct tlsh_stand_cfg *")
     c.nworkers = cfg["workers"]
     c.memory = {"shared": lib.TLSH_MEM_SHARED, "interpose": lib.TLSH_MEM_SHARED,

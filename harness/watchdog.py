@@ -31,6 +31,8 @@ class Thresholds:
     futex_samples: int = 2        # private futex wait on an arena address, this many samples
     overload_wait: float = 0.5    # run-queue wait per wall second that makes it overload
     holder_wait_s: float = 0.1    # waiting this long for a lock held by a stuck worker: stuck
+    shared_wait_s: float = 2.0    # a wait on a PROCESS_SHARED futex is normal contention (it will
+                                  # be woken): stuck only after this long in the same activity
     starved_cpu_s: float = 0.05   # a stuck process that ran less than this since its activity
                                   # began, while waiting for a CPU, is starved, not stuck
 
@@ -201,11 +203,14 @@ class Watchdog:
                 continue
             age = (t - w["since_ns"]) / 1e9
             why = None
-            if w["activity"] in BUSY and age >= th.stall_s:
-                why = f"{w['activity']} for {age:.1f} s"
+            fx = ((s["procs"].get(w["pid"]) or {}).get("syscall") or {}).get("futex")
+            shared_wait = bool(fx and not fx["private"] and fx["cmd"].startswith("wait"))
+            if w["activity"] in BUSY and age >= (th.shared_wait_s if shared_wait else th.stall_s):
+                why = f"{w['activity']} for {age:.1f} s" + (" (shared futex wait)" if shared_wait else "")
             if self.stop_streak.get(w["pid"], 0) >= 2 and not why:
                 why = "stopped (state T)"
-            if self.sleep_streak.get(w["pid"], (0, 0))[1] >= th.sleep_samples and not why:
+            if (self.sleep_streak.get(w["pid"], (0, 0))[1] >= th.sleep_samples and not why
+                    and not shared_wait):
                 why = f"asleep in {w['activity']} for {age * 1000:.0f} ms"
             if self.futex_streak.get(w["pid"], 0) >= th.futex_samples:
                 fx = s["procs"][w["pid"]]["syscall"]["futex"]

@@ -216,7 +216,9 @@ def build(only: str | None = None, quiet: bool = False) -> dict:
                              ("libtlsh_interpose", ["preload_arena.c", "arena.c"],
                               "LD_PRELOAD shared-arena allocator"),
                              ("libtlsh_pshared", ["preload_pshared.c"],
-                              "LD_PRELOAD pshared lock interposition (mitigation)")):
+                              "LD_PRELOAD pshared lock interposition (mitigation)"),
+                             ("libtlsh_chaos", ["preload_chaos.c"],
+                              "LD_PRELOAD contention amplifier (--chaos)")):
         so = OUT / f"{name}.so"
         r = subprocess.run(["cc", "-O2", "-g", "-Wall", "-std=gnu11", "-shared", "-fPIC",
                             f"-I{INCLUDE}", "-o", str(so) + ".new", *[str(SRC / x) for x in srcs],

@@ -215,3 +215,13 @@ def test_bad_catalogue_is_one_clear_error(tmp_path):
     p.write_text('[[signature]]\nfamily = "x"\nproc = "nope"\n')
     with pytest.raises(families.CatalogueError, match="unknown proc predicate"):
         families.load(p)
+
+
+def test_contention_on_a_process_shared_futex_is_not_a_hang_until_long():
+    """pshared locks under pressure: long but legitimate waits (woken later)."""
+    s = Sim()
+    s.run(500)
+    s.stick(2, "handshake", futex=(ARENA[0] + 0xa18, 0x0), cpu_rate=0.0)   # FUTEX_WAIT, shared
+    assert s.run(1500) is None
+    v = s.run(1500)                                   # still there after 2 s: now it is stuck
+    assert v is not None and v.verdict == "degraded" and "shared futex wait" in v.blocked[0]["why"]
