@@ -64,7 +64,8 @@ def test_shared_per_message_fails(tmp_path):
               "--duration", "8")
     assert out["exit_code"] == 1, out
     assert out["verdict"] in {"deadlock", "livelock", "mixed", "degraded", "crash", "corruption"}
-    assert out["cross_handoffs"] > 0
+    # a failure at the very first concurrent handshakes comes before any handoff
+    assert out["cross_handoffs"] > 0 or out["verdict"] in {"deadlock", "crash", "corruption", "mixed"}
     assert out["time_to_failure_ms"] is not None and out["time_to_failure_ms"] < 5000
 
 
