@@ -99,8 +99,6 @@ def cell_stats(runs: list[dict]) -> dict:
 def cell_config(cell: Cell, duration: float | None, out_dir: Path, quiet: bool = True):
     """RunConfig of one cell: the scenario's params, the library, the mitigations."""
     sc = scenario.load(cell.scenario)
-    p = runflags.RaisingParser(add_help=False)
-    runflags.add_run_flags(p)
     args = [*runflags.tokens(sc.params), "--lib", cell.lib, "--out", str(out_dir), "-q"]
     if cell.mitigations:
         args += ["--mitigate", ",".join(cell.mitigations)]
@@ -112,7 +110,7 @@ def cell_config(cell: Cell, duration: float | None, out_dir: Path, quiet: bool =
     if tls12:                                # this build has no TLS 1.3: compare at 1.2, labelled
         args += ["--tls", "1.2"]
     try:
-        return runflags.config_from_args(p.parse_args(args)), args
+        return runflags.config_from_args(runflags.parser().parse_args(args)), args
     except (runflags.FlagError, ConfigError) as e:
         raise CompareError(f"cell {cell.key}: {e}") from None
 

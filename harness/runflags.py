@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from harness.config import ConfigError, RunConfig, parse_fault, parse_tls
+from harness.config import RunConfig, parse_fault, parse_tls
 
 
 class FlagError(ValueError):
@@ -79,10 +79,15 @@ def config_from_args(ns) -> RunConfig:
 
 
 
-def dests() -> set[str]:
+def parser() -> RaisingParser:
+    """The run flags alone, raising FlagError instead of exiting."""
     p = RaisingParser(add_help=False)
     add_run_flags(p)
-    return {a.dest for a in p._actions}
+    return p
+
+
+def dests() -> set[str]:
+    return {a.dest for a in parser()._actions}
 
 
 def tokens(params: dict) -> list[str]:

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness import runflags
+from harness.config import ConfigError
 from harness.watchdog import FAILURES
 
 SCENARIO_DIR = Path(__file__).resolve().parent.parent / "scenarios"
@@ -69,12 +70,12 @@ class Scenario:
     path: str = ""
 
     def expectation(self, lib: str, mitigations: list[str]) -> Expectation | None:
-        key = lib + ("+" + ",".join(sorted(mitigations)) if mitigations else "")
+        """The expectation for LIB or LIB+MITIGATIONS (in any order), if any."""
         for k, e in self.expect.items():
             klib, _, kmit = k.partition("+")
             if klib == lib and sorted(m for m in kmit.split(",") if m) == sorted(mitigations):
                 return e
-        return None if key else None
+        return None
 
 
 def _line_of(source: str, needle: str) -> int:
@@ -117,12 +118,9 @@ def load(name_or_path: str) -> Scenario:
         if k not in known:
             raise ScenarioError(f"{p}:{_line_of(source, k)}: unknown parameter {k!r} "
                                 f"(a tlsharness run flag, with _ for -)")
-        parser = runflags.RaisingParser(add_help=False)
-        runflags.add_run_flags(parser)
         try:
-            ns = parser.parse_args(runflags.tokens({k: v}))
-            runflags.config_from_args(ns)
-        except (runflags.FlagError, runflags.ConfigError) as e:
+            runflags.config_from_args(runflags.parser().parse_args(runflags.tokens({k: v})))
+        except (runflags.FlagError, ConfigError) as e:
             raise ScenarioError(f"{p}:{_line_of(source, k)}: parameter {k}={v!r}: {e}") from None
     for k, e in sc.expect.items():
         if not isinstance(e, Expectation):

@@ -95,8 +95,7 @@ def main(argv=None) -> int:
         if "prefork-thread" in mitig:
             # init and contexts in a throwaway thread: the main thread, whose
             # state every worker inherits, never touches the library
-            if cfg["tls"] == 13 and not be.caps()["tls13"]:
-                raise backends.Unsupported(f"{be.name}: this build has no TLS 1.3 (use --tls 1.2)")
+            be.check_tls(cfg["tls"])
             arr = ffi.new("void *[]", nctx)
             err = ffi.new("char[256]")
             if not lib.tlsh_prefork_thread_init(cfg["cert"].encode(), cfg["key"].encode(), cfg["tls"],

@@ -10,7 +10,6 @@ stopped by process group at the end, also after a crash or a hang.
 """
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import signal
@@ -20,8 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness import certs, families, procfs, results, stacks
-from harness.children import Children, signal_group, signal_pid, start_loadgens
-from harness.watchdog import Thresholds, Watchdog, exit_code
+from harness.children import Children, signal_group, start_loadgens
+from harness.watchdog import Thresholds, Watchdog, exit_code, external_slots
 
 KAMAILIO_MODULES = "/usr/lib/x86_64-linux-gnu/kamailio/modules"
 DEATH_RE = re.compile(r"child process (\d+) exited by a signal (\d+)")
@@ -184,10 +183,7 @@ def _watch(cfg, d: Path, server, lg, roles: dict, progress) -> dict:
         for p in seen:
             if p not in procs and p not in gone:
                 gone[p] = now
-        slots = [{"slot": i, "pid": p, "role": roles.get(p, "process"), "state": "dead" if p in gone else "alive",
-                  "activity": "unknown", "since_ns": seen[p], "requests": 0, "lock_waiting": -1,
-                  "lock_held": -1, "ok": True, "exit_signal": 0, "exit_code": -1 if p in gone else 0,
-                  "exit_ns": gone.get(p, 0)} for i, p in enumerate(seen)]
+        slots = external_slots(seen, gone, roles)
         s = {"t": now, "slots": slots, "procs": procs, "lg": lg.total(),
              "hdr": {"ok": True, "arena": {"double_free": 0, "wild_free": 0}, "cross_handoffs": 0}}
         v = wd.observe(s)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from harness import families, procfs, results, stacks
 from harness.children import Children, start_loadgens
-from harness.watchdog import Thresholds, Watchdog, exit_code
+from harness.watchdog import Thresholds, Watchdog, exit_code, external_slots
 
 
 @dataclass
@@ -79,11 +79,7 @@ def watch(cfg: WatchConfig, progress=None) -> dict:
             for p in list(first_seen):
                 if p not in procs and p not in gone and now - first_seen[p] > 5e8:
                     gone[p] = now                # watched for 0.5 s, then vanished
-            slots = [{"slot": i, "pid": p, "role": "process",
-                      "state": "dead" if p in gone else "alive", "activity": "unknown",
-                      "since_ns": first_seen[p], "requests": 0, "lock_waiting": -1,
-                      "lock_held": -1, "ok": True, "exit_signal": 0, "exit_code": -1 if p in gone else 0,
-                      "exit_ns": gone.get(p, 0)} for i, p in enumerate(first_seen)]
+            slots = external_slots(first_seen, gone)
             if lg is not None:
                 lgt = lg.total()
             else:

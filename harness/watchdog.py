@@ -60,6 +60,18 @@ class Verdict:
         return asdict(self)
 
 
+def external_slots(seen: dict[int, int], gone: dict[int, int], roles: dict | None = None) -> list[dict]:
+    """Slots for processes that publish no status (tlsharness watch, real servers):
+    seen = pid -> first seen (ns), gone = pid -> vanished (ns).  A vanished
+    process is dead with exit_code -1 (we cannot know how it ended)."""
+    roles = roles or {}
+    return [{"slot": i, "pid": p, "role": roles.get(p, "process"),
+             "state": "dead" if p in gone else "alive", "activity": "unknown",
+             "since_ns": seen[p], "requests": 0, "lock_waiting": -1, "lock_held": -1, "ok": True,
+             "exit_signal": 0, "exit_code": -1 if p in gone else 0, "exit_ns": gone.get(p, 0)}
+            for i, p in enumerate(seen)]
+
+
 def in_arena(addr: int, arena: tuple[int, int]) -> bool:
     base, size = arena
     return base != 0 and base <= addr < base + size

@@ -16,8 +16,6 @@ import re
 import shutil
 import subprocess
 import sys
-import sysconfig
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 

@@ -6,10 +6,6 @@ from __future__ import annotations
 
 import os
 import random
-import signal
-import sys
-import time
-import traceback
 
 import pytest
 

@@ -6,10 +6,7 @@ from __future__ import annotations
 
 import errno
 import os
-import signal
-import sys
 import time
-import traceback
 
 import pytest
 

@@ -66,9 +66,12 @@ class Backend:
                 "tls13": bool(c.tls13), "write_dup": bool(c.write_dup),
                 "flags": self.ffi.string(c.flags).decode()}
 
-    def ctx_new(self, cert: str, key: str, tls: int, ciphers: str, tickets: bool):
+    def check_tls(self, tls: int) -> None:
         if tls == 13 and not self.caps()["tls13"]:
             raise Unsupported(f"{self.name}: this build has no TLS 1.3 (use --tls 1.2)")
+
+    def ctx_new(self, cert: str, key: str, tls: int, ciphers: str, tickets: bool):
+        self.check_tls(tls)
         err = self.ffi.new("char[256]")
         ctx = self.lib.tlsh_lib_ctx_new(cert.encode(), key.encode(), tls, ciphers.encode(),
                                         int(tickets), err, 256)
