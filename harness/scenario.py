@@ -9,12 +9,14 @@
                 "openssl+pshared,prefork-thread": passes(),
                 "wolfssl": passes()},
         refs=["OpenSIPS #1755"],
+        family="lost wake-up",
     )
 
 `params` are `tlsharness run` flags (underscores for dashes); a flag given on
 the command line overrides them.  `expect` keys are a library, optionally
-followed by +mitigations.  A file with a mistake gets an error naming the
-file, the line and the problem.
+followed by +mitigations.  `family` (optional) names the failure family the
+scenario is built to produce; `tlsharness mitigations` runs those scenarios.
+A file with a mistake gets an error naming the file, the line and the problem.
 """
 from __future__ import annotations
 
@@ -66,6 +68,7 @@ class Scenario:
     expect: dict = field(default_factory=dict)
     refs: list = field(default_factory=list)
     notes: str = ""
+    family: str = ""                  # the failure family it is built to produce ("lost wake-up")
     name: str = ""
     path: str = ""
 
@@ -122,6 +125,10 @@ def load(name_or_path: str) -> Scenario:
             runflags.config_from_args(runflags.parser().parse_args(runflags.tokens({k: v})))
         except (runflags.FlagError, ConfigError) as e:
             raise ScenarioError(f"{p}:{_line_of(source, k)}: parameter {k}={v!r}: {e}") from None
+    if not isinstance(sc.family, str):
+        raise ScenarioError(f"{p}:{_line_of(source, 'family=')}: family must be a string "
+                            f"(a failure family name, e.g. \"lost wake-up\"), got {type(sc.family).__name__}")
+    sc.family = sc.family.strip()
     for k, e in sc.expect.items():
         if not isinstance(e, Expectation):
             raise ScenarioError(f"{p}:{_line_of(source, k)}: expect[{k!r}] must be fails(...) or passes()")
