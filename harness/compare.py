@@ -96,12 +96,24 @@ def cell_stats(runs: list[dict]) -> dict:
     }
 
 
-def cell_config(cell: Cell, duration: float | None, out_dir: Path, quiet: bool = True):
-    """RunConfig of one cell: the scenario's params, the library, the mitigations."""
+def scenario_mitigations(sc) -> list[str]:
+    """The mitigations a scenario's own params ask for (`mitigate=`)."""
+    v = sc.params.get("mitigate") or []
+    return [m for m in (v.split(",") if isinstance(v, str) else v) if m]
+
+
+def cell_config(cell: Cell, duration: float | None, out_dir: Path, quiet: bool = True,
+                add_to_scenario: bool = False):
+    """RunConfig of one cell: the scenario's params, the library, the mitigations.
+    The cell's mitigations replace the scenario's own `mitigate`, or, with
+    add_to_scenario (`tlsharness mitigations`), come on top of them."""
     sc = scenario.load(cell.scenario)
     args = [*runflags.tokens(sc.params), "--lib", cell.lib, "--out", str(out_dir), "-q"]
-    if cell.mitigations:
-        args += ["--mitigate", ",".join(cell.mitigations)]
+    mits = list(cell.mitigations)
+    if add_to_scenario:
+        mits = list(dict.fromkeys([*scenario_mitigations(sc), *mits]))
+    if mits:
+        args += ["--mitigate", ",".join(mits)]
     if duration:
         args += ["--duration", str(duration)]
     from harness import backends
@@ -132,7 +144,8 @@ def run_matrix(d: Path, state: dict, progress=None) -> dict:
     total, done, t_start = len(todo), 0, time.monotonic()
     for i, cell in todo:
         out_dir = d / "runs" / cell.slug
-        cfg, args = cell_config(cell, state.get("duration"), out_dir)
+        cfg, args = cell_config(cell, state.get("duration"), out_dir,
+                                add_to_scenario=state.get("mitigate_mode") == "add")
         try:
             o = Run(cfg, ["run", *args], Progress(quiet=True)).execute()
         except HarnessError as e:
@@ -175,3 +188,165 @@ def new_state(libs, scenarios, mitigation_sets, repeat, duration) -> dict:
 def bar(done: int, total: int, width: int = 28) -> str:
     f = int(width * done / total) if total else width
     return "[" + "#" * f + "-" * (width - f) + f"] {done}/{total}"
+
+
+# -- `tlsharness mitigations`: failure families × mitigation sets, one library ----------
+
+def set_label(mits) -> str:
+    return ",".join(mits) or "none"
+
+
+def default_sets(known) -> list[tuple]:
+    """none, each single mitigation (but write-dup, wolfSSL-only), and the
+    combination the servers ship (pshared,prefork-thread).  `known` is
+    config.MITIGATIONS, read when called (it grows)."""
+    sets = [()] + [(m,) for m in known if m != "write-dup"]
+    if "pshared" in known and "prefork-thread" in known:
+        sets.append(("pshared", "prefork-thread"))
+    return sets
+
+
+def parse_sets(text: str, known) -> list[tuple]:
+    """'none;pshared;pshared,prefork-thread' -> [(), ('pshared',), ('pshared', 'prefork-thread')]."""
+    sets: list[tuple] = []
+    for part in text.split(";"):
+        ms = tuple(dict.fromkeys(m.strip() for m in part.split(",") if m.strip() not in ("", "none")))
+        for m in ms:
+            if m not in known:
+                raise CompareError(f"unknown mitigation {m!r} (known: {', '.join(known)})")
+        if sorted(ms) not in [sorted(s) for s in sets]:
+            sets.append(ms)
+    return sets
+
+
+def pick_family_scenarios(cat: list, wanted: list[str], lib: str, explicit: bool = False):
+    """The scenarios that declare a family, those named in `wanted` (a family
+    or a scenario name, any case) only.  A catalogue scenario whose params pin
+    another library is skipped.  Returns (picked, [(scenario, why skipped)])."""
+    fam = [s for s in cat if s.family] if not explicit else list(cat)
+    known = sorted({s.family for s in fam if s.family})
+    want = {w.strip().lower() for w in wanted if w.strip()}
+    for w in (w.strip() for w in wanted if w.strip()):
+        if not any(w.lower() in (s.family.lower(), s.name.lower()) for s in fam):
+            raise CompareError(f"unknown family {w!r} (known: "
+                               + (", ".join(known) or "none: no scenario declares a family") + ")")
+    if want:
+        fam = [s for s in fam if s.family.lower() in want or s.name.lower() in want]
+    picked, skipped = [], []
+    for s in fam:
+        pinned = s.params.get("lib")
+        if pinned and pinned != lib and not explicit:
+            skipped.append((s, f"built for --lib {pinned}"))
+        else:
+            picked.append(s)
+    if not picked:
+        raise CompareError(
+            "no scenario to run: " + ("no scenario in the catalogue declares a family "
+                                      "(family=\"...\" in its Scenario)" if not known and not explicit
+                                      else f"every one is built for another library than {lib}"))
+    return picked, skipped
+
+
+def matrix_cell(runs: list[dict]) -> dict:
+    """One scenario × one mitigation set: 'failed k/N (most common failure verdict)',
+    'n/a' when the library cannot do it (every run unsupported)."""
+    unsup = [o for o in runs if o["verdict"] == "unsupported"]
+    judged = [o for o in runs if o["verdict"] != "unsupported"]
+    fails = [o["verdict"] for o in judged if o["verdict"] in FAIL]
+    other = [o["verdict"] for o in judged if o["verdict"] != "pass" and o["verdict"] not in FAIL]
+    other += ["n/a"] * (len(unsup) if judged else 0)
+    top = max(dict.fromkeys(fails), key=fails.count) if fails else None
+    fams = [f for o in judged if o["verdict"] in FAIL for f in (o.get("families") or [])]
+    if not runs:
+        status, text = "pending", "-"
+    elif not judged:
+        status, text = "n/a", "n/a"
+    else:
+        status = "fails" if fails else "unclear" if other else "cured"
+        text = f"failed {len(fails)}/{len(judged)}" + (f" ({top})" if top else "")
+        if other:
+            text += " [" + ", ".join(f"{n} {v}" for v, n in
+                                     sorted(((v, other.count(v)) for v in dict.fromkeys(other)),
+                                            key=lambda x: -x[1])) + "]"
+    return {"status": status, "text": text, "runs": len(runs), "judged": len(judged),
+            "failed": len(fails), "top_failure": top,
+            "verdicts": {v: [o["verdict"] for o in runs].count(v) for v in dict.fromkeys(o["verdict"] for o in runs)},
+            "families": sorted(set(fams)),
+            "ttf_ms_median": quantile([o["time_to_failure_ms"] for o in judged
+                                       if o.get("time_to_failure_ms") is not None], 0.5),
+            "unsupported": unsup[0].get("reason") if unsup else None}
+
+
+def family_line(row: dict, sets: list[str]) -> str:
+    """The plain-language verdict on one family: which sets cure it, which still fail."""
+    cells = row["cells"]
+    label = row["label"]
+
+    def part(s):
+        c = cells[s]
+        return f"{s} ({c['failed']}/{c['judged']}" + (f", {c['top_failure']}" if c["top_failure"] else "") + ")"
+    cured = [s for s in sets if cells[s]["status"] == "cured"]
+    fails = [s for s in sets if cells[s]["status"] == "fails"]
+    unclear = [s for s in sets if cells[s]["status"] == "unclear"]
+    na = [s for s in sets if cells[s]["status"] == "n/a"]
+    out = []
+    base = cells.get("none")
+    if base and base["status"] in ("cured", "unclear"):
+        out.append(f"did not reproduce without a mitigation (0/{base['judged']} failures), so no set "
+                   "can be said to cure it")
+        cured = [s for s in cured if s != "none"]
+        if cured:
+            out.append("no failure either with " + ", ".join(cured))
+    elif cured:
+        out.append("cured by " + ", ".join(cured) + " (no failure in any run)")
+    else:
+        out.append("no set cures it")
+    if fails:
+        out.append("still fails with " + ", ".join(part(s) for s in fails))
+    if unclear:
+        out.append("no failure but not every run judged with " + ", ".join(
+            f"{s} ({cells[s]['text']})" for s in unclear))
+    if na:
+        out.append("not possible with this library: " + ", ".join(na))
+    if any(c["status"] == "pending" for c in cells.values()):
+        out.append("some cells not run yet (--resume)")
+    return f"{label}: " + "; ".join(out) + "."
+
+
+def mitigation_matrix(state: dict) -> dict:
+    """compare.json of `tlsharness mitigations` -> the matrix (matrix.json)."""
+    sets = [set_label(m) for m in state["mitigation_sets"]]
+    by = {(c["scenario"], set_label(c["mitigations"])): c["runs"] for c in state["cells"]}
+    rows = []
+    for r in state["rows"]:
+        base = f" + its own {','.join(r['base'])}" if r.get("base") else ""
+        row = {"scenario": r["name"], "family": r["family"], "base_mitigations": r.get("base", []),
+               "label": f"{r['family'] or '(no family)'} ({r['name']}{base})",
+               "cells": {s: matrix_cell(by.get((r["scenario"], s), [])) for s in sets}}
+        row["summary"] = family_line(row, sets)
+        rows.append(row)
+    return {"tool": "tlsharness mitigations", "lib": state["libs"][0], "repeat": state["repeat"],
+            "duration": state.get("duration"), "sets": sets, "rows": rows,
+            "created": state.get("created"), "finished": state.get("finished"),
+            "command": state.get("command")}
+
+
+def matrix_markdown(m: dict, folder: str = "") -> str:
+    sets = m["sets"]
+    dur = f"{m['duration']:g} s each" if m.get("duration") else "the scenarios' durations"
+    lines = [f"# Failure families × mitigations: {m['lib']}", "",
+             f"{m['repeat']} run{'s' if m['repeat'] != 1 else ''} per cell, {dur}. Cell: failed runs / judged runs "
+             "(most common failure verdict); n/a: the library cannot do this mitigation.", "",
+             "| family (scenario) | " + " | ".join(sets) + " |",
+             "|---|" + "---|" * len(sets)]
+    for r in m["rows"]:
+        lines.append(f"| {r['label']} | " + " | ".join(r["cells"][s]["text"] for s in sets) + " |")
+    lines += ["", "## In plain words", ""]
+    lines += [f"- {r['summary']}" for r in m["rows"]]
+    na = {s: c["unsupported"] for r in m["rows"] for s, c in r["cells"].items() if c["status"] == "n/a"}
+    if na:
+        lines += ["", "## n/a", ""]
+        lines += [f"- {s}: {why}" for s, why in na.items()]
+    if folder:
+        lines += ["", f"Runs and compare.json: `{folder}`; per-cell details: `tlsharness report {folder}`."]
+    return "\n".join(lines) + "\n"
