@@ -144,40 +144,208 @@ def bisect_code(code: int) -> int:
     return code if code in (0, 1) else 125
 
 
+REPRO_VALUE_FLAGS = {"--repeat", "--runs", "--min-rate", "--json"}   # not `run` flags
+REPRO_ALONE_FLAGS = {"--until-fail"}
+
+
+def add_repro_flags(p: argparse.ArgumentParser) -> None:
+    """`repro`: the run flags, a scenario, and its own (p needs conflict_handler="resolve":
+    its --json FILE replaces run's --json)."""
+    _add_run_flags(p)
+    p.add_argument("scenario", nargs="?", help="a scenario name or file (tlsharness scenarios)")
+    p.add_argument("--repeat", "--runs", dest="repeat", type=int, default=3,
+                   help="number of runs (with --until-fail: at most); --runs is the old name (default 3)")
+    p.add_argument("--min-rate", type=float, default=0.5,
+                   help="share of failing runs that counts as reproduced (default 0.5)")
+    p.add_argument("--until-fail", action="store_true",
+                   help="stop at the first failing run (then any failure is bad)")
+    p.add_argument("--json", metavar="FILE", help="write the summary as JSON to FILE")
+
+
+def _lib_error(lib: str) -> str | None:
+    from harness import backends
+    built = backends.availability()
+    if lib not in built:
+        return f"unknown --lib {lib!r} (known: {', '.join(sorted(built))})"
+    if not built[lib][0]:
+        return f"--lib {lib} is not built here: {built[lib][1]}"
+    return None
+
+
 def cmd_repro(ns, argv) -> int:
-    """N runs of one configuration; bad (1) when the failure reproduces in at
-    least --min-rate of them, good (0) when no run failed, 125 otherwise."""
+    """N runs of one configuration (or scenario); bad (1) when the failure
+    reproduces in at least --min-rate of them, good (0) when no run failed and
+    every run was judged, 125 otherwise; prints the statistics (harness/repro.py)."""
+    from pathlib import Path
+    from harness import repro, results, scenario
     from harness.controller import HarnessError, Run
     from harness.progress import Progress
+    sc = None
     try:
-        if not 1 <= ns.runs <= 1000:
-            raise ConfigError(f"--runs must be between 1 and 1000 (got {ns.runs})")
+        if ns.scenario:                 # scenario params first, the user's flags after them
+            sc = scenario.load(ns.scenario)
+            user = list(argv[1:])
+            user.remove(ns.scenario)
+            sub = ArgParser(prog="tlsharness repro", conflict_handler="resolve")
+            add_repro_flags(sub)
+            skip = ns.bisect_usage_skip
+            ns = sub.parse_args([*scenario_tokens(sc), *user])
+            ns.bisect_usage_skip = skip
+            given = {a.split("=")[0][2:].replace("-", "_") for a in user if a.startswith("--")}
+            sc.overridden = sorted(k for k in sc.params if k in given)
+        if not 1 <= ns.repeat <= 1000:
+            raise ConfigError(f"--repeat must be between 1 and 1000 (got {ns.repeat})")
         if not 0 < ns.min_rate <= 1:
             raise ConfigError(f"--min-rate must be in (0, 1] (got {ns.min_rate})")
+        if ns.json and not Path(ns.json).resolve().parent.is_dir():
+            raise ConfigError(f"--json {ns.json}: no such directory {Path(ns.json).resolve().parent}")
+        if ns.lib_prefix:
+            from harness import userlibs
+            try:
+                ns.lib = userlibs.add(userlibs.name_for(ns.lib_prefix, ns.lib_kind), ns.lib_prefix,
+                                      ns.lib_kind)
+            except userlibs.UserLibError as e:
+                raise ConfigError(str(e)) from None
         cfg0 = config_from_args(ns)
-    except ConfigError as e:
+        err = _lib_error(cfg0.lib)
+        if err:
+            raise ConfigError(err)
+    except (ConfigError, scenario.ScenarioError) as e:
         print(f"tlsharness: error: {e}", file=sys.stderr)
         return 125 if ns.bisect_usage_skip else EXIT_USAGE
-    failed, judged, seed = 0, 0, cfg0.seed
-    for i in range(ns.runs):
+    probe = ArgParser(conflict_handler="resolve")
+    add_repro_flags(probe)
+    options = [o for a in probe._actions for o in a.option_strings if o.startswith("--")]
+    run_argv = ["run", *repro.strip_flags(argv[1:], REPRO_VALUE_FLAGS, REPRO_ALONE_FLAGS, options)]
+    n, seed0, done = ns.repeat, cfg0.seed, []
+
+    class Abort(Exception):
+        pass
+
+    def one(i):
         cfg = config_from_args(ns)
-        cfg.seed = seed + i
+        cfg.seed = seed0 + i
         try:
-            out = Run(cfg, ["run", *argv[1:]], Progress(quiet=True)).execute()
+            out = Run(cfg, run_argv, Progress(quiet=True)).execute()
         except (HarnessError, OSError) as e:
-            print(f"tlsharness: {e}", file=sys.stderr)
-            return 125
-        judged += out["exit_code"] in (0, 1)
-        failed += out["exit_code"] == 1
-        print(f"run {i + 1}/{ns.runs}: {out['verdict']:12} {out.get('reason', '')[:90]}  "
-              f"({out['run_dir']})", flush=True)
-        if out["exit_code"] == 130:
-            return 130
-    rate = failed / ns.runs
-    print(f"reproduced in {failed}/{ns.runs} runs ({rate:.0%}); {ns.runs - judged} could not be judged")
-    if rate >= ns.min_rate:
-        return 1
-    return 0 if failed == 0 and judged == ns.runs else 125
+            raise Abort(str(e)) from None
+        out["seed"] = cfg.seed
+        if sc is not None and out.get("exit_code") != 130:
+            check_expectation(sc, cfg, out)
+        return out
+
+    def shown(i, out):
+        done.append(out)
+        print(repro.run_line(i + 1, n, out), flush=True)
+
+    aborted = None
+    try:
+        outs, interrupted = repro.run_series(one, n, ns.until_fail, shown)
+    except KeyboardInterrupt:
+        outs, interrupted = done, True
+    except Abort as e:
+        outs, interrupted, aborted = done, False, str(e)
+        print(f"tlsharness: {e}", file=sys.stderr)
+    s = repro.summarize(outs, scenario=sc.name if sc else None, lib=cfg0.lib,
+                        mitigations=cfg0.mitigations, requested=n)
+    code = 125 if aborted else repro.exit_code(s, ns.min_rate, ns.until_fail, interrupted)
+    s.update(min_rate=ns.min_rate, until_fail=ns.until_fail, interrupted=interrupted,
+             error=aborted, exit_code=code)
+    if interrupted:
+        print(f"interrupted after {len(outs)} of {n} runs", flush=True)
+    print("\n".join(repro.summary_lines(s, ns.until_fail)), flush=True)
+    if ns.json:
+        try:
+            results.write_json(Path(ns.json), s)
+        except OSError as e:
+            print(f"tlsharness: cannot write --json {ns.json}: {e}", file=sys.stderr)
+    return code
+
+
+def cmd_mitigations(ns, argv) -> int:
+    """Failure families (scenarios that declare one) × mitigation sets, for one
+    library, N runs each: which sets cure which family.  compare.py's machinery
+    (compare.json, resumable), plus matrix.md / matrix.json."""
+    from pathlib import Path
+    from harness import compare, config, report, results, scenario
+    try:
+        if ns.resume:
+            d = Path(ns.resume)
+            state = compare.load_state(d)
+            if state.get("tool") != "tlsharness mitigations":
+                raise compare.CompareError(f"{d}: not a mitigations matrix (tlsharness compare --resume?)")
+        else:
+            if not ns.lib:
+                raise ConfigError("mitigations needs --lib LIB (or --resume DIR)")
+            err = _lib_error(ns.lib)
+            if err:
+                raise ConfigError(err)
+            if not 1 <= ns.repeat <= 1000:
+                raise ConfigError(f"--repeat must be between 1 and 1000 (got {ns.repeat})")
+            if ns.duration is not None and not 0.5 <= ns.duration <= 3600:
+                raise ConfigError(f"--duration must be between 0.5 and 3600 (got {ns.duration})")
+            known = dict(config.MITIGATIONS)            # read now: the list grows
+            sets = (compare.parse_sets(ns.sets, known) if ns.sets is not None
+                    else compare.default_sets(known))
+            wanted = [f for f in (ns.families or "").split(",") if f.strip()]
+            named = [x for x in (ns.scenarios or "").split(",") if x.strip()]
+            cat = [scenario.load(x.strip()) for x in named] if named else scenario.catalogue()
+            picked, skipped = compare.pick_family_scenarios(cat, wanted, ns.lib, explicit=bool(named))
+            for sc, why in skipped:
+                print(f"skipping {sc.name}: {why}", file=sys.stderr)
+            ids = [_scenario_id(sc) for sc in picked]
+            for sid in ids:                             # every cell valid before any run
+                for m in sets:
+                    compare.cell_config(compare.Cell(ns.lib, sid, m), ns.duration, Path("."),
+                                        add_to_scenario=True)
+            state = compare.new_state([ns.lib], ids, sets, ns.repeat, ns.duration)
+            state.update(tool="tlsharness mitigations", mitigate_mode="add", families=wanted,
+                         rows=[{"scenario": sid, "name": sc.name, "family": sc.family,
+                                "base": compare.scenario_mitigations(sc)} for sid, sc in zip(ids, picked)])
+            d = results.new_run_dir(ns.out)
+            results.write_json(d / "compare.json", state)
+    except (ConfigError, compare.CompareError, scenario.ScenarioError) as e:
+        print(f"tlsharness: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as e:
+        print(f"tlsharness: {e}", file=sys.stderr)
+        return 4
+    print(f"mitigations {d}: {len(state['rows'])} scenarios × {len(state['mitigation_sets'])} sets × "
+          f"{state['repeat']} runs ({state['libs'][0]})", file=sys.stderr, flush=True)
+
+    def prog(done, total, cell, verdict, eta):
+        if not ns.quiet:
+            print(f"{compare.bar(done, total)} {cell.key}: {verdict:12} ETA {int(eta // 60)}:{int(eta % 60):02d}",
+                  file=sys.stderr, flush=True)
+    try:
+        state = compare.run_matrix(d, state, prog)
+    except KeyboardInterrupt:
+        print(f"interrupted; resume with: tlsharness mitigations --resume {d}", file=sys.stderr)
+        return 130
+    except compare.CompareError as e:
+        print(f"tlsharness: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    m = compare.mitigation_matrix(state)
+    md = compare.matrix_markdown(m, str(d))
+    results.write_json(d / "matrix.json", m)
+    (d / "matrix.md").write_text(md)
+    html_path, _ = report.compare_report(d)
+    report.index(d.parent)
+    print(md)
+    print(f"matrix: {d / 'matrix.md'}, {d / 'matrix.json'}; report: {html_path}")
+    return 0
+
+
+def _scenario_id(sc) -> str:
+    """How a cell names its scenario: the catalogue name, or the file's absolute path."""
+    from pathlib import Path
+    from harness import scenario
+    try:
+        if scenario.load(sc.name).path == sc.path:
+            return sc.name
+    except scenario.ScenarioError:
+        pass
+    return str(Path(sc.path).resolve())
 
 
 def cmd_demo(ns, argv) -> int:
@@ -384,12 +552,26 @@ def main(argv=None) -> int:
     _add_run_flags(r)
     r.add_argument("scenario", nargs="?", help="a scenario name or file (tlsharness scenarios)")
     r.set_defaults(fn=cmd_run)
-    rp = sub.add_parser("repro", help="N runs: exit 1 if the failure reproduces (git bisect run)")
-    _add_run_flags(rp)
-    rp.add_argument("--runs", type=int, default=3)
-    rp.add_argument("--min-rate", type=float, default=0.5,
-                    help="share of failing runs that counts as reproduced (default 0.5)")
+    rp = sub.add_parser("repro", conflict_handler="resolve",
+                        help="N runs (or a scenario): rate, time to failure, families; exit 1 if "
+                        "the failure reproduces (git bisect run)")
+    add_repro_flags(rp)
     rp.set_defaults(fn=cmd_repro, bisect_usage_skip=False)
+    mt = sub.add_parser("mitigations", help="failure families x mitigation sets for one library: "
+                        "which sets cure which family")
+    mt.add_argument("--lib", help="the TLS library (tlsharness libs)")
+    mt.add_argument("--repeat", type=int, default=5, help="runs per cell (default 5)")
+    mt.add_argument("--duration", type=float, default=None, help="override the scenarios' durations")
+    mt.add_argument("--families", default="", help="comma-separated families (or scenario names); "
+                    "default: every catalogue scenario that declares a family")
+    mt.add_argument("--scenarios", default="", help="comma-separated scenario names or files to run "
+                    "instead of the catalogue's family scenarios")
+    mt.add_argument("--sets", default=None, help="';'-separated mitigation sets, each comma-separated "
+                    "(default: none, each single mitigation but write-dup, pshared,prefork-thread)")
+    mt.add_argument("--out", default="results", help="results root (a new folder under it)")
+    mt.add_argument("--resume", metavar="DIR", help="finish an interrupted matrix")
+    mt.add_argument("--quiet", "-q", action="store_true")
+    mt.set_defaults(fn=cmd_mitigations)
     dm = sub.add_parser("demo", help="baseline vs shared-arena model, side by side")
     dm.add_argument("--libs", default="", help="default: every built system library")
     dm.add_argument("--duration", type=float, default=10.0)
