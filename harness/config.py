@@ -17,6 +17,8 @@ CHOICES = {
     "load": ("persistent", "churn"),
     "ctx": ("shared", "per-worker"),
     "cert": ("ec", "rsa"),
+    "shutdown": ("kill", "exit"),
+    "rand_lock": ("none", "plain"),
 }
 FAULTS = ("none", "block", "spin", "die", "stop", "crash", "hog")
 # mitigations the servers shipped, combinable (shared/reference/failure-families.md)
@@ -27,6 +29,13 @@ MITIGATIONS = {
                       "(Kamailio tls_threads_mode=1)",
     "global-lock": "one lock around all TLS work of a connection (OpenSIPS 3.2 tls_global_lock)",
     "per-worker-ctx": "one SSL_CTX per worker, created before fork (OpenSIPS #1799)",
+    "atfork-stop": "pthread_atfork(prepare = OPENSSL_thread_stop): the parent's per-thread state "
+                   "released before every fork (OpenSIPS PR #3841, Kamailio tls_threads_mode=2)",
+    "no-atexit": "no library cleanup at exit (OPENSSL_INIT_NO_ATEXIT; OpenSIPS #1121, #1304)",
+    "locked-rand": "the RAND method under a shared lock, re-entrant per process (OpenSIPS #1799/#1953, "
+                   "Kamailio rand_engine)",
+    "single-process": "all TLS I/O in one process (OpenSIPS 4.0, Kamailio tcp_main_threads): one "
+                      "worker serves every connection",
     "write-dup": "wolfSSL_write_dup after the handshake (OpenSIPS tls_wolfssl); needs a wolfSSL "
                  "built with HAVE_WRITE_DUP",
 }
@@ -70,12 +79,17 @@ class RunConfig:
     chaos: str = ""               # "P:DELAY_US": delay after taking an arena lock (amplifier)
     check_random: bool = False    # each worker draws 32 random bytes after fork; duplicates = corruption
     grace: float = 3.0            # after duration: time to stop everything before SIGKILL
+    parent_use: bool = False      # the library used by the stand's main thread before fork
+    shutdown: str = "kill"        # end of run: kill the workers, or SIGTERM -> exit() (atexit runs)
+    rand_lock: str = "none"       # "plain": RAND method under a non-recursive shared lock (#1953)
+    reject_every: int = 0         # every Nth client connection rejects the server's CA (unknown ca)
+    reload_ms: float = 0.0        # replace the server context this often under load (tls.reload)
 
     def validate(self) -> "RunConfig":
         for k, allowed in CHOICES.items():
             v = getattr(self, k)
             if v not in allowed:
-                raise ConfigError(f"--{k} must be one of {', '.join(allowed)} (got {v!r})")
+                raise ConfigError(f"--{k.replace('_', '-')} must be one of {', '.join(allowed)} (got {v!r})")
         _range("workers", self.workers, 1, 254)
         _range("conns", self.conns, 1, 4096)
         _range("duration", self.duration, 0.5, 3600)
@@ -90,6 +104,10 @@ class RunConfig:
         _range("stall-s", self.stall_s, 0.05, 60)
         if self.tls not in (12, 13):
             raise ConfigError(f"--tls must be 1.2 or 1.3 (got {self.tls})")
+        _range("reject-every", self.reject_every, 0, 10**6)
+        _range("reload-ms", self.reload_ms, 0, 600_000)
+        if 0 < self.reload_ms < 1:
+            raise ConfigError(f"--reload-ms must be 0 (off) or at least 1 (got {self.reload_ms})")
         if self.clients > self.conns:
             self.clients = self.conns
         kind = self.fault.get("kind", "none")
@@ -105,6 +123,10 @@ class RunConfig:
             self.global_lock = True
         if "per-worker-ctx" in self.mitigations:
             self.ctx = "per-worker"
+        if "single-process" in self.mitigations:
+            self.workers = 1
+            if self.fault.get("kind", "none") != "none":
+                self.fault["slot"] = 1
         if self.global_lock and "global-lock" not in self.mitigations:
             self.mitigations.append("global-lock")
         if self.ctx == "per-worker" and "per-worker-ctx" not in self.mitigations:

@@ -116,7 +116,9 @@ class Run:
               "ciphers": cfg.ciphers, "tickets": cfg.tickets, "arena_mb": cfg.arena_mb,
               "max_conns": cfg.max_conns, "fault": cfg.fault, "seed": cfg.seed,
               "stacks_dir": str(self.dir / "stacks"), "global_lock": cfg.global_lock,
-              "mitigations": cfg.mitigations, "check_random": cfg.check_random, "chaos": cfg.chaos}
+              "mitigations": cfg.mitigations, "check_random": cfg.check_random, "chaos": cfg.chaos,
+              "parent_use": cfg.parent_use, "shutdown": cfg.shutdown, "rand_lock": cfg.rand_lock,
+              "reload_ms": cfg.reload_ms}
         (self.dir / "stand.json").write_text(json.dumps(sc, indent=2))
         env, preload = {}, []
         if cfg.memory == "interpose":        # forced mode: the whole stand's heap in the arena
@@ -152,7 +154,7 @@ class Run:
         self.lg, self.loadgens = start_loadgens(
             self.children, self.status.s.port, cfg.conns, cfg.clients, cfg.window,
             cfg.churn_every if cfg.load == "churn" else 0, cfg.resume, cfg.tls, cfg.rate,
-            cfg.duration, cfg.timeout, cfg.ciphers)
+            cfg.duration, cfg.timeout, cfg.ciphers, cfg.reject_every)
 
     def _start_hog(self) -> None:
         """The 'hog' fault: one busy loop per CPU outside the stand, the stand at nice 19,
@@ -233,6 +235,8 @@ class Run:
                 if all(p.poll() is not None for p in self.loadgens) and wd.load_start_ns is None:
                     break                     # every load generator gave up before any load
                 time.sleep(max(0.0, period - (time.monotonic_ns() - now) / 1e9))
+            if (cfg.shutdown == "exit" and verdict_first is None and self.stand.poll() is None):
+                s = self._shutdown(wd, log, t0) or s
         finally:
             log.close()
         final = wd.final()
@@ -241,6 +245,26 @@ class Run:
             self._evidence(final, s)
         self._kill_all()
         return self._outcome(final, s, wd, t0, manifest)
+
+    def _shutdown(self, wd: Watchdog, log, t0: int) -> dict | None:
+        """--shutdown exit: the stand asks every worker to leave through exit()
+        (the library's atexit cleanup runs in each); watched like the run."""
+        self.progress.event("shutdown: workers leaving through exit()")
+        wd.begin_shutdown(time.monotonic_ns())
+        os.kill(self.stand.pid, signal.SIGUSR1)
+        deadline = time.monotonic() + max(2.0, self.cfg.grace)
+        s = None
+        while time.monotonic() < deadline:
+            s = self._sample(time.monotonic_ns())
+            v = wd.observe(s)
+            log.write(_sample_record(s, t0, wd))
+            if v is not None:
+                self.progress.event(f"{v.verdict} detected: {v.reason}")
+            workers = [w for w in s["slots"] if w["role"] == "worker"]
+            if all(w["state"] == "dead" for w in workers) or self.stand.poll() is not None:
+                break
+            time.sleep(1.0 / self.cfg.sample_hz)
+        return s
 
     def _evidence(self, v: Verdict, s: dict) -> None:
         """After the verdict only: stacks (ptrace), then family names."""
@@ -287,6 +311,9 @@ class Run:
             "cross_handoffs": s["hdr"]["cross_handoffs"] if s else 0,
             "t0_ns": self.t0, "load_start_ns": load_start,
             "conns_open": s["hdr"]["conns_open"] if s else 0,
+            "rand_method": {"calls": s["hdr"]["rand_calls"], "reentries": s["hdr"]["rand_reentries"]}
+            if s and (self.cfg.rand_lock != "none" or "locked-rand" in self.cfg.mitigations) else None,
+            "rejected_handshakes": lg.get("rejected", 0),
             "arena_baseline": getattr(self, "arena_baseline", 0),
             "arena_bytes_per_conn": _per_conn(s, getattr(self, "arena_baseline", 0)),
             "stand_cpu_s": round(_stand_cpu(s) - (self.cpu_at_load or 0), 3) if s else None,

@@ -58,7 +58,18 @@ def add_run_flags(p: argparse.ArgumentParser) -> None:
     a("--check-random", action="store_true", help="each worker draws random bytes right after "
       "fork; identical blocks in two workers are a corruption verdict")
     a("--mitigate", default="", help="comma-separated mitigations: pshared, prefork-thread, "
-      "global-lock, per-worker-ctx")
+      "global-lock, per-worker-ctx, atfork-stop, no-atexit, locked-rand, single-process "
+      "(see README)")
+    a("--parent-use", action="store_true", help="the stand's main thread uses the library before "
+      "fork, as other modules of a server do (libcurl, TLS redis)")
+    a("--shutdown", default=d.shutdown, help="end of run: kill (workers SIGKILLed) | exit (workers "
+      "leave through exit(), running the library's atexit cleanup; judged too)")
+    a("--rand-lock", default=d.rand_lock, help="none | plain: the RAND method wrapped in a "
+      "non-recursive shared lock (OpenSIPS #1953); --mitigate locked-rand makes it re-entrant")
+    a("--reject-every", type=int, default=d.reject_every, metavar="N", help="every Nth client "
+      "connection rejects the server certificate (alert unknown_ca): failing handshakes")
+    a("--reload-ms", type=float, default=d.reload_ms, metavar="MS", help="replace the server's "
+      "SSL_CTX this often under load, as tls.reload does (0 = never)")
     a("--quiet", "-q", action="store_true", help="no live progress")
     a("--json", action="store_true", help="print the outcome as JSON")
     a("--bisect", action="store_true", help="exit 0 good / 1 bad / 125 cannot tell (git bisect run)")
@@ -73,7 +84,9 @@ def config_from_args(ns) -> RunConfig:
         tickets=not ns.no_tickets, arena_mb=ns.arena_mb, seed=ns.seed, out=ns.out,
         linger=ns.linger, stop_on_failure=not ns.keep_going, sample_hz=ns.sample_hz,
         stall_s=ns.stall_s, fault=parse_fault(ns.fault), global_lock=ns.global_lock,
-        mitigations=[m for m in ns.mitigate.split(",") if m], check_random=ns.check_random, chaos=ns.chaos)
+        mitigations=[m for m in ns.mitigate.split(",") if m], check_random=ns.check_random, chaos=ns.chaos,
+        parent_use=ns.parent_use, shutdown=ns.shutdown, rand_lock=ns.rand_lock,
+        reject_every=ns.reject_every, reload_ms=ns.reload_ms)
     return cfg.validate()
 
 

@@ -93,7 +93,8 @@ class StatusView:
                       "events": a.n_events},
             "accepted": s.accepted, "dispatched": s.dispatched,
             "cross_handoffs": s.cross_handoffs, "conns_open": s.conns_open,
-            "conns_closed": s.conns_closed,
+            "conns_closed": s.conns_closed, "rand_calls": s.rand_calls,
+            "rand_reentries": s.rand_reentries,
             "lib_version": _cstr(ffi, s.lib_version), "error": _cstr(ffi, s.error),
         }
 
@@ -135,7 +136,7 @@ class LoadgenView:
     """Read-only view of the load generators' counters (one struct each)."""
 
     FIELDS = ("sent", "answered", "bad", "timed_out", "connects", "handshakes",
-              "resumed", "conn_errors")
+              "resumed", "conn_errors", "rejected")
 
     def __init__(self, nprocs: int):
         ffi, lib = native.core()

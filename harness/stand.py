@@ -92,21 +92,29 @@ def main(argv=None) -> int:
         ver = be.version().encode()[:95]
         ffi.memmove(st.lib_version, ver + b"\0", len(ver) + 1)
         nctx = cfg["workers"] if cfg["ctx"] == "per-worker" else 1
+        no_atexit = "no-atexit" in mitig
+        init_flags = lib.TLSH_INIT_NO_ATEXIT if no_atexit else 0
         if "prefork-thread" in mitig:
             # init and contexts in a throwaway thread: the main thread, whose
             # state every worker inherits, never touches the library
             be.check_tls(cfg["tls"])
             arr = ffi.new("void *[]", nctx)
             err = ffi.new("char[256]")
-            if not lib.tlsh_prefork_thread_init(cfg["cert"].encode(), cfg["key"].encode(), cfg["tls"],
+            if not lib.tlsh_prefork_thread_init(init_flags, cfg["cert"].encode(), cfg["key"].encode(), cfg["tls"],
                                                 cfg.get("ciphers", "").encode(),
                                                 int(cfg.get("tickets", True)), nctx, arr, err, 256):
                 raise backends.BackendError(f"{be.name}: " + ffi.string(err).decode(errors="replace"))
             ctxs = [arr[i] for i in range(nctx)]
         else:
-            be.init()
+            be.init(no_atexit)
             ctxs = [be.ctx_new(cfg["cert"], cfg["key"], cfg["tls"], cfg.get("ciphers", ""),
                                cfg.get("tickets", True)) for _ in range(nctx)]
+        if "locked-rand" in mitig or cfg.get("rand_lock", "none") != "none":
+            be.rand_wrap(reentrant="locked-rand" in mitig)
+        if "atfork-stop" in mitig:
+            be.atfork_stop()
+        if cfg.get("parent_use"):
+            be.parent_use()
     except backends.Unsupported as e:
         return fail(str(e), EXIT_UNSUPPORTED)
     except backends.BackendError as e:
@@ -147,6 +155,7 @@ def main(argv=None) -> int:
     c.fault_after_ms = fault.get("after_ms", 500)
     c.global_lock = int(cfg.get("global_lock", False))
     c.check_random = int(cfg.get("check_random", False))
+    c.exit_on_term = int(cfg.get("shutdown") == "exit")
     if cfg.get("stacks_dir"):
         os.makedirs(cfg["stacks_dir"], exist_ok=True)
         c.crash_dir = cfg["stacks_dir"].encode()[:199]
@@ -163,18 +172,46 @@ def main(argv=None) -> int:
         pid = lib.tlsh_stand_spawn_worker(stand, slot, ops, ctxs[(slot - 1) % len(ctxs)])
         children[pid] = slot
     lib.tlsh_stand_parent_close(stand)
-    return supervise(ffi, lib, st, stand, children)
+    reload = None
+    if cfg.get("reload_ms"):
+        def reload():
+            new = be.ctx_new(cfg["cert"], cfg["key"], cfg["tls"], cfg.get("ciphers", ""),
+                             cfg.get("tickets", True))
+            lib.tlsh_stand_swap_ctx(stand, new, ffi.addressof(lib, "tlsh_lib_ctx_free"))
+    return supervise(ffi, lib, st, stand, children, reload, cfg.get("reload_ms", 0) / 1000)
 
 
-def supervise(ffi, lib, st, stand, children: dict) -> int:
-    """Reap children (recording how each died) and publish arena statistics."""
-    stopping = []
+def supervise(ffi, lib, st, stand, children: dict, reload=None, reload_s: float = 0) -> int:
+    """Reap children (recording how each died) and publish arena statistics.
+    SIGUSR1: shut the workers down gracefully (SIGTERM; they leave through
+    exit()), still recording how each ends.  reload: called every reload_s."""
+    stopping, shutdown = [], []
     signal.signal(signal.SIGTERM, lambda *_: stopping.append(1))
+    signal.signal(signal.SIGUSR1, lambda *_: shutdown.append(1))
     alive = dict(children)
+    next_reload = time.monotonic() + reload_s if reload else None
+    reloads = 0
     while alive and not stopping:
         _reap(lib, st, alive, children)
         lib.tlsh_stand_publish_arena(stand)
-        time.sleep(0.02)
+        st.rand_calls = lib.tlsh_lib_rand_calls()
+        st.rand_reentries = lib.tlsh_lib_rand_reentries()
+        if shutdown and shutdown[0] == 1:
+            shutdown[0] = 2
+            next_reload = None
+            for pid, slot in alive.items():
+                if slot > 0:
+                    os.kill(pid, signal.SIGTERM)
+        if next_reload and time.monotonic() >= next_reload:
+            try:
+                reload()
+                reloads += 1
+            except Exception as e:         # a failed reload is logged, as a server would
+                print(f"stand: reload {reloads + 1} failed: {e}", file=sys.stderr, flush=True)
+            next_reload = time.monotonic() + reload_s
+        time.sleep(0.02 if not next_reload else max(0.001, min(0.02, next_reload - time.monotonic())))
+    if reload:
+        print(f"stand: {reloads} context reloads", file=sys.stderr, flush=True)
     st.stopping = 1
     for pid in list(alive):
         try:
@@ -215,4 +252,8 @@ def _reap(lib, st, alive, children, block=False) -> bool:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    rc = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(rc)     # never the library's atexit cleanup here: the arena's objects are the workers'
+

@@ -87,6 +87,7 @@ class Watchdog:
         self.stop_streak: dict[int, int] = {}
         self.first: Verdict | None = None
         self.load_start_ns: int | None = None
+        self.shutdown_ns: int | None = None   # graceful shutdown began (--shutdown exit)
         self.ncpu = os.cpu_count() or 1
 
     # -- helpers over the history -------------------------------------------------
@@ -141,6 +142,11 @@ class Watchdog:
             old = s
         return new["lg"]["answered"] - old["lg"]["answered"]
 
+    def begin_shutdown(self, t_ns: int) -> None:
+        """From now on workers leave on purpose: a clean exit is no crash, and
+        no progress is expected; crashes and damage are still judged."""
+        self.shutdown_ns = t_ns
+
     # -- the rules ----------------------------------------------------------------
     def observe(self, s: dict) -> Verdict | None:
         """Add a sample; return the first failure verdict when it is decided."""
@@ -179,14 +185,18 @@ class Watchdog:
         t, th = s["t"], self.th
         hdr = s["hdr"]
         # crash: a stand process died by a signal (or exited) while the run was live
+        sd = self.shutdown_ns
         crashed = [{"slot": w["slot"], "pid": w["pid"], "role": w["role"],
                     "signal": w["exit_signal"], "exit_code": w["exit_code"],
                     "activity": w["activity"], "at_ns": w["exit_ns"]}
-                   for w in s["slots"] if w["state"] == "dead"]
+                   for w in s["slots"] if w["state"] == "dead"
+                   and not (sd and w["exit_ns"] >= sd and not w["exit_signal"] and w["exit_code"] == 0)]
+        at_shutdown = ["shutdown: workers were leaving through exit() (atexit handlers running)"] \
+            if sd else []
         if crashed:
-            return Verdict("crash", reason=_crash_reason(crashed),
+            return Verdict("crash", reason=("at shutdown: " if sd else "") + _crash_reason(crashed),
                            onset_ns=min(c["at_ns"] for c in crashed), detect_ns=t,
-                           crashed=crashed)
+                           crashed=crashed, evidence=list(at_shutdown))
         # corruption: evidence of damage, whatever else happens
         ev = []
         if hdr["arena"]["double_free"]:
@@ -207,7 +217,10 @@ class Watchdog:
         if not hdr["ok"] or bad_slots:
             ev.append(f"status segment overwritten (slots {bad_slots or 'header'})")
         if ev:
-            return Verdict("corruption", reason="; ".join(ev), onset_ns=t, detect_ns=t, evidence=ev)
+            return Verdict("corruption", reason=("at shutdown: " if sd else "") + "; ".join(ev),
+                           onset_ns=t, detect_ns=t, evidence=ev + at_shutdown)
+        if sd:
+            return Verdict("pass")            # leaving on purpose: no progress expected
 
         stuck = []
         for w in s["slots"]:

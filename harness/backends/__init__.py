@@ -52,9 +52,29 @@ class Backend:
                               "cannot be placed in shared memory (use --memory private)")
         return r == 1
 
-    def init(self) -> None:
-        if self.lib.tlsh_lib_init() != 1:
+    def init(self, no_atexit: bool = False) -> None:
+        if self.lib.tlsh_lib_init(self.lib.TLSH_INIT_NO_ATEXIT if no_atexit else 0) != 1:
             raise BackendError(f"{self.name}: library initialisation failed")
+
+    def parent_use(self) -> None:
+        """Use the library on this thread as a server's other modules do before fork."""
+        if self.lib.tlsh_lib_parent_use() != 0:
+            raise BackendError(f"{self.name}: using the library in the parent failed")
+
+    def atfork_stop(self) -> None:
+        r = self.lib.tlsh_lib_atfork_stop()
+        if r < 0:
+            raise Unsupported(f"{self.name}: --mitigate atfork-stop: the library keeps no per-thread "
+                              "state that OPENSSL_thread_stop could release (OpenSSL only)")
+        if r == 0:
+            raise BackendError(f"{self.name}: pthread_atfork failed")
+
+    def rand_wrap(self, reentrant: bool) -> None:
+        r = self.lib.tlsh_lib_rand_wrap(2 if reentrant else 1)
+        if r < 0:
+            raise Unsupported(f"{self.name}: no replaceable RAND method (OpenSSL's RAND_set_rand_method)")
+        if r == 0:
+            raise BackendError(f"{self.name}: could not install the RAND method wrapper")
 
     def version(self) -> str:
         return self.ffi.string(self.lib.tlsh_lib_version()).decode()

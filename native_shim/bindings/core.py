@@ -55,13 +55,13 @@ struct tlsh_status {
     struct tlsh_arena_stats arena; int32_t n_arena_events;
     struct tlsh_arena_event arena_events[...];
     uint64_t accepted; uint64_t dispatched; uint64_t cross_handoffs; uint64_t conns_open;
-    uint64_t conns_closed; char lib_version[...]; char error[...]; uint64_t magic2;
+    uint64_t conns_closed; uint64_t rand_calls; uint64_t rand_reentries; char lib_version[...]; char error[...]; uint64_t magic2;
     struct tlsh_slot slots[]; ...; };
 struct tlsh_lg_counters {
     uint64_t magic; int32_t pid; int32_t done; int32_t ready; int32_t nconns; uint64_t sent;
     uint64_t answered; uint64_t bad; uint64_t timed_out; uint64_t connects;
     uint64_t handshakes; uint64_t resumed; uint64_t conn_errors; int64_t last_answer_ns;
-    int64_t updated_ns; int64_t start_ns; int64_t ready_ns; uint64_t lat_hist[...]; char error[...]; uint64_t magic2; ...; };
+    int64_t updated_ns; int64_t start_ns; int64_t ready_ns; uint64_t rejected; uint64_t lat_hist[...]; char error[...]; uint64_t magic2; ...; };
 """
 
 FUNCTIONS = """

@@ -20,6 +20,7 @@ struct tlsh_lg_config {
     double duration_s;
     double timeout_s;
     char ciphers[128];
+    int reject_every;
 };
 """
 

@@ -1,5 +1,5 @@
 """OpenSSL adapter (libssl/libcrypto 1.1.1 or 3.x, or a compatible fork)."""
-SOURCES = ["tls_openssl.c"]
+SOURCES = ["tls_openssl.c", "openssl_server.c"]
 INCLUDES = ""
 TYPES = ""
 FUNCTIONS = ""

@@ -14,7 +14,7 @@ enum tlsh_fault_kind { TLSH_FAULT_NONE, TLSH_FAULT_BLOCK, TLSH_FAULT_SPIN, TLSH_
     TLSH_FAULT_STOP, TLSH_FAULT_CRASH };
 struct tlsh_stand_cfg { int nworkers; int memory; int handoff; int lock_flavor; int max_conns;
     int port; int fault_kind; int fault_slot; int fault_after_ms; char crash_dir[200]; int global_lock;
-    int check_random; };
+    int check_random; int exit_on_term; };
 struct tlsh_tls_ops {
     const char *name;
     void *(*sess_new)(void *ctx);
@@ -40,6 +40,7 @@ int tlsh_stand_spawn_worker(struct tlsh_stand *st, int slot, const struct tlsh_t
                             void *ctx);
 void tlsh_stand_parent_close(struct tlsh_stand *st);
 void tlsh_stand_publish_arena(struct tlsh_stand *st);
+void *tlsh_stand_swap_ctx(struct tlsh_stand *st, void *ctx, void (*free_old)(void *));
 int tlsh_probe_serve(const struct tlsh_tls_ops *ops, void *ctx, int lfd, int nconns,
                      int timeout_ms, char *err, size_t errlen);
 """

@@ -9,6 +9,7 @@ INCLUDES = """
 """
 
 TYPES = """
+enum { TLSH_INIT_NO_ATEXIT = 1 };
 struct tlsh_lib_caps {
     int alloc_hook;        /* 1: the library has a settable allocator */
     int lock_hook;         /* 1: the library has a settable lock implementation */
@@ -20,7 +21,13 @@ struct tlsh_lib_caps {
 
 FUNCTIONS = """
 int tlsh_lib_hook(tlsh_arena *a);
-int tlsh_lib_init(void);
+int tlsh_lib_init(int flags);
+void tlsh_lib_ctx_free(void *ctx);
+int tlsh_lib_parent_use(void);
+int tlsh_lib_atfork_stop(void);
+int tlsh_lib_rand_wrap(int mode);
+unsigned long tlsh_lib_rand_reentries(void);
+unsigned long tlsh_lib_rand_calls(void);
 const char *tlsh_lib_version(void);
 void *tlsh_lib_ctx_new(const char *cert, const char *key, int tls_version,
                        const char *ciphers, int tickets, char *err, size_t errlen);
@@ -28,8 +35,9 @@ const struct tlsh_tls_ops *tlsh_lib_ops(void);
 void tlsh_lib_caps(struct tlsh_lib_caps *out);
 int tlsh_lib_set_lock_counting(int on);
 unsigned long tlsh_lib_lock_calls(void);
-int tlsh_prefork_thread_init(const char *cert, const char *key, int tls, const char *ciphers,
-                             int tickets, int nctx, void **ctxs, char *err, size_t errlen);
+int tlsh_prefork_thread_init(int init_flags, const char *cert, const char *key, int tls,
+                             const char *ciphers, int tickets, int nctx, void **ctxs, char *err,
+                             size_t errlen);
 """
 
 CUSTOMIZATIONS = ""

@@ -18,6 +18,7 @@ struct tlsh_lg_config {
     double duration_s;      /* the loop stops by itself after this */
     double timeout_s;       /* a request unanswered this long counts as timed out */
     char ciphers[128];      /* TLS 1.2 cipher list, "" = library default */
+    int reject_every;       /* every Nth handshake rejects the server's CA (0 = never) */
 };
 
 /* Runs until duration or until *stop becomes non-zero; returns 0, or -1

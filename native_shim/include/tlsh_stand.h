@@ -24,6 +24,8 @@ enum tlsh_fault_kind {
 
 #define TLSH_CONN_BUF 16384
 #define TLSH_LOCK_ID_GLOBAL 1000000   /* lock ids >= this are global locks */
+#define TLSH_LOCK_ID_RAND 1000001     /* the server's lock around the RAND method */
+#define TLSH_LOCK_ID_CTX 1000002      /* the lock around the current SSL_CTX (reload) */
 
 struct tlsh_stand_cfg {
     int nworkers;
@@ -38,6 +40,7 @@ struct tlsh_stand_cfg {
     char crash_dir[200]; /* where a crashing worker writes its own stack ("" = nowhere) */
     int global_lock;     /* one lock around all TLS work of a connection (OpenSIPS 3.2) */
     int check_random;    /* each worker draws 32 random bytes after fork and publishes them */
+    int exit_on_term;    /* SIGTERM: leave through exit(), running atexit handlers (shutdown) */
 };
 
 enum tlsh_conn_state { TLSH_CONN_FREE = 0, TLSH_CONN_NEW = 1, TLSH_CONN_HANDSHAKE = 2,
@@ -68,6 +71,11 @@ void tlsh_stand_parent_close(struct tlsh_stand *st);
 /* Supervisor: copy arena statistics and events into the status segment. */
 void tlsh_stand_publish_arena(struct tlsh_stand *st);
 void tlsh_slot_init(struct tlsh_status *s, int slot, int role);
+/* This process's status slot (NULL outside listener and workers). */
+extern struct tlsh_slot *tlsh_self_slot;
+/* Reload (Kamailio tls.reload): make ctx the context of new sessions; returns
+ * the previous one (for the caller to free), under the context lock. */
+void *tlsh_stand_swap_ctx(struct tlsh_stand *st, void *ctx, void (*free_old)(void *));
 /* The probe: serve nconns real handshakes + one SIP exchange each. */
 int tlsh_probe_serve(const struct tlsh_tls_ops *ops, void *ctx, int lfd, int nconns,
                      int timeout_ms, char *err, size_t errlen);
@@ -83,6 +91,8 @@ struct tlsh_stand {
     tlsh_arena *arena;
     struct tlsh_conn *conns;        /* MAP_SHARED */
     tlsh_lock *glock;               /* MAP_SHARED, NULL unless cfg.global_lock */
+    tlsh_lock *ctx_lock;            /* MAP_SHARED: guards ctx_cur */
+    void *volatile *ctx_cur;        /* MAP_SHARED: context of new sessions after a reload, NULL = own */
     size_t conns_bytes;
     int listen_fd;
     int chan_l[TLSH_MAX_SLOTS];     /* listener end of worker channel (index = slot) */

@@ -80,6 +80,8 @@ struct tlsh_status {
     uint64_t cross_handoffs;  /* dispatches to a different process than the previous server */
     uint64_t conns_open;
     uint64_t conns_closed;
+    uint64_t rand_calls;      /* calls into the wrapped RAND method (--rand-lock, locked-rand) */
+    uint64_t rand_reentries;  /* of which made while this process already held its lock */
     char lib_version[96];
     char error[256];          /* fatal set-up error of the stand */
     uint64_t magic2;
@@ -114,6 +116,7 @@ struct tlsh_lg_counters {
     int64_t updated_ns;
     int64_t start_ns;         /* when the clients started connecting: the load's start */
     int64_t ready_ns;         /* when the first handshake completed */
+    uint64_t rejected;        /* handshakes refused on purpose (--reject-every: unknown CA) */
     uint64_t lat_hist[TLSH_LAT_BUCKETS];
     char error[160];
     uint64_t magic2;

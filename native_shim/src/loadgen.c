@@ -79,6 +79,7 @@ struct lgconn {
     uint64_t conn_sent, conn_settled;
     int tokens;                 /* open loop: requests granted, not yet built */
     int sess_taken;
+    int rejecting;              /* this attempt uses reject_ctx */
     char *rbuf; size_t rlen, rcap_b;
     char *wbuf; size_t wlen;    /* pending SSL_write (must be retried as is) */
 };
@@ -98,6 +99,8 @@ struct lg {
     SSL_SESSION *sess;          /* last resumable session (resume mode) */
     uint64_t rnd;
     int nidle;                  /* connections waiting to reconnect */
+    SSL_CTX *reject_ctx;        /* verifies the server against no CA: aborts with unknown_ca */
+    uint64_t attempts;          /* TLS handshakes started */
 };
 
 static void set_error(struct tlsh_lg_counters *c, const char *fmt, ...)
@@ -240,12 +243,22 @@ static void do_handshake(struct lg *g, struct lgconn *cn, int64_t now)
     int e = SSL_get_error(cn->ssl, r);
     if (e == SSL_ERROR_WANT_READ) ep_set(g, cn, EPOLLIN);
     else if (e == SSL_ERROR_WANT_WRITE) ep_set(g, cn, EPOLLIN | EPOLLOUT);
+    else if (cn->rejecting && SSL_get_verify_result(cn->ssl) != X509_V_OK) {
+        /* as planned: the server's certificate refused, alert sent */
+        g->c->rejected++;
+        conn_close(g, cn, 0);
+        cn->state = ST_IDLE;
+        cn->since_ns = now;             /* reconnect at the next scan */
+        g->nidle++;
+    }
     else conn_fail(g, cn, now);
 }
 
 static void start_tls(struct lg *g, struct lgconn *cn, int64_t now)
 {
-    cn->ssl = SSL_new(g->ctx);
+    g->attempts++;
+    cn->rejecting = g->reject_ctx && g->attempts % (uint64_t)g->cfg->reject_every == 0;
+    cn->ssl = SSL_new(cn->rejecting ? g->reject_ctx : g->ctx);
     if (!cn->ssl || !SSL_set_fd(cn->ssl, cn->fd)) { conn_fail(g, cn, now); return; }
     SSL_set_connect_state(cn->ssl);
     if (g->cfg->resume && g->sess)
@@ -624,6 +637,13 @@ int tlsh_loadgen_run(const struct tlsh_lg_config *cfg, struct tlsh_lg_counters *
 
     signal(SIGPIPE, SIG_IGN);
     g->ctx = make_ctx(cfg, c);
+    if (g->ctx && cfg->reject_every > 0) {
+        /* clients that do not trust the server's CA: the handshake fails on
+         * their side and the server reads alert unknown_ca (OpenSIPS #2362) */
+        g->reject_ctx = make_ctx(cfg, c);
+        if (!g->reject_ctx) { SSL_CTX_free(g->ctx); return -1; }
+        SSL_CTX_set_verify(g->reject_ctx, SSL_VERIFY_PEER, NULL);
+    }
     if (!g->ctx) return -1;
     g->ep = epoll_create1(EPOLL_CLOEXEC);
     if (g->ep < 0) { set_error(c, "loadgen: epoll_create1: %s", strerror(errno)); SSL_CTX_free(g->ctx); return -1; }
@@ -741,6 +761,7 @@ out:
     if (g->sess) SSL_SESSION_free(g->sess);
     if (g->ep >= 0) close(g->ep);
     SSL_CTX_free(g->ctx);
+    if (g->reject_ctx) SSL_CTX_free(g->reject_ctx);
     c->updated_ns = tlsh_now_ns();
     if (rc == 0) c->done = 1;
     return rc;

@@ -10,7 +10,7 @@
 
 struct prefork_job {
     const char *cert, *key, *ciphers;
-    int tls, tickets, nctx, ok;
+    int flags, tls, tickets, nctx, ok;
     void **ctxs;
     char *err;
     size_t errlen;
@@ -19,7 +19,7 @@ struct prefork_job {
 static void *prefork_main(void *p)
 {
     struct prefork_job *j = p;
-    if (tlsh_lib_init() != 1) {
+    if (tlsh_lib_init(j->flags) != 1) {
         snprintf(j->err, j->errlen, "library initialisation failed");
         return NULL;
     }
@@ -31,10 +31,11 @@ static void *prefork_main(void *p)
     return NULL;
 }
 
-int tlsh_prefork_thread_init(const char *cert, const char *key, int tls, const char *ciphers,
-                             int tickets, int nctx, void **ctxs, char *err, size_t errlen)
+int tlsh_prefork_thread_init(int init_flags, const char *cert, const char *key, int tls,
+                             const char *ciphers, int tickets, int nctx, void **ctxs, char *err,
+                             size_t errlen)
 {
-    struct prefork_job j = { cert, key, ciphers, tls, tickets, nctx, 0, ctxs, err, errlen };
+    struct prefork_job j = { cert, key, ciphers, init_flags, tls, tickets, nctx, 0, ctxs, err, errlen };
     pthread_t t;
     err[0] = 0;
     if (pthread_create(&t, NULL, prefork_main, &j) != 0) {

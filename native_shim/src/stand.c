@@ -14,9 +14,12 @@
 #include <sys/prctl.h>
 #include <unistd.h>
 
+struct tlsh_slot *tlsh_self_slot;
+
 void tlsh_slot_init(struct tlsh_status *s, int slot, int role)
 {
     struct tlsh_slot *w = &s->slots[slot];
+    tlsh_self_slot = w;
     memset(w, 0, sizeof(*w));
     w->magic = TLSH_SLOT_MAGIC;
     w->magic2 = TLSH_SLOT_MAGIC;
@@ -60,6 +63,13 @@ struct tlsh_stand *tlsh_stand_new(const struct tlsh_stand_cfg *cfg, struct tlsh_
         int e = tlsh_lock_init(st->glock, cfg->lock_flavor, TLSH_LOCK_ID_GLOBAL);
         if (e) { snprintf(err, errlen, "lock init: %s", strerror(e)); return NULL; }
     }
+    st->ctx_lock = tlsh_shared_map(sizeof(tlsh_lock) + sizeof(void *));
+    if (!st->ctx_lock || tlsh_lock_init(st->ctx_lock, TLSH_LOCK_SPIN, TLSH_LOCK_ID_CTX) != 0) {
+        snprintf(err, errlen, "cannot map the context slot: %s", strerror(errno));
+        return NULL;
+    }
+    st->ctx_cur = (void *volatile *)(st->ctx_lock + 1);
+    *st->ctx_cur = NULL;
     st->listen_fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     int one = 1;
     setsockopt(st->listen_fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
@@ -138,6 +148,17 @@ int tlsh_stand_spawn_worker(struct tlsh_stand *st, int slot, const struct tlsh_t
     if (st->arena) tlsh_arena_set_proc_slot(st->arena, slot);
     tlsh_worker_main(st, slot, ops, ctx);
     _exit(0);
+}
+
+void *tlsh_stand_swap_ctx(struct tlsh_stand *st, void *ctx, void (*free_old)(void *))
+{
+    tlsh_lock_get(st->ctx_lock);
+    void *old = *st->ctx_cur;
+    *st->ctx_cur = ctx;
+    if (old && free_old)
+        free_old(old);      /* sessions made from it hold their own reference */
+    tlsh_lock_release(st->ctx_lock);
+    return old;
 }
 
 void tlsh_stand_parent_close(struct tlsh_stand *st)

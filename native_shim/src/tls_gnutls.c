@@ -30,7 +30,7 @@ int tlsh_lib_hook(tlsh_arena *a)
 }
 #pragma GCC diagnostic pop
 
-int tlsh_lib_init(void) { return gnutls_global_init() == 0 ? 1 : 0; }
+int tlsh_lib_init(int flags) { (void)flags; return gnutls_global_init() == 0 ? 1 : 0; }
 
 const char *tlsh_lib_version(void)
 {
@@ -160,3 +160,23 @@ int tlsh_lib_set_lock_counting(int on)
 }
 
 unsigned long tlsh_lib_lock_calls(void) { return lock_calls; }
+
+void tlsh_lib_ctx_free(void *ctx)
+{
+    struct gctx *g = ctx;
+    gnutls_priority_deinit(g->prio);
+    gnutls_certificate_free_credentials(g->cred);
+    free(g);
+}
+
+int tlsh_lib_parent_use(void)
+{
+    unsigned char b[32];
+    return gnutls_rnd(GNUTLS_RND_NONCE, b, sizeof b) == 0 ? 0 : -1;
+}
+
+/* No per-thread state to stop, no replaceable RAND method (OpenSSL only). */
+int tlsh_lib_atfork_stop(void) { return -1; }
+int tlsh_lib_rand_wrap(int mode) { (void)mode; return -1; }
+unsigned long tlsh_lib_rand_reentries(void) { return 0; }
+unsigned long tlsh_lib_rand_calls(void) { return 0; }

@@ -48,7 +48,7 @@ int tlsh_lib_hook(tlsh_arena *a)
 #endif
 }
 
-int tlsh_lib_init(void) { return 1; }
+int tlsh_lib_init(int flags) { (void)flags; return 1; }
 
 const char *tlsh_lib_version(void)
 {
@@ -257,3 +257,35 @@ unsigned long tlsh_lib_lock_calls(void)
     return 0;
 #endif
 }
+
+void tlsh_lib_ctx_free(void *ctx)
+{
+    struct mctx *m = ctx;
+    mbedtls_ssl_config_free(&m->conf);
+    mbedtls_x509_crt_free(&m->crt);
+    mbedtls_pk_free(&m->key);
+    mbedtls_ctr_drbg_free(&m->drbg);
+    mbedtls_entropy_free(&m->entropy);
+    free(m);
+}
+
+int tlsh_lib_parent_use(void)
+{
+    /* a generator of the main process's own, as a client module would have */
+    mbedtls_entropy_context e;
+    mbedtls_ctr_drbg_context d;
+    unsigned char b[32];
+    mbedtls_entropy_init(&e);
+    mbedtls_ctr_drbg_init(&d);
+    int rc = mbedtls_ctr_drbg_seed(&d, mbedtls_entropy_func, &e, (const unsigned char *)"parent", 6);
+    if (rc == 0) rc = mbedtls_ctr_drbg_random(&d, b, sizeof b);
+    mbedtls_ctr_drbg_free(&d);
+    mbedtls_entropy_free(&e);
+    return rc == 0 ? 0 : -1;
+}
+
+/* No per-thread state to stop, no replaceable RAND method (OpenSSL only). */
+int tlsh_lib_atfork_stop(void) { return -1; }
+int tlsh_lib_rand_wrap(int mode) { (void)mode; return -1; }
+unsigned long tlsh_lib_rand_reentries(void) { return 0; }
+unsigned long tlsh_lib_rand_calls(void) { return 0; }

@@ -18,13 +18,19 @@ int tlsh_lib_hook(tlsh_arena *a)
     return CRYPTO_set_mem_functions(tlsh_hook_malloc, tlsh_hook_realloc, tlsh_hook_free) ? 1 : 0;
 }
 
-int tlsh_lib_init(void)
+int tlsh_lib_init(int flags)
 {
-    /* No atexit cleanup: one exiting worker must not tear down state that
-     * the others still use (OpenSIPS #1121, #1304). */
-    return OPENSSL_init_ssl(OPENSSL_INIT_NO_ATEXIT | OPENSSL_INIT_LOAD_SSL_STRINGS
-                            | OPENSSL_INIT_LOAD_CRYPTO_STRINGS, NULL);
+    /* Without TLSH_INIT_NO_ATEXIT OpenSSL registers its cleanup with atexit(),
+     * as it does in the servers that crashed at shutdown: every process that
+     * leaves through exit() then frees the same shared objects (OpenSIPS
+     * #1121, #1304).  Workers normally leave with _exit(). */
+    uint64_t o = OPENSSL_INIT_LOAD_SSL_STRINGS | OPENSSL_INIT_LOAD_CRYPTO_STRINGS;
+    if (flags & TLSH_INIT_NO_ATEXIT)
+        o |= OPENSSL_INIT_NO_ATEXIT;
+    return OPENSSL_init_ssl(o, NULL);
 }
+
+void tlsh_lib_ctx_free(void *ctx) { SSL_CTX_free((SSL_CTX *)ctx); }
 
 const char *tlsh_lib_version(void) { return OpenSSL_version(OPENSSL_VERSION); }
 

@@ -135,6 +135,23 @@ static int process_requests(struct wstate *W, struct tlsh_conn *c, int fd)
     return 0;
 }
 
+/* A new session from the current context: the one given at fork, or the
+ * latest reloaded one (taken under the context lock: the session holds its
+ * own reference to the context afterwards). */
+static void *new_session(struct wstate *W)
+{
+    struct tlsh_stand *st = W->st;
+    if (!*st->ctx_cur)
+        return W->ops->sess_new(W->ctx);
+    tlsh_lock_get(st->ctx_lock);
+    void *s = W->ops->sess_new(*st->ctx_cur ? *st->ctx_cur : W->ctx);
+    tlsh_lock_release(st->ctx_lock);
+    return s;
+}
+
+static volatile sig_atomic_t term_requested;
+static void on_term(int sig) { (void)sig; term_requested = 1; }
+
 /* attach: the fd arrived with a dispatch (a new fd of this process) */
 static int serve(struct wstate *W, int id, int hs_only, int batch_once, int attach)
 {
@@ -150,7 +167,7 @@ static int serve(struct wstate *W, int id, int hs_only, int batch_once, int atta
     c->last_worker = W->slot;
     if (c->state == TLSH_CONN_NEW) {
         tlsh_set_activity(W->me, TLSH_ACT_HANDSHAKE, tlsh_now_ns());
-        c->sess = W->ops->sess_new(W->ctx);
+        c->sess = new_session(W);
         if (!c->sess) { W->me->errors++; goto closed; }
         c->state = TLSH_CONN_HANDSHAKE;
     }
@@ -251,6 +268,12 @@ void tlsh_worker_main(struct tlsh_stand *st, int slot, const struct tlsh_tls_ops
         memcpy(W->me->rand, b, sizeof(b));
         W->me->rand_state = r == 0 ? 1 : -1;
     }
+    if (st->cfg.exit_on_term) {
+        /* shutdown as the servers do it: leave through exit(), so that the
+         * library's atexit handlers run in every worker */
+        struct sigaction sa = { .sa_handler = on_term };
+        sigaction(SIGTERM, &sa, NULL);
+    }
     W->ep = epoll_create1(EPOLL_CLOEXEC);
     struct epoll_event ev = { .events = EPOLLIN, .data.u64 = UINT64_MAX };
     epoll_ctl(W->ep, EPOLL_CTL_ADD, W->chan, &ev);
@@ -259,7 +282,11 @@ void tlsh_worker_main(struct tlsh_stand *st, int slot, const struct tlsh_tls_ops
     struct epoll_event evs[64];
     for (;;) {
         tlsh_set_activity(W->me, TLSH_ACT_IDLE, tlsh_now_ns());
-        int k = epoll_wait(W->ep, evs, 64, 500);
+        if (term_requested) {
+            tlsh_set_activity(W->me, TLSH_ACT_EXITED, tlsh_now_ns());
+            exit(0);
+        }
+        int k = epoll_wait(W->ep, evs, 64, 100);
         for (int i = 0; i < k; i++) {
             if (evs[i].data.u64 == UINT64_MAX) {
                 struct tlsh_msg m;
