@@ -83,6 +83,7 @@ class RunConfig:
     shutdown: str = "kill"        # end of run: kill the workers, or SIGTERM -> exit() (atexit runs)
     rand_lock: str = "none"       # "plain": RAND method under a non-recursive shared lock (#1953)
     reject_every: int = 0         # every Nth client connection rejects the server's CA (unknown ca)
+    rekey_every: int = 0          # every N requests per connection: key update (1.3) / renegotiation (1.2)
     reload_ms: float = 0.0        # replace the server context this often under load (tls.reload)
 
     def validate(self) -> "RunConfig":
@@ -106,6 +107,7 @@ class RunConfig:
             raise ConfigError(f"--tls must be 1.2 or 1.3 (got {self.tls})")
         _range("reject-every", self.reject_every, 0, 10**6)
         _range("reload-ms", self.reload_ms, 0, 600_000)
+        _range("rekey-every", self.rekey_every, 0, 10**9)
         if 0 < self.reload_ms < 1:
             raise ConfigError(f"--reload-ms must be 0 (off) or at least 1 (got {self.reload_ms})")
         if self.clients > self.conns:

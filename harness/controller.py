@@ -154,7 +154,8 @@ class Run:
         self.lg, self.loadgens = start_loadgens(
             self.children, self.status.s.port, cfg.conns, cfg.clients, cfg.window,
             cfg.churn_every if cfg.load == "churn" else 0, cfg.resume, cfg.tls, cfg.rate,
-            cfg.duration, cfg.timeout, cfg.ciphers, cfg.reject_every)
+            cfg.duration, cfg.timeout, cfg.ciphers, cfg.reject_every,
+            cfg.rekey_every)
 
     def _start_hog(self) -> None:
         """The 'hog' fault: one busy loop per CPU outside the stand, the stand at nice 19,
@@ -313,7 +314,7 @@ class Run:
             "conns_open": s["hdr"]["conns_open"] if s else 0,
             "rand_method": {"calls": s["hdr"]["rand_calls"], "reentries": s["hdr"]["rand_reentries"]}
             if s and (self.cfg.rand_lock != "none" or "locked-rand" in self.cfg.mitigations) else None,
-            "rejected_handshakes": lg.get("rejected", 0),
+            "rejected_handshakes": lg.get("rejected", 0), "rekeys": lg.get("rekeys", 0),
             "arena_baseline": getattr(self, "arena_baseline", 0),
             "arena_bytes_per_conn": _per_conn(s, getattr(self, "arena_baseline", 0)),
             "stand_cpu_s": round(_stand_cpu(s) - (self.cpu_at_load or 0), 3) if s else None,

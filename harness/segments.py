@@ -136,7 +136,7 @@ class LoadgenView:
     """Read-only view of the load generators' counters (one struct each)."""
 
     FIELDS = ("sent", "answered", "bad", "timed_out", "connects", "handshakes",
-              "resumed", "conn_errors", "rejected")
+              "resumed", "conn_errors", "rejected", "rekeys")
 
     def __init__(self, nprocs: int):
         ffi, lib = native.core()

@@ -4,6 +4,7 @@ from harness.scenario import Scenario, fails
 
 SCENARIO = Scenario(
     summary="global TLS lock (spin): a blocked holder, every other worker spinning",
+    family="application spinlock on a blocked holder",
     params=dict(memory="shared", handoff="per-message", lock="spin", mitigate="global-lock",
                 workers=4, conns=50, duration=10),
     expect={"openssl+global-lock": fails(verdicts=["mixed", "livelock", "deadlock", "degraded"])},

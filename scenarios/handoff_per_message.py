@@ -8,6 +8,7 @@ from harness.scenario import Scenario, fails, passes
 
 SCENARIO = Scenario(
     summary="per-message handoff, TLS objects in the shared arena (OpenSIPS model)",
+    family="lost wake-up",
     params=dict(memory="shared", handoff="per-message", lock="spin", workers=4, conns=50,
                 duration=10),
     expect={

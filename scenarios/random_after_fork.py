@@ -5,6 +5,7 @@ from harness.scenario import Scenario, fails, passes
 
 SCENARIO = Scenario(
     summary="random bytes after fork: identical blocks in two workers are corruption",
+    family="shared generator state",
     params=dict(check_random=True, memory="private", handoff="per-message", duration=3),
     expect={
         "openssl": passes(), "wolfssl": passes(), "gnutls": passes(),

@@ -7,6 +7,7 @@ from harness.scenario import Scenario, fails, passes
 
 SCENARIO = Scenario(
     summary="wolfSSL handshake churn + contention amplifier: lost wake-up in wc_LockMutex",
+    family="lost wake-up",
     params=dict(lib="wolfssl", memory="shared", handoff="per-message", load="churn", churn_every=1,
                 workers=16, conns=100, clients=2, chaos="0.05:500", duration=15),
     expect={"wolfssl": fails(families=["lost wake-up"]), "wolfssl+pshared": passes()},

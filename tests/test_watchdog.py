@@ -225,3 +225,40 @@ def test_contention_on_a_process_shared_futex_is_not_a_hang_until_long():
     assert s.run(1500) is None
     v = s.run(1500)                                   # still there after 2 s: now it is stuck
     assert v is not None and v.verdict == "degraded" and "shared futex wait" in v.blocked[0]["why"]
+
+
+def test_clean_exit_at_shutdown_is_not_a_crash_but_a_signal_is():
+    s = Sim()
+    s.run(500)
+    s.wd.begin_shutdown(s.t)
+    for i in s.workers:
+        s.workers[i].update(state="dead", exit_signal=0, activity="exited")
+    assert s.run(500, progress=False) is None          # leaving on purpose, no progress expected
+    s2 = Sim()
+    s2.run(500)
+    s2.wd.begin_shutdown(s2.t)
+    s2.workers[1].update(state="dead", exit_signal=0, activity="exited")
+    s2.workers[3].update(state="dead", exit_signal=6, activity="exited")
+    v = s2.step(progress=False)
+    assert v.verdict == "crash" and v.reason.startswith("at shutdown:") and "SIGABRT" in v.reason
+    fams = [f["family"] for f in families.name(v.to_dict(), [], [])]
+    assert "exit double free" in fams
+
+
+def test_double_free_at_shutdown_names_exit_double_free():
+    s = Sim()
+    s.run(300)
+    s.wd.begin_shutdown(s.t)
+    s.arena["double_free"] = 2
+    v = s.step(progress=False)
+    assert v.verdict == "corruption"
+    fams = [f["family"] for f in families.name(v.to_dict(), [], [{"kind": "double_free"}])]
+    assert "exit double free" in fams and "double free in shared memory" in fams
+
+
+def test_a_crash_outside_shutdown_is_not_exit_double_free():
+    s = Sim()
+    s.run(500)
+    s.workers[2].update(state="dead", exit_signal=6, activity="handshake")
+    v = s.step()
+    assert "exit double free" not in [f["family"] for f in families.name(v.to_dict(), [], [])]

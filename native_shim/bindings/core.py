@@ -61,7 +61,7 @@ struct tlsh_lg_counters {
     uint64_t magic; int32_t pid; int32_t done; int32_t ready; int32_t nconns; uint64_t sent;
     uint64_t answered; uint64_t bad; uint64_t timed_out; uint64_t connects;
     uint64_t handshakes; uint64_t resumed; uint64_t conn_errors; int64_t last_answer_ns;
-    int64_t updated_ns; int64_t start_ns; int64_t ready_ns; uint64_t rejected; uint64_t lat_hist[...]; char error[...]; uint64_t magic2; ...; };
+    int64_t updated_ns; int64_t start_ns; int64_t ready_ns; uint64_t rejected; uint64_t rekeys; uint64_t lat_hist[...]; char error[...]; uint64_t magic2; ...; };
 """
 
 FUNCTIONS = """

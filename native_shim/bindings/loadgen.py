@@ -21,6 +21,7 @@ struct tlsh_lg_config {
     double timeout_s;
     char ciphers[128];
     int reject_every;
+    int rekey_every;
 };
 """
 

@@ -19,6 +19,8 @@ struct tlsh_lg_config {
     double timeout_s;       /* a request unanswered this long counts as timed out */
     char ciphers[128];      /* TLS 1.2 cipher list, "" = library default */
     int reject_every;       /* every Nth handshake rejects the server's CA (0 = never) */
+    int rekey_every;        /* every N requests on a connection: key update (1.3) or
+                               renegotiation (1.2); 0 = never */
 };
 
 /* Runs until duration or until *stop becomes non-zero; returns 0, or -1

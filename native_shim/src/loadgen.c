@@ -365,6 +365,17 @@ static void fill(struct lg *g, struct lgconn *cn, int64_t now)
         }
         if (!built) return;
         g->c->sent += (uint64_t)built;
+        if (g->cfg->rekey_every > 0
+                 && cn->conn_sent / (uint64_t)g->cfg->rekey_every
+                    != (cn->conn_sent - (uint64_t)built) / (uint64_t)g->cfg->rekey_every) {
+            /* TLS 1.3: ask for a key update (both sides rekey); TLS 1.2: start
+             * a renegotiation.  Either runs inside the following I/O. */
+            int ok = SSL_version(cn->ssl) == TLS1_3_VERSION
+                     ? SSL_key_update(cn->ssl, SSL_KEY_UPDATE_REQUESTED)
+                     : SSL_renegotiate(cn->ssl);
+            if (ok == 1) g->c->rekeys++;
+            ERR_clear_error();
+        }
         if (open_loop) cn->tokens -= built;
         if (flush(g, cn, now) <= 0) return;
     }

@@ -53,6 +53,11 @@ void *tlsh_lib_ctx_new(const char *cert, const char *key, int tls_version,
     SSL_CTX_set_max_proto_version(ctx, v);
     SSL_CTX_set_mode(ctx, SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
     if (!tickets) SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
+#ifdef SSL_OP_ALLOW_CLIENT_RENEGOTIATION
+    /* 3.0 refuses client renegotiation by default; the servers modelled ran
+     * on 1.1.x, which allowed it (--rekey-every with TLS 1.2) */
+    SSL_CTX_set_options(ctx, SSL_OP_ALLOW_CLIENT_RENEGOTIATION);
+#endif
     if (ciphers && *ciphers && tls_version == 12 && !SSL_CTX_set_cipher_list(ctx, ciphers)) {
         errstr(err, errlen, "cipher list");
         SSL_CTX_free(ctx);

@@ -1,0 +1,80 @@
+"""Server behaviours and mitigations as run switches, end to end (seconds each):
+each switch must do what it says, measured from the run's own counters."""
+import json
+from pathlib import Path
+
+import pytest
+
+from conftest import tlsharness
+from test_stand import procs_of, run
+from conftest import wait_gone
+
+pytestmark = pytest.mark.stress
+
+
+def test_reject_every_makes_failing_handshakes_and_counts_them(tmp_path):
+    out = run(tmp_path, "--memory", "private", "--reject-every", "3", "--load", "churn",
+              "--churn-every", "1", "--duration", "3")
+    assert out["verdict"] == "pass", out["reason"]
+    assert out["rejected_handshakes"] > 50
+    # every rejected client handshake is a failed accept in the stand
+    assert sum(w["errors"] for w in out["workers"]) >= out["rejected_handshakes"] // 2
+    assert out["replies"] > out["rejected_handshakes"]
+
+
+def test_rand_lock_wraps_the_rand_method_and_counts_calls(tmp_path):
+    out = run(tmp_path, "--memory", "private", "--rand-lock", "plain", "--load", "churn",
+              "--churn-every", "1", "--duration", "3")
+    assert out["verdict"] == "pass", out["reason"]
+    assert out["rand_method"]["calls"] > 100          # every handshake draws random bytes
+    assert out["rand_method"]["reentries"] >= 0
+
+
+def test_reload_replaces_the_context_under_load(tmp_path):
+    out = run(tmp_path, "--memory", "private", "--reload-ms", "50", "--load", "churn",
+              "--churn-every", "5", "--duration", "3")
+    assert out["verdict"] == "pass", out["reason"]
+    log = (Path(out["run_dir"]) / "stand.log").read_text()
+    n = int(log.split(" context reloads")[0].split()[-1])
+    assert n >= 20, log
+
+
+def test_parent_use_in_private_memory_is_harmless(tmp_path):
+    out = run(tmp_path, "--memory", "private", "--parent-use", "--duration", "2")
+    assert out["verdict"] == "pass", out["reason"]
+
+
+def test_graceful_exit_with_no_atexit_is_clean_and_all_workers_leave(tmp_path):
+    out = run(tmp_path, "--mitigate", "pshared,prefork-thread,no-atexit", "--shutdown", "exit",
+              "--duration", "2")
+    assert out["verdict"] == "pass", out["reason"]
+    workers = [w for w in out["workers"] if w["role"] == "worker"]
+    assert all(w["state"] == "dead" and w["exit_signal"] == 0 for w in workers), workers
+
+
+def test_single_process_uses_one_worker(tmp_path):
+    out = run(tmp_path, "--mitigate", "single-process", "--workers", "4", "--duration", "2")
+    assert out["verdict"] == "pass", out["reason"]
+    assert len([w for w in out["workers"] if w["role"] == "worker"]) == 1
+    assert out["cross_handoffs"] == 0
+
+
+def test_atfork_stop_is_unsupported_outside_openssl(tmp_path):
+    r = tlsharness("run", "--lib", "wolfssl", "--mitigate", "atfork-stop", "--duration", "1",
+                   "--out", str(tmp_path), "--json", "-q")
+    out = json.loads(r.stdout)
+    assert r.returncode == 3 and out["verdict"] == "unsupported"
+    assert "atfork-stop" in out["reason"]
+    assert not wait_gone(procs_of(tmp_path), 5)
+
+
+@pytest.mark.parametrize("args, msg", [
+    (["--shutdown", "gently"], "--shutdown must be one of kill, exit"),
+    (["--rand-lock", "maybe"], "--rand-lock must be one of none, plain"),
+    (["--reject-every", "-1"], "--reject-every must be between"),
+    (["--reload-ms", "0.5"], "--reload-ms must be 0 (off) or at least 1"),
+])
+def test_bad_switch_values_are_one_line_errors(tmp_path, args, msg):
+    r = tlsharness("run", "--out", str(tmp_path), *args)
+    assert r.returncode == 2 and msg in r.stderr and "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
