@@ -18,6 +18,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def _ms(x) -> str:
+    return "-" if x is None else f"{x:,.0f}"
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeat", type=int, default=5)
@@ -44,7 +48,7 @@ def main() -> int:
         verd = ", ".join(f"{k} {v}" for k, v in (r.get("verdicts") or {}).items())
         ok = r["rate"] >= 0.8 and (r.get("ttf_median_ms") or 1e9) <= 30000
         rows.append((n, f"{r['failed']}/{r['runs']} [{ci[0]:.0%}-{ci[1]:.0%}]",
-                     f"{r.get('ttf_median_ms')}", f"{r.get('ttf_p90_ms')}", verd + " | " + fams,
+                     _ms(r.get("ttf_median_ms")), _ms(r.get("ttf_p90_ms")), verd + "; " + fams,
                      "yes" if ok else "NO"))
         print(" | ".join(rows[-1]), flush=True)
     print("\n| report | reproduced (95% CI) | ttf median ms | ttf p90 ms | verdicts, families | target met |")

@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness.watchdog import FAILURES
 from harness import results, runflags, scenario
 from harness.config import ConfigError
 
@@ -59,7 +60,7 @@ def quantile(xs: list[float], q: float) -> float | None:
     return xs[lo] + (xs[hi] - xs[lo]) * (i - lo)
 
 
-FAIL = {"livelock", "deadlock", "mixed", "degraded", "crash", "corruption"}
+FAIL = FAILURES
 
 
 def cell_stats(runs: list[dict]) -> dict:

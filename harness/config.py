@@ -20,7 +20,7 @@ CHOICES = {
     "shutdown": ("kill", "exit"),
     "rand_lock": ("none", "plain"),
 }
-FAULTS = ("none", "block", "spin", "die", "stop", "crash", "hog")
+FAULTS = ("none", "block", "spin", "die", "stop", "crash", "hog", "leak")
 # mitigations the servers shipped, combinable (shared/reference/failure-families.md)
 MITIGATIONS = {
     "pshared": "locks the library creates forced PTHREAD_PROCESS_SHARED (LD_PRELOAD; "
@@ -110,6 +110,9 @@ class RunConfig:
         _range("rekey-every", self.rekey_every, 0, 10**9)
         if 0 < self.reload_ms < 1:
             raise ConfigError(f"--reload-ms must be 0 (off) or at least 1 (got {self.reload_ms})")
+        if self.reload_ms and self.memory == "private":
+            raise ConfigError("--reload-ms: the reloaded context must be reachable by every worker: "
+                              "use --memory shared")
         if self.clients > self.conns:
             self.clients = self.conns
         kind = self.fault.get("kind", "none")
@@ -117,6 +120,8 @@ class RunConfig:
             raise ConfigError(f"--fault kind must be one of {', '.join(FAULTS)} (got {kind!r})")
         if kind != "none" and not 1 <= self.fault.get("slot", 1) <= self.workers:
             raise ConfigError(f"--fault worker must be 1..{self.workers}")
+        if kind == "leak" and self.memory == "private":
+            raise ConfigError("--fault leak leaks arena memory: use --memory shared")
         unknown = [m for m in self.mitigations if m not in MITIGATIONS]
         if unknown:
             raise ConfigError(f"--mitigate: unknown {', '.join(unknown)} "

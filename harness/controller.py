@@ -28,7 +28,7 @@ EXIT_HARNESS = 4      # the stand could not be set up
 EXIT_INTERRUPTED = 130
 OUTCOMES = {"pass": "clean", "crash": "crashed", "corruption": "corrupt",
             "livelock": "stalled", "deadlock": "stalled", "mixed": "stalled",
-            "degraded": "stalled"}
+            "degraded": "stalled", "leak": "leaking"}
 
 
 MEMORY_LABELS = {"shared": "shared (library allocator hooked to the arena)",

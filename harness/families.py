@@ -65,7 +65,13 @@ def _at_shutdown(v):
             if e.startswith("shutdown:")]
 
 
+def _arena_growth(v):
+    return [{"pid": 0, "slot": None, "activity": e} for e in v.get("evidence", [])
+            if e.startswith("arena growth:")]
+
+
 PREDICATES = {"identical_random": _identical_random,
+              "arena_growth": _arena_growth,
               "at_shutdown": _at_shutdown,
               "futex_private_in_arena": _futex_private_in_arena,
               "spinning_on_app_lock": _spinning_on_app_lock,
@@ -132,7 +138,7 @@ def _proc_evidence(pred: str, p: dict) -> str:
         return f"{who}: private futex wait op {p['futex']['op']} on arena address {p['futex']['addr']}"
     if pred == "spinning_on_app_lock":
         return f"{who}: {p.get('cpu')} CPU waiting for connection lock {p['lock_waiting']}"
-    if pred in ("identical_random", "at_shutdown"):
+    if pred in ("identical_random", "at_shutdown", "arena_growth"):
         return p["activity"]
     if pred == "waits_on_own_lock":
         return f"{who}: waits for lock {p['lock_waiting']} that it holds"

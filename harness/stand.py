@@ -150,7 +150,7 @@ def main(argv=None) -> int:
     c.port = cfg.get("port", 0)
     fault = cfg.get("fault") or {}
     c.fault_kind = {"none": 0, "block": 1, "spin": 2, "die": 3, "stop": 4, "crash": 5,
-                    "hog": 0}[fault.get("kind", "none")]    # hog is the controller's
+                    "leak": 6, "hog": 0}[fault.get("kind", "none")]    # hog is the controller's
     c.fault_slot = fault.get("slot", 1)
     c.fault_after_ms = fault.get("after_ms", 500)
     c.global_lock = int(cfg.get("global_lock", False))

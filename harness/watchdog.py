@@ -5,7 +5,7 @@ load generators' counters.  Liveness is judged per worker, not by total
 throughput: the commonest failure of the model is *degraded* (some workers
 stuck for good while the rest carry the load).
 
-Verdicts: pass, livelock, deadlock, mixed, degraded, crash, corruption,
+Verdicts: pass, livelock, deadlock, mixed, degraded, crash, corruption, leak,
 overload, stopped, inconclusive.  Thresholds are `Thresholds` fields.
 """
 from __future__ import annotations
@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 
 BUSY = {"handshake", "read", "write", "lock_wait", "close", "fault", "accept", "attach", "random"}
 NONBLOCKING = {"handshake", "read", "attach", "close", "fault", "random"}  # sockets are non-blocking
-FAILURES = {"livelock", "deadlock", "mixed", "degraded", "crash", "corruption"}
+FAILURES = {"livelock", "deadlock", "mixed", "degraded", "crash", "corruption", "leak"}
 NOT_HANGS = {"overload", "stopped"}
 
 
@@ -33,6 +33,10 @@ class Thresholds:
     holder_wait_s: float = 0.1    # waiting this long for a lock held by a stuck worker: stuck
     shared_wait_s: float = 2.0    # a wait on a PROCESS_SHARED futex is normal contention (it will
                                   # be woken): stuck only after this long in the same activity
+    leak_min_bytes: int = 1 << 20  # arena growth over the second half of the load that can be a leak
+    leak_per_conn: int = 256      # ... and per connection closed meanwhile (bytes)
+    leak_steady: float = 0.6      # ... its floor (lowest use of each second) rising in this share of seconds
+    leak_min_s: float = 4.0       # load shorter than this: no leak judgement
     starved_cpu_s: float = 0.05   # a stuck process that ran less than this since its activity
                                   # began, while waiting for a CPU, is starved, not stuck
 
@@ -88,6 +92,7 @@ class Watchdog:
         self.first: Verdict | None = None
         self.load_start_ns: int | None = None
         self.shutdown_ns: int | None = None   # graceful shutdown began (--shutdown exit)
+        self.arena_track: list = []           # (t, in_use, conns_closed, conns_open), every 0.2 s
         self.ncpu = os.cpu_count() or 1
 
     # -- helpers over the history -------------------------------------------------
@@ -151,6 +156,11 @@ class Watchdog:
     def observe(self, s: dict) -> Verdict | None:
         """Add a sample; return the first failure verdict when it is decided."""
         self.hist.append(s)
+        hdr = s["hdr"]
+        if hdr.get("arena_size") and not self.shutdown_ns and (
+                not self.arena_track or s["t"] - self.arena_track[-1][0] >= 200_000_000):
+            self.arena_track.append((s["t"], hdr["arena"]["in_use"], hdr.get("conns_closed", 0),
+                                     hdr.get("conns_open", 0)))
         if self.load_start_ns is None and s["lg"].get("start_ns"):
             # when the load generators started connecting (same clock as samples)
             self.load_start_ns = s["lg"]["start_ns"]
@@ -220,7 +230,17 @@ class Watchdog:
             return Verdict("corruption", reason=("at shutdown: " if sd else "") + "; ".join(ev),
                            onset_ns=t, detect_ns=t, evidence=ev + at_shutdown)
         if sd:
-            return Verdict("pass")            # leaving on purpose: no progress expected
+            # leaving on purpose: no progress expected; but a worker that entered
+            # exit() and is still there is stuck in the library's exit handlers
+            stuck_exit = [(w, f"stuck inside exit() for {(t - w['since_ns']) / 1e9:.1f} s")
+                          for w in s["slots"] if w["state"] == "alive" and w["activity"] == "exited"
+                          and (t - w["since_ns"]) / 1e9 >= max(1.0, th.stall_s)]
+            if not stuck_exit:
+                return Verdict("pass")
+            v = self._classify(s, stuck_exit, 0)
+            v.reason = "at shutdown: " + v.reason
+            v.evidence += at_shutdown
+            return v
 
         stuck = []
         for w in s["slots"]:
@@ -357,7 +377,56 @@ class Watchdog:
                 errs.append(f"{s['lg']['conn_errors']} connection/handshake errors in the clients")
             return Verdict("inconclusive", reason="no load reached the stand"
                            + (f" ({'; '.join(errs)})" if errs else ""))
+        leak = self._leak()
+        if leak is not None:
+            return leak
         return Verdict("pass", reason=f"{s['lg']['answered']} replies, every worker live")
+
+    def _leak(self) -> Verdict | None:
+        """Arena growth over the second half of the load (after a 1 s warm-up),
+        judged on its floor: the lowest use within each second (connections
+        come and go; what a leak leaves behind raises the floor).  A floor
+        that rises steadily, by much, and by much per connection closed
+        meanwhile is a leak.  Connections still open are not leaked: as many
+        must be open at both ends of the window."""
+        th = self.th
+        if not self.load_start_ns:
+            return None
+        tr = [x for x in self.arena_track if x[0] >= self.load_start_ns + 1_000_000_000]
+        if len(tr) < 4 or (tr[-1][0] - tr[0][0]) / 1e9 < th.leak_min_s - 1:
+            return None
+        half = tr[len(tr) // 2:]
+        t0, t1 = half[0][0], half[-1][0]
+        floors, opens = [], []
+        for x in half:
+            k = int((x[0] - t0) // 1_000_000_000)
+            if k == len(floors):
+                floors.append(x[1])
+                opens.append([x[3]])
+            elif k < len(floors):
+                floors[k] = min(floors[k], x[1])
+                opens[k].append(x[3])
+        if len(floors) < 3:
+            return None
+        third = max(1, len(floors) // 3)
+        grown = int(sum(floors[-third:]) / third - sum(floors[:third]) / third)
+        closed = half[-1][2] - half[0][2]
+        o0, o1 = (sum(opens[0]) / len(opens[0]), sum(opens[-1]) / len(opens[-1]))
+        steps = [b - a for a, b in zip(floors, floors[1:])]
+        steady = sum(1 for d in steps if d > 0) / len(steps)
+        if abs(o1 - o0) > max(4, 0.2 * max(o0, o1)):
+            return None                        # connections opened or closed for good: can't tell
+        per_conn = grown / closed if closed else None
+        if (grown >= th.leak_min_bytes and steady >= th.leak_steady
+                and (per_conn is None or per_conn >= th.leak_per_conn)):
+            dt = (t1 - t0) / 1e9
+            ev = [f"arena growth: +{grown / 1048576:.1f} MiB of floor in {dt:.1f} s "
+                  f"({grown / dt / 1024:.0f} KiB/s), rising in {steady:.0%} of seconds"
+                  + (f", {per_conn:.0f} bytes per connection closed ({closed})" if closed else "")
+                  + f", about {o1:.0f} connections open at both ends"]
+            return Verdict("leak", reason=ev[0][len("arena growth: "):], onset_ns=t0,
+                           detect_ns=t1, evidence=ev)
+        return None
 
 
 def _crash_reason(crashed) -> str:

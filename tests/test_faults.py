@@ -138,3 +138,20 @@ def test_random_bytes_after_fork(tmp_path, lib, expect):
         assert "identical random bytes" in out["reason"]
         assert "shared generator state" in [f["family"] for f in v["families"]] or \
             "shared generator state" in out["families"]
+
+
+def test_injected_leak_is_a_leak_verdict_and_a_clean_churn_is_not(tmp_path):
+    """2 KiB of arena per handshake never freed (worker 1) vs the same load without:
+    the leak rule fires on the first only.  Shared memory with the shipped fixes,
+    so that nothing else fails."""
+    common = ["--memory", "shared", "--mitigate", "pshared,prefork-thread", "--load", "churn",
+              "--churn-every", "1", "--duration", "8", "--conns", "40"]
+    r = tlsharness("run", "--out", str(tmp_path), "--json", "-q", *common, "--fault", "leak:1:0",
+                   timeout=90)
+    out = json.loads(r.stdout)
+    assert out["verdict"] == "leak" and r.returncode == 1, out["reason"]
+    assert "leak" in out["families"]
+    r = tlsharness("run", "--out", str(tmp_path), "--json", "-q", *common, timeout=90)
+    out = json.loads(r.stdout)
+    assert out["verdict"] == "pass", out["reason"]
+    assert not wait_gone(procs_of(tmp_path), 5)

@@ -31,8 +31,8 @@ def test_rand_lock_wraps_the_rand_method_and_counts_calls(tmp_path):
 
 
 def test_reload_replaces_the_context_under_load(tmp_path):
-    out = run(tmp_path, "--memory", "private", "--reload-ms", "50", "--load", "churn",
-              "--churn-every", "5", "--duration", "3")
+    out = run(tmp_path, "--mitigate", "pshared,prefork-thread", "--reload-ms", "50", "--load",
+              "churn", "--churn-every", "5", "--duration", "3")
     assert out["verdict"] == "pass", out["reason"]
     log = (Path(out["run_dir"]) / "stand.log").read_text()
     n = int(log.split(" context reloads")[0].split()[-1])
@@ -73,6 +73,7 @@ def test_atfork_stop_is_unsupported_outside_openssl(tmp_path):
     (["--rand-lock", "maybe"], "--rand-lock must be one of none, plain"),
     (["--reject-every", "-1"], "--reject-every must be between"),
     (["--reload-ms", "0.5"], "--reload-ms must be 0 (off) or at least 1"),
+    (["--reload-ms", "20", "--memory", "private"], "--reload-ms: the reloaded context"),
 ])
 def test_bad_switch_values_are_one_line_errors(tmp_path, args, msg):
     r = tlsharness("run", "--out", str(tmp_path), *args)

@@ -11,7 +11,7 @@ TYPES = """
 enum tlsh_memory { TLSH_MEM_SHARED, TLSH_MEM_PRIVATE };
 enum tlsh_handoff { TLSH_HANDOFF_PINNED, TLSH_HANDOFF_PER_CONN, TLSH_HANDOFF_PER_MSG };
 enum tlsh_fault_kind { TLSH_FAULT_NONE, TLSH_FAULT_BLOCK, TLSH_FAULT_SPIN, TLSH_FAULT_DIE,
-    TLSH_FAULT_STOP, TLSH_FAULT_CRASH };
+    TLSH_FAULT_STOP, TLSH_FAULT_CRASH, TLSH_FAULT_LEAK };
 struct tlsh_stand_cfg { int nworkers; int memory; int handoff; int lock_flavor; int max_conns;
     int port; int fault_kind; int fault_slot; int fault_after_ms; char crash_dir[200]; int global_lock;
     int check_random; int exit_on_term; };

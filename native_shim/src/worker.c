@@ -25,6 +25,7 @@ struct wstate {
     int *fd;              /* this process's fd of each connection, -1 none */
     int *pinned;          /* 1 when the fd is in this worker's epoll */
     int64_t fault_at_ns;  /* 0: no fault armed */
+    int leaking;          /* fault leak: armed */
     char out[OUTBUF];
     size_t outlen;
 };
@@ -68,6 +69,7 @@ static void maybe_fault(struct wstate *W)
         return;
     int kind = W->st->cfg.fault_kind;
     W->fault_at_ns = 0;
+    if (kind == TLSH_FAULT_LEAK) { W->leaking = 1; return; }
     tlsh_set_activity(W->me, TLSH_ACT_FAULT, tlsh_now_ns());
     switch (kind) {
     case TLSH_FAULT_BLOCK:
@@ -182,6 +184,10 @@ static int serve(struct wstate *W, int id, int hs_only, int batch_once, int atta
         if (r != TLSH_IO_OK) { W->me->errors++; goto close_sess; }
         c->state = TLSH_CONN_ESTABLISHED;
         W->me->handshakes++;
+        if (W->leaking && st->arena) {
+            char *p = tlsh_arena_malloc(st->arena, 2048);   /* never freed: the leak */
+            if (p) memset(p, 0x4c, 2048);
+        }
         W->me->last_progress_ns = tlsh_now_ns();
         if (hs_only) { ret = SERVE_HS_DONE; goto out; }
     }
