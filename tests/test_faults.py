@@ -141,7 +141,7 @@ def test_random_bytes_after_fork(tmp_path, lib, expect):
 
 
 def test_injected_leak_is_a_leak_verdict_and_a_clean_churn_is_not(tmp_path):
-    """2 KiB of arena per handshake never freed (worker 1) vs the same load without:
+    """8 KiB of arena per handshake never freed (worker 1) vs the same load without:
     the leak rule fires on the first only.  Shared memory with the shipped fixes,
     so that nothing else fails."""
     common = ["--memory", "shared", "--mitigate", "pshared,prefork-thread", "--load", "churn",

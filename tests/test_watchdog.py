@@ -300,9 +300,10 @@ def test_growth_explained_by_more_open_connections_is_not_judged_a_leak():
 
 
 def test_small_growth_per_connection_is_not_a_leak():
-    # 1 MiB+ in the half, but 100 bytes per closed connection: caches warming, not a leak
+    # 1 MiB+ in the half, but a few hundred bytes per closed connection: caches warming
     assert _soak(20 << 10, closed_per_step=200).verdict == "pass"
-    assert _soak(20 << 10, closed_per_step=40).verdict == "leak"      # 512 bytes each
+    assert _soak(20 << 10, closed_per_step=40).verdict == "pass"      # 512 bytes each
+    assert _soak(20 << 10, closed_per_step=15).verdict == "leak"      # 1.4 KiB each
 
 
 def test_worker_stuck_inside_exit_at_shutdown_is_a_hang():
