@@ -233,8 +233,14 @@ class Watchdog:
         if sd:
             # leaving on purpose: no progress expected; but a worker that entered
             # exit() and is still there is stuck in the library's exit handlers
-            stuck_exit = [(w, f"stuck inside exit() for {(t - w['since_ns']) / 1e9:.1f} s")
-                          for w in s["slots"] if w["state"] == "alive" and w["activity"] == "exited"
+            # (or a worker still serving is stuck: another one's exit cleanup freed
+            # or took what it needs)
+            stuck_exit = [(w, (f"stuck inside exit() for {(t - w['since_ns']) / 1e9:.1f} s"
+                               if w["activity"] == "exited" else
+                               f"{w['activity']} for {(t - w['since_ns']) / 1e9:.1f} s while "
+                               "others exit"))
+                          for w in s["slots"] if w["state"] == "alive"
+                          and (w["activity"] == "exited" or w["activity"] in BUSY)
                           and (t - w["since_ns"]) / 1e9 >= max(1.0, th.stall_s)]
             if not stuck_exit:
                 return Verdict("pass")

@@ -317,3 +317,14 @@ def test_worker_stuck_inside_exit_at_shutdown_is_a_hang():
     v = s.run(1500, progress=False)
     assert v is not None and v.verdict == "deadlock" and v.reason.startswith("at shutdown:")
     assert "exit double free" in [f["family"] for f in families.name(v.to_dict(), [], [])]
+
+
+def test_worker_stuck_serving_while_others_exit_is_a_hang_at_shutdown():
+    s = Sim()
+    s.run(500)
+    s.wd.begin_shutdown(s.t)
+    s.workers[1].update(state="dead", activity="exited")
+    for i in (2, 3, 4):
+        s.stick(i, "attach", pstate="S", cpu_rate=0.0)
+    v = s.run(1500, progress=False)
+    assert v is not None and v.verdict == "deadlock" and "while others exit" in str(v.blocked)
