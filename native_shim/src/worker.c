@@ -26,6 +26,7 @@ struct wstate {
     int *pinned;          /* 1 when the fd is in this worker's epoll */
     int64_t fault_at_ns;  /* 0: no fault armed */
     int leaking;          /* fault leak: armed */
+    int glock_held;       /* this worker holds the global TLS lock */
     char out[OUTBUF];
     size_t outlen;
 };
@@ -43,21 +44,31 @@ static void lock_conn(struct wstate *W, struct tlsh_conn *c, int id)
     tlsh_set_activity(W->me, TLSH_ACT_ATTACH, tlsh_now_ns());
 }
 
-static void unlock_conn(struct wstate *W, struct tlsh_conn *c)
+static void unlock_global(struct wstate *W, int conn_id)
 {
-    if (W->st->glock) tlsh_lock_release(W->st->glock);
+    if (!W->glock_held) return;
+    W->glock_held = 0;
+    W->me->lock_held = conn_id;
+    tlsh_lock_release(W->st->glock);
+}
+
+static void unlock_conn(struct wstate *W, struct tlsh_conn *c, int id)
+{
+    unlock_global(W, id);
     W->me->lock_held = -1;
     tlsh_lock_release(&c->lock);
 }
 
-/* The global TLS lock (OpenSIPS 3.2 tls_global_lock): taken after the
- * connection lock, held for all TLS work on it. */
+/* The global TLS lock (OpenSIPS 3.2 tls_global_lock): taken inside the
+ * connection lock around the library's accept/read/write (not around
+ * SSL_new, SSL_set_fd, SSL_free, which OpenSIPS calls outside it). */
 static void lock_global(struct wstate *W)
 {
-    if (!W->st->glock) return;
+    if (!W->st->glock || W->glock_held) return;
     W->me->lock_waiting = TLSH_LOCK_ID_GLOBAL;
     tlsh_set_activity(W->me, TLSH_ACT_LOCK_WAIT, tlsh_now_ns());
     tlsh_lock_get(W->st->glock);
+    W->glock_held = 1;
     W->me->lock_waiting = -1;
     W->me->lock_held = TLSH_LOCK_ID_GLOBAL;
     tlsh_set_activity(W->me, TLSH_ACT_ATTACH, tlsh_now_ns());
@@ -162,8 +173,6 @@ static int serve(struct wstate *W, int id, int hs_only, int batch_once, int atta
     int fd = W->fd[id], ret = SERVE_KEEP;
     W->me->conn = id;
     lock_conn(W, c, id);
-    lock_global(W);
-    maybe_fault(W);
     if (c->last_worker >= 0 && c->last_worker != W->slot)
         W->me->handoffs++;
     c->last_worker = W->slot;
@@ -176,6 +185,8 @@ static int serve(struct wstate *W, int id, int hs_only, int batch_once, int atta
     if (c->state == TLSH_CONN_CLOSED || !c->sess)
         goto closed;
     if (attach && W->ops->set_fd(c->sess, fd) != 0) { W->me->errors++; goto close_sess; }
+    lock_global(W);      /* accept, read, write: under the global lock */
+    maybe_fault(W);      /* injected faults strike holding every lock */
     if (c->state == TLSH_CONN_HANDSHAKE) {
         tlsh_set_activity(W->me, TLSH_ACT_HANDSHAKE, tlsh_now_ns());
         int r = W->ops->handshake(c->sess);
@@ -216,7 +227,9 @@ static int serve(struct wstate *W, int id, int hs_only, int batch_once, int atta
 close_sess:
     W->outlen = 0;
     tlsh_set_activity(W->me, TLSH_ACT_CLOSE, tlsh_now_ns());
+    lock_global(W);              /* SSL_shutdown under it, SSL_free outside (as OpenSIPS) */
     W->ops->shutdown(c->sess);
+    unlock_global(W, id);
     W->ops->free(c->sess);
     W->ops->clear_errors();
     c->sess = NULL;
@@ -225,7 +238,7 @@ closed:
     W->me->closed++;
     ret = SERVE_CLOSED;
 out:
-    unlock_conn(W, c);
+    unlock_conn(W, c, id);
     W->me->conn = -1;
     return ret;
 }
