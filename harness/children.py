@@ -64,7 +64,7 @@ class Children:
 def start_loadgens(children: Children, port: int, conns: int, clients: int, window: int,
                    churn: int, resume: bool, tls: int, rate: float, duration: float,
                    timeout: float, ciphers: str = "", reject_every: int = 0,
-                   rekey_every: int = 0) -> tuple[LoadgenView, list]:
+                   rekey_every: int = 0, ramp_s: float = 0.0) -> tuple[LoadgenView, list]:
     """K load generator processes sharing `conns` connections to 127.0.0.1:port."""
     view = LoadgenView(clients)
     procs, base = [], 0
@@ -73,7 +73,8 @@ def start_loadgens(children: Children, port: int, conns: int, clients: int, wind
         lc = {"host": "127.0.0.1", "port": port, "nconns": n, "conn_base": base, "window": window,
               "churn": churn, "resume": resume, "tls": tls, "rate": rate / clients,
               "duration": duration, "timeout": timeout, "ciphers": ciphers,
-              "reject_every": reject_every, "rekey_every": rekey_every}
+              "reject_every": reject_every, "rekey_every": rekey_every,
+              "ramp_s": ramp_s}
         base += n
         path = children.dir / f"loadgen-{i}.json"
         path.write_text(json.dumps(lc))

@@ -19,6 +19,7 @@ CHOICES = {
     "cert": ("ec", "rsa"),
     "shutdown": ("kill", "exit"),
     "rand_lock": ("none", "plain"),
+    "reply_by": ("self", "other"),
 }
 FAULTS = ("none", "block", "spin", "die", "stop", "crash", "hog", "leak")
 # mitigations the servers shipped, combinable (shared/reference/failure-families.md)
@@ -83,6 +84,8 @@ class RunConfig:
     shutdown: str = "kill"        # end of run: kill the workers, or SIGTERM -> exit() (atexit runs)
     rand_lock: str = "none"       # "plain": RAND method under a non-recursive shared lock (#1953)
     reject_every: int = 0         # every Nth client connection rejects the server's CA (unknown ca)
+    ramp: float = 0.0             # seconds over which the clients open their connections
+    reply_by: str = "self"        # "other": replies written by another worker than the reader
     rekey_every: int = 0          # every N requests per connection: key update (1.3) / renegotiation (1.2)
     reload_ms: float = 0.0        # replace the server context this often under load (tls.reload)
 
@@ -108,8 +111,14 @@ class RunConfig:
         _range("reject-every", self.reject_every, 0, 10**6)
         _range("reload-ms", self.reload_ms, 0, 600_000)
         _range("rekey-every", self.rekey_every, 0, 10**9)
+        _range("ramp", self.ramp, 0, 600)
+        if self.ramp >= self.duration:
+            raise ConfigError(f"--ramp must be shorter than --duration (got {self.ramp} >= {self.duration})")
         if 0 < self.reload_ms < 1:
             raise ConfigError(f"--reload-ms must be 0 (off) or at least 1 (got {self.reload_ms})")
+        if self.reply_by == "other" and (self.memory == "private" or self.handoff != "per-message"):
+            raise ConfigError("--reply-by other: another worker writes through the reader's session: "
+                              "use --memory shared and --handoff per-message")
         if self.reload_ms and self.memory == "private":
             raise ConfigError("--reload-ms: the reloaded context must be reachable by every worker: "
                               "use --memory shared")

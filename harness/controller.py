@@ -118,7 +118,7 @@ class Run:
               "stacks_dir": str(self.dir / "stacks"), "global_lock": cfg.global_lock,
               "mitigations": cfg.mitigations, "check_random": cfg.check_random, "chaos": cfg.chaos,
               "parent_use": cfg.parent_use, "shutdown": cfg.shutdown, "rand_lock": cfg.rand_lock,
-              "reload_ms": cfg.reload_ms}
+              "reload_ms": cfg.reload_ms, "reply_by": cfg.reply_by}
         (self.dir / "stand.json").write_text(json.dumps(sc, indent=2))
         env, preload = {}, []
         if cfg.memory == "interpose":        # forced mode: the whole stand's heap in the arena
@@ -155,7 +155,7 @@ class Run:
             self.children, self.status.s.port, cfg.conns, cfg.clients, cfg.window,
             cfg.churn_every if cfg.load == "churn" else 0, cfg.resume, cfg.tls, cfg.rate,
             cfg.duration, cfg.timeout, cfg.ciphers, cfg.reject_every,
-            cfg.rekey_every)
+            cfg.rekey_every, cfg.ramp)
 
     def _start_hog(self) -> None:
         """The 'hog' fault: one busy loop per CPU outside the stand, the stand at nice 19,

@@ -40,6 +40,7 @@ def main(argv=None) -> int:
     c.ciphers = cfg.get("ciphers", "").encode()
     c.reject_every = cfg.get("reject_every", 0)
     c.rekey_every = cfg.get("rekey_every", 0)
+    c.ramp_s = cfg.get("ramp_s", 0.0)
     stop = ffi.new("int *")
     rc = lib.tlsh_loadgen_run(c, counters, stop)
     if rc != 0:

@@ -69,6 +69,11 @@ def add_run_flags(p: argparse.ArgumentParser) -> None:
       "non-recursive shared lock (OpenSIPS #1953); --mitigate locked-rand makes it re-entrant")
     a("--reject-every", type=int, default=d.reject_every, metavar="N", help="every Nth client "
       "connection rejects the server certificate (alert unknown_ca): failing handshakes")
+    a("--ramp", type=float, default=d.ramp, metavar="S", help="open the connections over S "
+      "seconds instead of all at once (default %(default)s)")
+    a("--reply-by", default=d.reply_by, help="self | other: the replies to what one worker read "
+      "are written by another worker (its own fd, the connection's lock), as SIP replies and "
+      "forwarded requests are in the servers")
     a("--rekey-every", type=int, default=d.rekey_every, metavar="N", help="every N requests on a "
       "connection the client asks for a TLS 1.3 key update, or renegotiates TLS 1.2 (0 = never)")
     a("--reload-ms", type=float, default=d.reload_ms, metavar="MS", help="replace the server's "
@@ -89,7 +94,8 @@ def config_from_args(ns) -> RunConfig:
         stall_s=ns.stall_s, fault=parse_fault(ns.fault), global_lock=ns.global_lock,
         mitigations=[m for m in ns.mitigate.split(",") if m], check_random=ns.check_random, chaos=ns.chaos,
         parent_use=ns.parent_use, shutdown=ns.shutdown, rand_lock=ns.rand_lock,
-        reject_every=ns.reject_every, reload_ms=ns.reload_ms, rekey_every=ns.rekey_every)
+        reject_every=ns.reject_every, reload_ms=ns.reload_ms, rekey_every=ns.rekey_every,
+        reply_by=ns.reply_by, ramp=ns.ramp)
     return cfg.validate()
 
 

@@ -156,6 +156,7 @@ def main(argv=None) -> int:
     c.global_lock = int(cfg.get("global_lock", False))
     c.check_random = int(cfg.get("check_random", False))
     c.exit_on_term = int(cfg.get("shutdown") == "exit")
+    c.reply_other = int(cfg.get("reply_by") == "other")
     if cfg.get("stacks_dir"):
         os.makedirs(cfg["stacks_dir"], exist_ok=True)
         c.crash_dir = cfg["stacks_dir"].encode()[:199]

@@ -22,6 +22,7 @@ struct tlsh_lg_config {
     char ciphers[128];
     int reject_every;
     int rekey_every;
+    double ramp_s;
 };
 """
 

@@ -14,7 +14,7 @@ enum tlsh_fault_kind { TLSH_FAULT_NONE, TLSH_FAULT_BLOCK, TLSH_FAULT_SPIN, TLSH_
     TLSH_FAULT_STOP, TLSH_FAULT_CRASH, TLSH_FAULT_LEAK };
 struct tlsh_stand_cfg { int nworkers; int memory; int handoff; int lock_flavor; int max_conns;
     int port; int fault_kind; int fault_slot; int fault_after_ms; char crash_dir[200]; int global_lock;
-    int check_random; int exit_on_term; };
+    int check_random; int exit_on_term; int reply_other; };
 struct tlsh_tls_ops {
     const char *name;
     void *(*sess_new)(void *ctx);

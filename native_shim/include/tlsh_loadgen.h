@@ -21,6 +21,7 @@ struct tlsh_lg_config {
     int reject_every;       /* every Nth handshake rejects the server's CA (0 = never) */
     int rekey_every;        /* every N requests on a connection: key update (1.3) or
                                renegotiation (1.2); 0 = never */
+    double ramp_s;          /* open the connections over this long (0 = all at once) */
 };
 
 /* Runs until duration or until *stop becomes non-zero; returns 0, or -1

@@ -42,6 +42,7 @@ struct tlsh_stand_cfg {
     int global_lock;     /* one lock around all TLS work of a connection (OpenSIPS 3.2) */
     int check_random;    /* each worker draws 32 random bytes after fork and publishes them */
     int exit_on_term;    /* SIGTERM: leave through exit(), running atexit handlers (shutdown) */
+    int reply_other;     /* replies written by another worker than the reader (per-message) */
 };
 
 enum tlsh_conn_state { TLSH_CONN_FREE = 0, TLSH_CONN_NEW = 1, TLSH_CONN_HANDSHAKE = 2,
@@ -57,7 +58,10 @@ struct tlsh_conn {
     uint32_t inlen;
     void *sess;
     uint64_t served;
+    uint32_t outlen;      /* replies waiting for another worker to write them (--reply-by other) */
+    uint32_t pad;
     char inbuf[TLSH_CONN_BUF];
+    char outbuf[TLSH_CONN_BUF];
 };
 
 struct tlsh_stand;
@@ -101,7 +105,10 @@ struct tlsh_stand {
 };
 
 enum tlsh_msg_type { TLSH_MSG_DISPATCH = 1, TLSH_MSG_RELEASE = 2, TLSH_MSG_HS_DONE = 3,
-                     TLSH_MSG_CLOSED = 4 };
+                     TLSH_MSG_CLOSED = 4,
+                     TLSH_MSG_WRITE = 5,      /* worker -> listener: replies pending, another writes */
+                     TLSH_MSG_WRITEJOB = 6,   /* listener -> worker: write conn's pending replies */
+                     TLSH_MSG_WRITTEN = 7 };  /* worker -> listener: write job done */
 struct tlsh_msg { int32_t type; int32_t conn; int32_t gen; int32_t pin; };
 
 int tlsh_send_msg(int chan, const struct tlsh_msg *m, int fd);   /* fd -1: none */

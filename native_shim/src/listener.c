@@ -102,6 +102,20 @@ static void close_conn(struct lstate *L, int id)
     L->st->status->conns_open--;
 }
 
+/* Hand the connection's pending replies to another worker than the reader
+ * (as when a SIP reply or a forwarded request leaves through a connection
+ * that another process read from).  The connection stays where it is. */
+static void write_job(struct lstate *L, int id, int gen, int reader)
+{
+    struct tlsh_stand *st = L->st;
+    struct tlsh_msg m = { TLSH_MSG_WRITEJOB, id, gen, 0 };
+    int s = next_live_worker(L, reader);
+    if (s < 0 || L->dead[s])
+        return;
+    if (tlsh_send_msg(st->chan_l[s], &m, L->fd[id]) == 0)
+        L->busy[s]++;
+}
+
 static void on_accept(struct lstate *L)
 {
     struct tlsh_stand *st = L->st;
@@ -138,11 +152,15 @@ static void on_chan(struct lstate *L, int s)
     int fd, r;
     while ((r = tlsh_recv_msg(st->chan_l[s], &m, &fd)) == 1) {
         if (fd >= 0) close(fd);
+        if (m.type != TLSH_MSG_WRITE && L->busy[s] > 0)
+            L->busy[s]--;                 /* a dispatch or a write job came back */
         if (m.conn < 0 || m.conn >= st->cfg.max_conns || L->fd[m.conn] < 0)
             continue;
         struct tlsh_conn *c = &st->conns[m.conn];
-        if (L->busy[s] > 0) L->busy[s]--;
         switch (m.type) {
+        case TLSH_MSG_WRITE:       /* the reader asks another worker to write the replies */
+            write_job(L, m.conn, m.gen, s);
+            break;
         case TLSH_MSG_RELEASE:
             if (c->ready) dispatch(L, m.conn, 0, -1);
             else arm(L, m.conn);

@@ -699,8 +699,17 @@ int tlsh_loadgen_run(const struct tlsh_lg_config *cfg, struct tlsh_lg_counters *
         tick_ms = per < 1 ? 1 : (per > 50 ? 50 : (int)ceil(per));
     }
 
-    for (int i = 0; i < g->n; i++)
-        start_connect(g, &g->conns[i], start);
+    for (int i = 0; i < g->n; i++) {
+        if (cfg->ramp_s > 0 && i > 0) {
+            /* connections arrive over the ramp, not all at once (scan starts them) */
+            struct lgconn *cn = &g->conns[i];
+            cn->state = ST_IDLE;
+            cn->since_ns = start + (int64_t)(cfg->ramp_s * 1e9 * i / g->n);
+            g->nidle++;
+        } else {
+            start_connect(g, &g->conns[i], start);
+        }
+    }
 
     struct epoll_event evs[MAX_EVENTS];
     for (;;) {

@@ -27,6 +27,7 @@ struct wstate {
     int64_t fault_at_ns;  /* 0: no fault armed */
     int leaking;          /* fault leak: armed */
     int glock_held;       /* this worker holds the global TLS lock */
+    int want_write;       /* --reply-by other: replies left in the connection for another worker */
     char out[OUTBUF];
     size_t outlen;
 };
@@ -102,24 +103,48 @@ static void maybe_fault(struct wstate *W)
     }
 }
 
-/* Write everything in W->out; 0 or -1. */
-static int flush_out(struct wstate *W, void *sess, int fd)
+/* Write buf[0..len) through the session; 0 or -1. */
+static int write_all(struct wstate *W, void *sess, int fd, const char *buf, size_t len)
 {
     size_t off = 0;
     int64_t deadline = 0;
-    if (!W->outlen) return 0;
+    if (!len) return 0;
     tlsh_set_activity(W->me, TLSH_ACT_WRITE, tlsh_now_ns());
-    while (off < W->outlen) {
-        int n = W->ops->write(sess, W->out + off, (int)(W->outlen - off));
+    while (off < len) {
+        int n = W->ops->write(sess, buf + off, (int)(len - off));
         if (n > 0) { off += (size_t)n; continue; }
-        if (n != TLSH_IO_WANT_WRITE && n != TLSH_IO_WANT_READ) { W->outlen = 0; return -1; }
+        if (n != TLSH_IO_WANT_WRITE && n != TLSH_IO_WANT_READ) return -1;
         int64_t now = tlsh_now_ns();
         if (!deadline) deadline = now + 2000000000LL;
-        if (now > deadline) { W->outlen = 0; return -1; }
+        if (now > deadline) return -1;
         struct pollfd p = { fd, n == TLSH_IO_WANT_WRITE ? POLLOUT : POLLIN, 0 };
         poll(&p, 1, 50);
     }
+    return 0;
+}
+
+/* Write everything in W->out; 0 or -1. */
+static int flush_out(struct wstate *W, void *sess, int fd)
+{
+    int r = write_all(W, sess, fd, W->out, W->outlen);
     W->outlen = 0;
+    return r;
+}
+
+/* --reply-by other: leave the replies in the connection (shared memory) for
+ * another worker to write; write them here only if they do not fit. */
+static int leave_out(struct wstate *W, struct tlsh_conn *c, int fd)
+{
+    if (!W->outlen) return 0;
+    if (c->outlen + W->outlen > sizeof(c->outbuf)) {
+        if (write_all(W, c->sess, fd, c->outbuf, c->outlen) != 0) return -1;
+        c->outlen = 0;
+        return flush_out(W, c->sess, fd);
+    }
+    memcpy(c->outbuf + c->outlen, W->out, W->outlen);
+    c->outlen += (uint32_t)W->outlen;
+    W->outlen = 0;
+    W->want_write = 1;
     return 0;
 }
 
@@ -217,7 +242,10 @@ static int serve(struct wstate *W, int id, int hs_only, int batch_once, int atta
         flush_out(W, c->sess, fd);
         goto close_sess;
     }
-    if (flush_out(W, c->sess, fd) != 0) { W->me->errors++; goto close_sess; }
+    if ((st->cfg.reply_other ? leave_out(W, c, fd) : flush_out(W, c->sess, fd)) != 0) {
+        W->me->errors++;
+        goto close_sess;
+    }
     {
         size_t ml;
         c->ready = W->ops->pending(c->sess) > 0
@@ -264,6 +292,43 @@ static void finish(struct wstate *W, int id, int r, int pin)
                                                                       : TLSH_MSG_RELEASE;
     if (tlsh_send_msg(W->chan, &m, -1) != 0 && errno != EAGAIN)
         _exit(0);           /* listener gone: the stand is ending */
+    if (W->want_write) {
+        W->want_write = 0;
+        if (r != SERVE_CLOSED) {
+            struct tlsh_msg w = { TLSH_MSG_WRITE, id, W->st->conns[id].gen, 0 };
+            tlsh_send_msg(W->chan, &w, -1);
+        }
+    }
+}
+
+/* A write job: another worker read the requests, this one writes the
+ * replies (connection lock, own fd attached, global lock, SSL_write). */
+static void write_job(struct wstate *W, int id, int gen, int fd)
+{
+    struct tlsh_conn *c = &W->st->conns[id];
+    W->me->conn = id;
+    lock_conn(W, c, id);
+    if (c->gen == gen && c->state == TLSH_CONN_ESTABLISHED && c->sess && c->outlen) {
+        if (c->last_worker >= 0 && c->last_worker != W->slot)
+            W->me->handoffs++;
+        c->last_worker = W->slot;
+        if (W->ops->set_fd(c->sess, fd) == 0) {
+            lock_global(W);
+            maybe_fault(W);
+            if (write_all(W, c->sess, fd, c->outbuf, c->outlen) != 0)
+                W->me->errors++;
+            else
+                W->me->last_progress_ns = tlsh_now_ns();
+        } else {
+            W->me->errors++;
+        }
+        c->outlen = 0;
+    }
+    unlock_conn(W, c, id);
+    W->me->conn = -1;
+    close(fd);
+    struct tlsh_msg m = { TLSH_MSG_WRITTEN, id, gen, 0 };
+    tlsh_send_msg(W->chan, &m, -1);
 }
 
 void tlsh_worker_main(struct tlsh_stand *st, int slot, const struct tlsh_tls_ops *ops, void *ctx)
@@ -312,6 +377,7 @@ void tlsh_worker_main(struct tlsh_stand *st, int slot, const struct tlsh_tls_ops
                 int fd, r;
                 while ((r = tlsh_recv_msg(W->chan, &m, &fd)) == 1) {
                     if (fd < 0 || m.conn < 0 || m.conn >= n) { if (fd >= 0) close(fd); continue; }
+                    if (m.type == TLSH_MSG_WRITEJOB) { write_job(W, m.conn, m.gen, fd); continue; }
                     W->me->dispatches++;
                     W->fd[m.conn] = fd;
                     int hs_only = per_conn && !m.pin;
