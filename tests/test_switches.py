@@ -59,6 +59,17 @@ def test_single_process_uses_one_worker(tmp_path):
     assert out["cross_handoffs"] == 0
 
 
+def test_reply_by_other_answers_everything_through_other_workers(tmp_path):
+    """With the shipped fixes the model is sound: every request answered, none
+    timed out, and the replies went out through other workers (write jobs
+    count as handoffs)."""
+    out = run(tmp_path, "--mitigate", "pshared,prefork-thread", "--reply-by", "other",
+              "--window", "4", "--conns", "12", "--ramp", "0.5", "--duration", "3")
+    assert out["verdict"] == "pass", out["reason"]
+    assert out["replies"] > 1000 and out["timed_out"] == 0 and out["bad"] == 0
+    assert sum(w["handoffs"] for w in out["workers"]) > out["cross_handoffs"] // 2
+
+
 def test_atfork_stop_is_unsupported_outside_openssl(tmp_path):
     r = tlsharness("run", "--lib", "wolfssl", "--mitigate", "atfork-stop", "--duration", "1",
                    "--out", str(tmp_path), "--json", "-q")
@@ -74,6 +85,9 @@ def test_atfork_stop_is_unsupported_outside_openssl(tmp_path):
     (["--reject-every", "-1"], "--reject-every must be between"),
     (["--reload-ms", "0.5"], "--reload-ms must be 0 (off) or at least 1"),
     (["--reload-ms", "20", "--memory", "private"], "--reload-ms: the reloaded context"),
+    (["--reply-by", "other", "--memory", "private"], "--reply-by other: another worker writes"),
+    (["--reply-by", "other", "--handoff", "pinned"], "--reply-by other: another worker writes"),
+    (["--ramp", "5", "--duration", "3"], "--ramp must be shorter than --duration"),
 ])
 def test_bad_switch_values_are_one_line_errors(tmp_path, args, msg):
     r = tlsharness("run", "--out", str(tmp_path), *args)
