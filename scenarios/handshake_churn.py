@@ -7,6 +7,9 @@ SCENARIO = Scenario(
     summary="handshake churn: one request per connection, handoff per message",
     params=dict(memory="shared", handoff="per-message", load="churn", churn_every=1,
                 workers=4, conns=50, duration=10),
-    expect={"openssl": fails(), "wolfssl": passes()},
+    # wolfSSL's CTX mutex lives in the arena PROCESS_PRIVATE too: churn loses a wake-up
+    # in some runs (measured 1 of 2 10-s runs; see wolfssl-churn-chaos), pshared cures it
+    expect={"openssl": fails(), "openssl+pshared,prefork-thread": passes(),
+            "wolfssl+pshared": passes()},
     refs=["OpenSIPS #1590", "OpenSIPS #1755"],
 )

@@ -8,8 +8,8 @@ SCENARIO = Scenario(
     family="exit double free",
     params=dict(memory="shared", handoff="per-message", mitigate="pshared,prefork-thread",
                 shutdown="exit", workers=4, conns=50, duration=3),
-    expect={"openssl+pshared,prefork-thread": fails(verdicts=["crash", "corruption"],
-                                                    families=["exit double free"]),
+    # measured: workers crash, free twice, or hang inside exit() / while the others exit
+    expect={"openssl+pshared,prefork-thread": fails(families=["exit double free"]),
             "openssl+no-atexit,pshared,prefork-thread": passes()},
     refs=["OpenSIPS #1121", "OpenSIPS #1304"],
 )
