@@ -12,7 +12,7 @@ SCENARIO = Scenario(
                 load="churn", churn_every=5, workers=4, conns=100, duration=60),
     # measured (60 s): wolfSSL 5.5.4 and OpenSSL 3.0 level off; wolfSSL 4.6.0 does not last:
     # SIGSEGV in mp_mul <- wc_ecc_check_key <- wc_EccPrivateKeyDecode <- wolfSSL_accept_TLSv13
-    # within ~400 handshakes, locks shared or not
+    # within ~400 handshakes, with the locks shared (pshared)
     expect={"wolfssl+pshared": passes(), "openssl+pshared,prefork-thread": passes(),
             "wolfssl@4.6+pshared": fails(verdicts=["crash"])},
     refs=["OpenSIPS #2604", "Kamailio #4567"],
