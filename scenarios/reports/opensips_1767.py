@@ -11,7 +11,10 @@ SCENARIO = Scenario(
     params=dict(lib="openssl@1.1.1", memory="shared", handoff="per-message", lock="spin",
                 reply_by="other", tls="1.2", ciphers="ECDHE-ECDSA-AES128-SHA256", window=8,
                 workers=4, conns=12, ramp=1, duration=30, linger=3),
-    expect={"openssl@1.1.1": fails(verdicts=["mixed", "livelock", "degraded"]),
+    # measured: with 1.1.1 the per-thread DRBG shared in the arena usually crashes a worker
+    # first (the spinners are there: family "application spinlock on a blocked holder" in 4
+    # of 5 runs); OpenSSL 3.0 shows the hang itself (headline-spinners)
+    expect={"openssl@1.1.1": fails(), "openssl": fails(verdicts=["mixed", "livelock"]),
             "openssl@1.1.1+pshared,prefork-thread": passes()},
     refs=["OpenSIPS #1767"],
 )
