@@ -52,7 +52,7 @@ def add_run_flags(p: argparse.ArgumentParser) -> None:
     a("--stall-s", type=float, default=d.stall_s, help="busy this long = stuck (default %(default)s)")
     a("--fault", default="none", help="inject KIND[:WORKER[:AFTER_MS]]: block, spin, die, stop, "
       "crash (in a worker, holding its locks), hog (CPU hogs outside the stand, stand at nice 19), "
-      "leak (8 KiB of arena per handshake never freed)")
+      "leak (32 KiB of arena per handshake never freed)")
     a("--global-lock", action="store_true", help="one lock around all TLS work (OpenSIPS 3.2)")
     a("--chaos", default="", metavar="P:DELAY_US", help="contention amplifier: after taking a "
       "lock that lives in the arena, sleep DELAY_US with probability P")

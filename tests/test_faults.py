@@ -141,11 +141,11 @@ def test_random_bytes_after_fork(tmp_path, lib, expect):
 
 
 def test_injected_leak_is_a_leak_verdict_and_a_clean_churn_is_not(tmp_path):
-    """8 KiB of arena per handshake never freed (worker 1) vs the same load without:
+    """32 KiB of arena per handshake never freed (worker 1) vs the same load without:
     the leak rule fires on the first only.  Shared memory with the shipped fixes,
     so that nothing else fails."""
     common = ["--memory", "shared", "--mitigate", "pshared,prefork-thread", "--load", "churn",
-              "--churn-every", "1", "--duration", "8", "--conns", "40"]
+              "--churn-every", "1", "--duration", "10", "--conns", "40"]
     r = tlsharness("run", "--out", str(tmp_path), "--json", "-q", *common, "--fault", "leak:1:0",
                    timeout=90)
     out = json.loads(r.stdout)

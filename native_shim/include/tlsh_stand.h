@@ -20,7 +20,7 @@ enum tlsh_fault_kind {
     TLSH_FAULT_DIE = 3,       /* take the connection lock, then die (SIGKILL itself) */
     TLSH_FAULT_STOP = 4,      /* take the connection lock, then SIGSTOP itself */
     TLSH_FAULT_CRASH = 5,     /* SIGSEGV while serving */
-    TLSH_FAULT_LEAK = 6,      /* from then on, 8 KiB of arena never freed per handshake */
+    TLSH_FAULT_LEAK = 6,      /* from then on, 32 KiB of arena never freed per handshake */
 };
 
 #define TLSH_CONN_BUF 16384

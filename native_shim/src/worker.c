@@ -221,8 +221,8 @@ static int serve(struct wstate *W, int id, int hs_only, int batch_once, int atta
         c->state = TLSH_CONN_ESTABLISHED;
         W->me->handshakes++;
         if (W->leaking && st->arena) {
-            char *p = tlsh_arena_malloc(st->arena, 8192);   /* never freed: the leak */
-            if (p) memset(p, 0x4c, 8192);
+            char *p = tlsh_arena_malloc(st->arena, 32768);   /* never freed: the leak */
+            if (p) memset(p, 0x4c, 32768);
         }
         W->me->last_progress_ns = tlsh_now_ns();
         if (hs_only) { ret = SERVE_HS_DONE; goto out; }
