@@ -312,19 +312,9 @@ def cmd_mitigations(ns, argv) -> int:
         return 4
     print(f"mitigations {d}: {len(state['rows'])} scenarios × {len(state['mitigation_sets'])} sets × "
           f"{state['repeat']} runs ({state['libs'][0]})", file=sys.stderr, flush=True)
-
-    def prog(done, total, cell, verdict, eta):
-        if not ns.quiet:
-            print(f"{compare.bar(done, total)} {cell.key}: {verdict:12} ETA {int(eta // 60)}:{int(eta % 60):02d}",
-                  file=sys.stderr, flush=True)
-    try:
-        state = compare.run_matrix(d, state, prog)
-    except KeyboardInterrupt:
-        print(f"interrupted; resume with: tlsharness mitigations --resume {d}", file=sys.stderr)
-        return 130
-    except compare.CompareError as e:
-        print(f"tlsharness: error: {e}", file=sys.stderr)
-        return EXIT_USAGE
+    state = run_matrix_cli(ns, d, state, "mitigations")
+    if isinstance(state, int):
+        return state
     m = compare.mitigation_matrix(state)
     md = compare.matrix_markdown(m, str(d))
     results.write_json(d / "matrix.json", m)
@@ -412,6 +402,25 @@ def cmd_probe(ns, argv) -> int:
     return 0 if all("error" not in r for r in rows) else 1
 
 
+def run_matrix_cli(ns, d, state: dict, cmd: str):
+    """Run (or finish) a matrix with a progress line per run; the new state,
+    or an exit code when interrupted (130) or refused (2)."""
+    from harness import compare
+
+    def prog(done, total, cell, verdict, eta):
+        if not ns.quiet:
+            print(f"{compare.bar(done, total)} {cell.key}: {verdict:12} ETA {int(eta // 60)}:{int(eta % 60):02d}",
+                  file=sys.stderr, flush=True)
+    try:
+        return compare.run_matrix(d, state, prog)
+    except KeyboardInterrupt:
+        print(f"interrupted; resume with: tlsharness {cmd} --resume {d}", file=sys.stderr)
+        return 130
+    except compare.CompareError as e:
+        print(f"tlsharness: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+
+
 def cmd_compare(ns, argv) -> int:
     """Libraries × scenarios × mitigations, N runs each; resumable; a report."""
     from pathlib import Path
@@ -440,19 +449,9 @@ def cmd_compare(ns, argv) -> int:
         return EXIT_USAGE
     cells = len(state["cells"])
     print(f"comparison {d}: {cells} cells × {state['repeat']} runs", file=sys.stderr, flush=True)
-
-    def prog(done, total, cell, verdict, eta):
-        if not ns.quiet:
-            print(f"{compare.bar(done, total)} {cell.key}: {verdict:12} ETA {int(eta // 60)}:{int(eta % 60):02d}",
-                  file=sys.stderr, flush=True)
-    try:
-        state = compare.run_matrix(d, state, prog)
-    except KeyboardInterrupt:
-        print(f"interrupted; resume with: tlsharness compare --resume {d}", file=sys.stderr)
-        return 130
-    except compare.CompareError as e:
-        print(f"tlsharness: error: {e}", file=sys.stderr)
-        return EXIT_USAGE
+    state = run_matrix_cli(ns, d, state, "compare")
+    if isinstance(state, int):
+        return state
     html_path, md_path = report.compare_report(d)
     report.index(d.parent)
     print(md_path.read_text())
