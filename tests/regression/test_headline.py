@@ -10,8 +10,10 @@ SHARED = dict(memory="shared", handoff="per-message", lock="spin", workers=4, co
 
 
 def test_openssl_in_shared_memory_with_handoff_fails(tlsharness):
-    # measured: 10/10 runs fail (degraded/deadlock/mixed/crash), median ttf ~0.2 s
-    tlsharness.must_reproduce(lib="openssl", min_rate=1.0, repeat=3, duration=8, **SHARED)
+    # measured: 10/10 runs fail (degraded/deadlock/mixed/crash), median ttf ~0.2 s, and 5/5
+    # in the mitigation matrix; one 8-s run of three passed in a fresh-clone CI run, so the
+    # bar is 2 of 3 (a library that stopped failing would miss it: P(pass) ~0.05 per run today)
+    tlsharness.must_reproduce(lib="openssl", min_rate=0.66, repeat=3, duration=8, **SHARED)
 
 
 def test_openssl_failure_is_named_a_lost_wakeup(tlsharness):
