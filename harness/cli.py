@@ -28,9 +28,11 @@ def summary(out: dict) -> str:
     lines = [f"{out['outcome'].upper()}: {out['verdict']} — {out.get('reason', '')}"]
     if out.get("memory", "").startswith("interpose"):
         lines.append("  memory: " + out["memory"])
-    if out.get("time_to_failure_ms") is not None:
-        lines.append(f"  failure {out['time_to_failure_ms']:.0f} ms after load started"
-                     f" (detected {out.get('detect_latency_ms')} ms after onset)")
+    ttf = out.get("time_to_failure_ms")
+    if ttf is not None:
+        when = (f"{ttf:.0f} ms after load started" if ttf >= 0
+                else f"{-ttf:.0f} ms before load started (at fork)")
+        lines.append(f"  failure {when} (detected {out.get('detect_latency_ms')} ms after onset)")
     for p in out.get("stuck", [])[:8]:
         top = " ← ".join(p.get("top") or []) or "(no stack)"
         lines.append(f"  worker {p['slot']} pid {p['pid']} [{p['state']}, cpu {p['cpu']}] "
@@ -75,7 +77,7 @@ def scenario_tokens(sc):
 
 
 def cmd_run(ns, argv) -> int:
-    from harness import backends, scenario
+    from harness import scenario
     from harness.controller import HarnessError, Run
     from harness.progress import Progress
     sc = None
@@ -87,19 +89,7 @@ def cmd_run(ns, argv) -> int:
             print(f"tlsharness: error: {e}", file=sys.stderr)
             return EXIT_USAGE
     try:
-        if ns.lib_prefix:
-            from harness import userlibs
-            try:
-                ns.lib = userlibs.add(userlibs.name_for(ns.lib_prefix, ns.lib_kind), ns.lib_prefix,
-                                      ns.lib_kind)
-            except userlibs.UserLibError as e:
-                raise ConfigError(str(e)) from None
-        cfg = config_from_args(ns)
-        built = backends.availability()
-        if cfg.lib not in built:
-            raise ConfigError(f"unknown --lib {cfg.lib!r} (known: {', '.join(sorted(built))})")
-        if not built[cfg.lib][0]:
-            raise ConfigError(f"--lib {cfg.lib} is not built here: {built[cfg.lib][1]}")
+        cfg = checked_config(ns)
     except ConfigError as e:
         print(f"tlsharness: error: {e}", file=sys.stderr)
         return EXIT_USAGE
@@ -162,6 +152,23 @@ def add_repro_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", metavar="FILE", help="write the summary as JSON to FILE")
 
 
+def checked_config(ns):
+    """The run configuration of ns, with --lib-prefix built and registered
+    first and the library checked to be built here (ConfigError otherwise)."""
+    if ns.lib_prefix:
+        from harness import userlibs
+        try:
+            ns.lib = userlibs.add(userlibs.name_for(ns.lib_prefix, ns.lib_kind), ns.lib_prefix,
+                                  ns.lib_kind)
+        except userlibs.UserLibError as e:
+            raise ConfigError(str(e)) from None
+    cfg = config_from_args(ns)
+    err = _lib_error(cfg.lib)
+    if err:
+        raise ConfigError(err)
+    return cfg
+
+
 def _lib_error(lib: str) -> str | None:
     from harness import backends
     built = backends.availability()
@@ -199,17 +206,7 @@ def cmd_repro(ns, argv) -> int:
             raise ConfigError(f"--min-rate must be in (0, 1] (got {ns.min_rate})")
         if ns.json and not Path(ns.json).resolve().parent.is_dir():
             raise ConfigError(f"--json {ns.json}: no such directory {Path(ns.json).resolve().parent}")
-        if ns.lib_prefix:
-            from harness import userlibs
-            try:
-                ns.lib = userlibs.add(userlibs.name_for(ns.lib_prefix, ns.lib_kind), ns.lib_prefix,
-                                      ns.lib_kind)
-            except userlibs.UserLibError as e:
-                raise ConfigError(str(e)) from None
-        cfg0 = config_from_args(ns)
-        err = _lib_error(cfg0.lib)
-        if err:
-            raise ConfigError(err)
+        cfg0 = checked_config(ns)
     except (ConfigError, scenario.ScenarioError) as e:
         print(f"tlsharness: error: {e}", file=sys.stderr)
         return 125 if ns.bisect_usage_skip else EXIT_USAGE

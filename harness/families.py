@@ -55,19 +55,16 @@ def _injected_fault(v):
     return [p for p in _stuck(v) + v.get("crashed", []) if p.get("activity") == "fault"]
 
 
-def _identical_random(v):
-    return [{"pid": 0, "slot": None, "activity": e} for e in v.get("evidence", [])
-            if "identical random bytes" in e]
+def _evidence(match):
+    """A predicate over the verdict's evidence lines (watchdog findings that
+    are not about one process)."""
+    return lambda v: [{"pid": 0, "slot": None, "activity": e} for e in v.get("evidence", [])
+                      if match(e)]
 
 
-def _at_shutdown(v):
-    return [{"pid": 0, "slot": None, "activity": e} for e in v.get("evidence", [])
-            if e.startswith("shutdown:")]
-
-
-def _arena_growth(v):
-    return [{"pid": 0, "slot": None, "activity": e} for e in v.get("evidence", [])
-            if e.startswith("arena growth:")]
+_identical_random = _evidence(lambda e: "identical random bytes" in e)
+_at_shutdown = _evidence(lambda e: e.startswith("shutdown:"))
+_arena_growth = _evidence(lambda e: e.startswith("arena growth:"))
 
 
 PREDICATES = {"identical_random": _identical_random,
