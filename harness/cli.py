@@ -373,13 +373,21 @@ def cmd_watch(ns, argv) -> int:
         print(json.dumps(out, indent=2, default=str))
     else:
         print(f"{out['verdict'].upper()}: {out['reason']}")
-        for p in out["stuck"][:8]:
-            print(f"  pid {p['pid']} [{p['state']}, cpu {p['cpu']}] {p['why']}\n      "
-                  + (" ← ".join(p["top"]) or "(no stack)"))
+        print_stuck(out["stuck"])
         for f in out["families"]:
             print(f"  family: {f}")
         print(f"  watched {len(out['watched'])} processes; results: {out['run_dir']}")
     return out["exit_code"]
+
+
+def print_stuck(stuck: list[dict], limit: int = 8) -> None:
+    """The stuck processes of a foreign verdict: what /proc showed, then the stack."""
+    for p in stuck[:limit]:
+        print(f"  {p['as']} pid {p['pid']} ({p['role']}) [{p['state']}, cpu {p['cpu']}]: {p['why']}")
+        if p["top"]:
+            print("      " + " ← ".join(p["top"]))
+    if len(stuck) > limit:
+        print(f"  ... {len(stuck) - limit} more in outcome.json")
 
 
 def cmd_probe(ns, argv) -> int:
@@ -495,6 +503,7 @@ def cmd_target(ns, argv) -> int:
         print(json.dumps(out, indent=2, default=str))
     else:
         print(f"{out['verdict'].upper()}: {out['reason']}")
+        print_stuck(out["stuck"])
         for line in out["log_evidence"][:3]:
             print(f"  log: {line[:160]}")
         for f in out["families"]:

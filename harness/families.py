@@ -40,7 +40,10 @@ def _stuck(verdict: dict) -> list[dict]:
 
 
 def _futex_private_in_arena(v):
-    return [p for p in _stuck(v) if (p.get("futex") or {}).get("private") and p["futex"].get("in_arena")]
+    """A private futex wait on shared memory: the stand's arena, or (a server
+    tlsharness did not build) any shared mapping of the waiting process."""
+    return [p for p in _stuck(v) if (p.get("futex") or {}).get("private")
+            and (p["futex"].get("in_arena") or p["futex"].get("in_shared_mapping"))]
 
 
 def _spinning_on_app_lock(v):
@@ -132,7 +135,9 @@ def name(verdict: dict, stacks: list[dict], arena_events: list[dict], log_lines=
 def _proc_evidence(pred: str, p: dict) -> str:
     who = f"pid {p['pid']} (slot {p.get('slot')})"
     if pred == "futex_private_in_arena":
-        return f"{who}: private futex wait op {p['futex']['op']} on arena address {p['futex']['addr']}"
+        where = (f"in shared mapping {p['futex']['mapping']}" if p["futex"].get("mapping")
+                 else "on arena address")
+        return f"{who}: private futex wait op {p['futex']['op']} {where} {p['futex']['addr']}"
     if pred == "spinning_on_app_lock":
         return f"{who}: {p.get('cpu')} CPU waiting for connection lock {p['lock_waiting']}"
     if pred in ("identical_random", "at_shutdown", "arena_growth"):

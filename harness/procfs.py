@@ -172,6 +172,81 @@ def tree(pid: int) -> list[int]:
     return seen
 
 
-def maps_contain(pid: int, needle: str) -> bool:
-    txt = _read(f"/proc/{pid}/maps") or ""
-    return needle in txt
+def _read_all(path: str) -> str | None:
+    """A /proc file of any length (maps, net/tcp)."""
+    try:
+        with open(path, "rb") as f:
+            return f.read().decode("ascii", "replace")
+    except OSError:
+        return None
+
+
+def shared_mappings(pid: int) -> list[tuple[int, int, str]] | None:
+    """(start, end, label) of every shared mapping of pid ('s' in the
+    permissions of /proc/PID/maps: memfd, /dev/zero, SysV shm, /dev/shm files,
+    anonymous MAP_SHARED); None when the process has gone."""
+    txt = _read_all(f"/proc/{pid}/maps")
+    if txt is None:
+        return None
+    out = []
+    for line in txt.splitlines():
+        parts = line.split(None, 5)
+        if len(parts) < 5 or len(parts[1]) < 4 or parts[1][3] != "s":
+            continue
+        lo, _, hi = parts[0].partition("-")
+        label = parts[5].strip() if len(parts) > 5 else "[anonymous shared]"
+        out.append((int(lo, 16), int(hi, 16), f"{label} {parts[1]}"))
+    return out
+
+
+def io_counts(pid: int) -> int | None:
+    """Read- and write-class system calls so far (/proc/PID/io syscr + syscw)."""
+    txt = _read(f"/proc/{pid}/io")
+    if txt is None:
+        return None
+    n = 0
+    for line in txt.splitlines():
+        if line.startswith(("syscr:", "syscw:")):
+            n += int(line.split()[1])
+    return n
+
+
+def voluntary_switches(pid: int) -> int | None:
+    """Times the process went to sleep (voluntary context switches)."""
+    st = _read(f"/proc/{pid}/status")
+    if not st:
+        return None
+    i = st.find("\nvoluntary_ctxt_switches:")
+    return int(st[i:].split()[1]) if i >= 0 else None
+
+
+def port_connections(port: int) -> set[int]:
+    """Inodes of the TCP connections (v4 and v6) accepted on local port
+    `port` (not the listening socket, which every forked process may inherit)."""
+    want = f":{port:04X}"
+    out = set()
+    for name in ("/proc/net/tcp", "/proc/net/tcp6"):
+        txt = _read_all(name) or ""
+        for line in txt.splitlines()[1:]:
+            f = line.split()
+            if len(f) > 9 and f[1].endswith(want) and f[3] != "0A":
+                out.add(int(f[9]))
+    out.discard(0)
+    return out
+
+
+def socket_inodes(pid: int) -> set[int]:
+    """Inodes of the sockets pid holds (its fd table)."""
+    out = set()
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return out
+    for fd in fds:
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            out.add(int(target[8:-1]))
+    return out

@@ -18,9 +18,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness import certs, families, procfs, results, stacks
+from harness import certs, families, procfs, results
+from harness.foreign import (ForeignSampler, ForeignWatchdog, observe, stuck_summary,
+                             take_stacks)
 from harness.children import Children, signal_group, start_loadgens
-from harness.watchdog import Thresholds, Watchdog, exit_code, external_slots
+from harness.watchdog import Thresholds, exit_code
 
 KAMAILIO_MODULES = "/usr/lib/x86_64-linux-gnu/kamailio/modules"
 DEATH_RE = re.compile(r"child process (\d+) exited by a signal (\d+)")
@@ -157,7 +159,7 @@ def run_target(cfg: TargetConfig, progress=None) -> dict:
         lg, _ = start_loadgens(children, port, cfg.conns, cfg.clients, cfg.window,
                                cfg.churn_every if cfg.load == "churn" else 0, False, cfg.tls,
                                cfg.rate, cfg.duration, 2.0)
-        return _watch(cfg, d, server, lg, roles, progress)
+        return _watch(cfg, d, server, port, lg, roles, progress)
     finally:
         children.stop_all(5.0)
         for v in (lg, probe):
@@ -165,39 +167,13 @@ def run_target(cfg: TargetConfig, progress=None) -> dict:
                 v.close()
 
 
-def _watch(cfg, d: Path, server, lg, roles: dict, progress) -> dict:
-    wd = Watchdog(Thresholds())
-    reader = procfs.Reader(stat_every=1)
-    t0 = time.monotonic_ns()
-    end, stop_at = t0 + int(cfg.duration * 1e9), None
-    seen: dict[int, int] = {}
-    gone: dict[int, int] = {}
-    log = results.SampleLog(d / "samples.jsonl")
-    s = None
-    while True:
-        now = time.monotonic_ns()
-        pids = procfs.tree(server.pid) if server.poll() is None else []
-        procs = {p: x for p in pids if (x := reader.sample(p, detail=True))}
-        for p in procs:
-            seen.setdefault(p, now)
-        for p in seen:
-            if p not in procs and p not in gone:
-                gone[p] = now
-        slots = external_slots(seen, gone, roles)
-        s = {"t": now, "slots": slots, "procs": procs, "lg": lg.total(),
-             "hdr": {"ok": True, "arena": {"double_free": 0, "wild_free": 0}, "cross_handoffs": 0}}
-        v = wd.observe(s)
-        if v is not None and stop_at is None:
-            stop_at = now + int(cfg.linger * 1e9)
-            if progress:
-                progress(f"{v.verdict} detected: {v.reason}")
-        log.write({"t": round((now - t0) / 1e9, 3), "lg": {k: s["lg"][k] for k in ("sent", "answered", "bad")},
-                   "procs": {p: {"state": x["state"], "cpu": x["cpu_s"]} for p, x in procs.items()}})
-        if now >= end or (stop_at and now >= stop_at):
-            break
-        time.sleep(0.05)
-    log.close()
-    v = wd.final()
+def _watch(cfg, d: Path, server, port: int, lg, roles: dict, progress) -> dict:
+    sampler = ForeignSampler([server.pid], port=port, roles=roles)
+    wd = ForeignWatchdog(Thresholds())
+    v, s, t0 = observe(sampler, wd, lg.total, cfg.duration, cfg.linger, 20.0,
+                       results.SampleLog(d / "samples.jsonl"), progress,
+                       alive=lambda: server.poll() is None)
+    gone = {tr.pid: tr.gone_ns for tr in sampler.tracks.values() if tr.gone_ns}
     text = (d / "server.log").read_text(errors="replace") if (d / "server.log").exists() else ""
     evidence = [l.strip() for l in text.splitlines() if EVIDENCE_RE.search(l)][:20]
     deaths = [(int(p), int(sig)) for p, sig in DEATH_RE.findall(text)]
@@ -210,13 +186,7 @@ def _watch(cfg, d: Path, server, lg, roles: dict, progress) -> dict:
     if deaths:
         v.reason = "; ".join(f"{roles.get(p, 'process')} {p} died of {signal.Signals(sig).name}"
                              for p, sig in deaths[:4]) + (f" (+{len(deaths) - 4} more)" if len(deaths) > 4 else "")
-    if v.verdict not in ("pass", "inconclusive", "crash"):
-        live = [{"pid": p, "slot": i, "role": roles.get(p, "process")} for i, p in enumerate(seen) if p not in gone]
-        taken = stacks.collect(live, d / "stacks")
-        v.stacks = [{k: t[k] for k in ("pid", "slot", "role", "tool", "file", "changed")}
-                    | {"top": t["frames"][:12]} for t in taken]
-    else:
-        taken = []
+    taken = take_stacks(v, sampler, d / "stacks") if v.failed and v.verdict != "crash" else []
     v.evidence += evidence[:5]
     v.families = families.name(v.to_dict(), taken, [], text.splitlines())
     stats = kamcmd(d, "stats.get_statistics", "all") if cfg.kind == "kamailio" and server.poll() is None else None
@@ -229,8 +199,10 @@ def _watch(cfg, d: Path, server, lg, roles: dict, progress) -> dict:
            "replies": lgt.get("answered", 0), "replies_per_s": round(lgt.get("answered", 0) / load_s, 1) if load_s else 0,
            "bad": lgt.get("bad", 0), "conn_errors": lgt.get("conn_errors", 0),
            "handshakes_client": lgt.get("handshakes", 0), "server_exit": server.poll(),
-           "processes": len(seen), "vanished": len(gone), "deaths": deaths, "log_evidence": evidence[:10],
-           "rcv_requests": _stat(stats, "rcv_requests"), "workers": cfg.workers}
+           "processes": len(sampler.tracks), "vanished": len(gone),
+           "workers_seen": sorted(tr.pid for tr in sampler.tracks.values() if tr.role == "worker"), "deaths": deaths, "log_evidence": evidence[:10],
+           "rcv_requests": _stat(stats, "rcv_requests"), "workers": cfg.workers,
+           "stuck": stuck_summary(v)}
     results.write_json(d / "verdict.json", v.to_dict())
     results.write_json(d / "outcome.json", out)
     return out

@@ -3,9 +3,10 @@
 Process tree discovered from the given pids through /proc (no ptrace until
 the verdict).  Progress comes from a SIP OPTIONS probe over TLS sent by a
 load generator process (the controller still never loads a TLS library), or
-from a command the user names that prints a counter.  Without either, only
-crashes (a watched process vanished), stopped processes and overload can be
-judged.
+from a command the user names that prints a counter.  Without either, what
+/proc alone shows is judged (crashes, stopped processes, lost wake-ups,
+processes blocked or spinning); a run in which none of that is seen is
+`inconclusive`, never a pass.
 """
 from __future__ import annotations
 
@@ -14,9 +15,10 @@ import subprocess
 import time
 from dataclasses import dataclass
 
-from harness import families, procfs, results, stacks
+from harness import families, procfs, results
 from harness.children import Children, start_loadgens
-from harness.watchdog import Thresholds, Watchdog, exit_code, external_slots
+from harness.foreign import ForeignSampler, ForeignWatchdog, observe, stuck_summary, take_stacks
+from harness.watchdog import Thresholds, Verdict, exit_code
 
 
 @dataclass
@@ -38,13 +40,31 @@ class WatchError(RuntimeError):
     pass
 
 
-def _counter(cmd: str) -> int | None:
-    try:
-        r = subprocess.run(cmd, shell=True, capture_output=True, text=True, timeout=2)
-    except subprocess.TimeoutExpired:
-        return None
-    m = re.search(r"\d+", r.stdout)
-    return int(m.group()) if m else None
+class Counter:
+    """A user's command that prints the server's progress counter (the first
+    number in its output), run at most twice a second."""
+
+    def __init__(self, cmd: str):
+        self.cmd, self.value, self.at = cmd, 0, 0.0
+        self.ok, self.failures, self.last_error = False, 0, ""
+
+    def read(self) -> int:
+        if time.monotonic() - self.at < 0.5:
+            return self.value
+        self.at = time.monotonic()
+        try:
+            r = subprocess.run(self.cmd, shell=True, capture_output=True, text=True, timeout=2)
+        except subprocess.TimeoutExpired:
+            self.failures, self.last_error = self.failures + 1, "timed out after 2 s"
+            return self.value
+        m = re.search(r"\d+", r.stdout)
+        if r.returncode != 0 or not m:
+            self.failures += 1
+            self.last_error = (f"exit {r.returncode}" if r.returncode else "no number") + \
+                (f": {r.stderr.strip()[:100]}" if r.stderr.strip() else "")
+            return self.value
+        self.ok, self.value = True, int(m.group())
+        return self.value
 
 
 def watch(cfg: WatchConfig, progress=None) -> dict:
@@ -54,73 +74,44 @@ def watch(cfg: WatchConfig, progress=None) -> dict:
     run_dir = results.new_run_dir(cfg.out)
     children = Children(run_dir)
     th = Thresholds(no_progress_s=cfg.no_progress_s)
-    wd = Watchdog(th)
+    source = bool(cfg.port or cfg.counter_cmd)
+    wd = ForeignWatchdog(th, progress_source=source)
+    sampler = ForeignSampler(list(cfg.pids), port=cfg.port, tree=cfg.tree)
     lg = None
     try:
         if cfg.port:
             lg, _ = start_loadgens(children, cfg.port, conns=1, clients=1, window=1, churn=0,
                                    resume=False, tls=cfg.tls, rate=cfg.probe_rate,
                                    duration=cfg.duration + 5, timeout=1.0)
-        first_seen: dict[int, int] = {}
-        gone: dict[int, int] = {}
-        counter, counter_at = 0, 0.0
+        counter = Counter(cfg.counter_cmd) if cfg.counter_cmd else None
         t0 = time.monotonic_ns()
-        end, stop_at, first = t0 + int(cfg.duration * 1e9), None, None
-        period = 1.0 / cfg.sample_hz
-        log = results.SampleLog(run_dir / "samples.jsonl")
-        while True:
-            now = time.monotonic_ns()
-            pids = []
-            for root in cfg.pids:
-                pids += procfs.tree(root) if cfg.tree else [root]
-            procs = {p: s for p in dict.fromkeys(pids) if (s := procfs.sample(p, detail=True))}
-            for p in procs:
-                first_seen.setdefault(p, now)
-            for p in list(first_seen):
-                if p not in procs and p not in gone and now - first_seen[p] > 5e8:
-                    gone[p] = now                # watched for 0.5 s, then vanished
-            slots = external_slots(first_seen, gone)
+
+        def lg_total():
             if lg is not None:
-                lgt = lg.total()
-            else:
-                lgt = {"answered": 0, "bad": 0, "ready": 0, "done": 0, "start_ns": 0, "errors": []}
-                if cfg.counter_cmd and time.monotonic() - counter_at >= 0.5:
-                    counter_at = time.monotonic()
-                    counter = _counter(cfg.counter_cmd) or counter
-                if cfg.counter_cmd:
-                    lgt.update(answered=counter, ready=1, start_ns=t0)
-            s = {"t": now, "slots": slots, "procs": procs, "lg": lgt,
-                 "hdr": {"ok": True, "arena": {"double_free": 0, "wild_free": 0}, "cross_handoffs": 0}}
-            v = wd.observe(s)
-            if v is not None and first is None:
-                first = v
-                stop_at = now + int(cfg.linger * 1e9)
-                if progress:
-                    progress(f"{v.verdict} detected: {v.reason}")
-            log.write({"t": round((now - t0) / 1e9, 3), "answered": lgt["answered"],
-                       "procs": {p: {"state": x["state"], "cpu": x["cpu_s"]} for p, x in procs.items()}})
-            if now >= end or (stop_at and now >= stop_at) or (not procs and not gone):
-                break
-            time.sleep(max(0.0, period - (time.monotonic_ns() - now) / 1e9))
-        log.close()
-        v = wd.final()
-        if v.verdict not in ("pass", "inconclusive"):
-            live = [{"pid": p, "slot": i, "role": "process"} for i, p in enumerate(first_seen)
-                    if p not in gone and procfs.sample(p)]
-            taken = stacks.collect(live, run_dir / "stacks")
-            v.stacks = [{k: t[k] for k in ("pid", "slot", "role", "tool", "file", "changed")}
-                        | {"top": t["frames"][:12]} for t in taken]
+                return lg.total()
+            d = {"answered": 0, "bad": 0, "ready": 0, "done": 0, "start_ns": 0, "errors": []}
+            if counter is not None:
+                d.update(answered=counter.read(), ready=1, start_ns=t0)
+            return d
+
+        v, s, _ = observe(sampler, wd, lg_total, cfg.duration, cfg.linger, cfg.sample_hz,
+                          results.SampleLog(run_dir / "samples.jsonl"), progress)
+        if counter is not None and counter.failures and not counter.ok:
+            v = Verdict("inconclusive", reason=f"--counter-cmd never printed a number "
+                        f"({counter.failures} tries; last: {counter.last_error})")
+        elif lg is not None and (s is None or s["lg"].get("answered", 0) == 0) and not v.failed:
+            errs = "; ".join((s or {}).get("lg", {}).get("errors") or []) or "no answer"
+            v = Verdict("inconclusive", reason=f"the SIP OPTIONS probe on 127.0.0.1:{cfg.port} "
+                        f"was never answered ({errs}): not a TLS SIP port, or not this server's")
+        taken = take_stacks(v, sampler, run_dir / "stacks") if v.failed else []
+        if v.failed:
             v.families = families.name(v.to_dict(), taken, [])
-        if v.verdict == "inconclusive" and not cfg.port and not cfg.counter_cmd:
-            v.reason = "no progress source (--port or --counter-cmd); no crash or stop seen"
-            v.verdict = "pass"
+        gone = sorted(tr.pid for tr in sampler.tracks.values() if tr.gone_ns)
         out = {"run_dir": str(run_dir), "verdict": v.verdict, "outcome": v.verdict,
                "reason": v.reason, "exit_code": exit_code(v.verdict),
-               "watched": sorted(first_seen), "vanished": sorted(gone),
+               "watched": sorted(sampler.tracks), "vanished": gone,
                "families": [f["family"] for f in v.families],
-               "stuck": [{k: p.get(k) for k in ("slot", "pid", "activity", "state", "cpu", "why")}
-                         | {"top": next((x["top"][:6] for x in v.stacks if x["pid"] == p["pid"]), [])}
-                         for p in v.blocked + v.spinning + v.stopped]}
+               "stuck": stuck_summary(v)}
         results.write_json(run_dir / "verdict.json", v.to_dict())
         results.write_json(run_dir / "outcome.json", out)
         return out

@@ -193,6 +193,13 @@ class Watchdog:
 
     def judge(self) -> Verdict:
         s = self.hist[-1]
+        v = self._damage(s)
+        if v is not None:
+            return v
+        return self._liveness(s)
+
+    def _damage(self, s) -> Verdict | None:
+        """Crash, corruption, and (after a graceful shutdown began) stuck exits."""
         t, th = s["t"], self.th
         hdr = s["hdr"]
         # crash: a stand process died by a signal (or exited) while the run was live
@@ -248,7 +255,11 @@ class Watchdog:
             v.reason = "at shutdown: " + v.reason
             v.evidence += at_shutdown
             return v
+        return None
 
+    def _liveness(self, s) -> Verdict:
+        """Stuck workers from the stand's activities and /proc."""
+        t, th = s["t"], self.th
         stuck = []
         for w in s["slots"]:
             if w["state"] != "alive":

@@ -1,0 +1,428 @@
+"""Watching a server tlsharness did not build: everything from /proc.
+
+No status segment, no cooperation.  Per process, per sample:
+
+- `schedstat` (run and run-queue time) always: a process that has not run
+  since the last sample is still where it was, so nothing else is re-read for
+  it (blocked and idle processes cost one read).
+- when it ran: `stat` (state, threads), `syscall` (what it waits in), the
+  read/write system-call counts (`io`) and its voluntary context switches:
+  whether it did I/O or slept since the last sample.
+
+From these each process gets a condition, with the time it began:
+
+| condition  | what /proc shows                                                   |
+|------------|--------------------------------------------------------------------|
+| serve      | it made read/write system calls or slept and woke since last time |
+| idle       | asleep waiting for input or time (epoll_wait, recvmsg, nanosleep…)|
+| lock_wait  | asleep in a futex wait (or SysV semop) without a timeout           |
+| spin       | running or yielding, no read/write, never asleep                   |
+| stopped    | state T                                                            |
+
+The judge (`ForeignWatchdog`) turns conditions into stuck processes:
+
+- a futex wait carrying FUTEX_PRIVATE_FLAG on an address inside a *shared*
+  mapping of a single-threaded process can never be woken by another process:
+  the lost wake-up, stuck after `futex_samples` samples;
+- a private futex wait in a single-threaded process, on private memory: no
+  thread exists that could wake it (a lock inherited locked through fork):
+  stuck after `stall_s`;
+- a wait on a process-shared futex is contention: stuck only after
+  `shared_wait_s` without running, and only while load is offered;
+- spinning `stall_s` without any I/O is stuck only while no replies arrive
+  (or next to blocked processes): "high CPU, no SIP processing";
+- idle processes (the main process in pause, timers, receivers in
+  epoll_wait) are never stuck.
+
+Workers are the processes that ever held a connection accepted on the
+server's port (matched through /proc/PID/fd and /proc/net/tcp*).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from harness import procfs
+from harness.watchdog import Thresholds, Verdict, Watchdog
+
+# system calls that mean "waiting for input, a peer or time": an idle process
+IDLE_SYSCALLS = {
+    0: "read", 1: "write", 7: "poll", 17: "pread64", 19: "readv", 20: "writev", 23: "select",
+    34: "pause", 35: "nanosleep", 42: "connect", 43: "accept", 44: "sendto", 45: "recvfrom",
+    46: "sendmsg", 47: "recvmsg", 61: "wait4", 69: "msgsnd", 70: "msgrcv", 128: "rt_sigtimedwait",
+    130: "rt_sigsuspend", 230: "clock_nanosleep", 232: "epoll_wait", 247: "waitid",
+    270: "pselect6", 271: "ppoll", 281: "epoll_pwait", 288: "accept4", 299: "recvmmsg",
+    307: "sendmmsg", 425: "io_uring_enter", 441: "epoll_pwait2",
+}
+SEM_SYSCALLS = {65: "semop", 220: "semtimedop"}
+SCHED_YIELD = 24
+FUTEX_WAIT_CMDS = {"wait", "wait_bitset", "6", "11", "13"}   # + lock_pi, wait_requeue_pi, lock_pi2
+
+
+def syscall_name(nr: int) -> str:
+    return IDLE_SYSCALLS.get(nr) or SEM_SYSCALLS.get(nr) or {202: "futex", 24: "sched_yield"}.get(
+        nr, f"syscall {nr}")
+
+
+@dataclass
+class Track:
+    """What is known of one watched process."""
+    pid: int
+    first_ns: int
+    run_ns: int = -1
+    wait_ns: int = 0
+    counts: int = -1                # read/write calls + voluntary switches
+    served: int = 0                 # times the counts moved (the slot's "requests")
+    cond: str = "new"
+    since_ns: int = 0
+    samples: int = 0                # samples in this condition
+    key: object = None              # the futex address of a lock_wait
+    state: str = "?"
+    ppid: int = 0
+    threads: int = 1
+    syscall: dict | None = None
+    shared: list | None = None      # shared mappings, read when first needed
+    maps_ns: int = 0
+    mapping: str | None = None      # the shared mapping a futex wait lies in
+    role: str = "process"
+    sockets_ns: int = 0
+    gone_ns: int = 0
+    stat_tick: int = 0
+
+
+@dataclass
+class ForeignSampler:
+    """Samples a process tree (or single pids) into the watchdog's format."""
+    roots: list
+    port: int | None = None
+    tree: bool = True
+    roles: dict = field(default_factory=dict)
+    stat_every: int = 4             # state re-read this often for processes that did not run
+    sockets_every_s: float = 1.0
+    tracks: dict = field(default_factory=dict)
+    tick: int = 0
+    _port_inodes: set = field(default_factory=set)
+    _port_ns: int = 0
+
+    def pids(self) -> list[int]:
+        out = []
+        for r in self.roots:
+            out += procfs.tree(r) if self.tree else [r]
+        return list(dict.fromkeys(out))
+
+    def sample(self, now: int | None = None, lg: dict | None = None) -> dict:
+        now = now or time.monotonic_ns()
+        self.tick += 1
+        live = set()
+        for pid in self.pids():
+            tr = self.tracks.get(pid)
+            if tr is None or tr.gone_ns:
+                tr = self.tracks[pid] = Track(pid, now, since_ns=now)
+            if self._update(tr, now):
+                live.add(pid)
+        for pid, tr in self.tracks.items():
+            if pid not in live and not tr.gone_ns:
+                tr.gone_ns = now
+        if self.port:
+            self._find_workers(now, live)
+        procs = {p: self._proc(self.tracks[p]) for p in live}
+        return {"t": now, "slots": self.slots(), "procs": procs,
+                "lg": lg or {"answered": 0, "bad": 0, "ready": 0, "done": 0, "start_ns": 0,
+                             "errors": []},
+                "hdr": {"ok": True, "arena": {"double_free": 0, "wild_free": 0},
+                        "cross_handoffs": 0}}
+
+    # -- one process ----------------------------------------------------------------
+    def _update(self, tr: Track, now: int) -> bool:
+        ss = procfs._read(f"/proc/{tr.pid}/schedstat")
+        if ss is None:
+            return False
+        parts = ss.split()
+        run_ns, wait_ns = int(parts[0]), int(parts[1])
+        ran = run_ns != tr.run_ns
+        tr.run_ns, tr.wait_ns = run_ns, wait_ns
+        fresh = tr.cond == "new"
+        if ran or fresh or self.tick - tr.stat_tick >= self.stat_every:
+            stat = procfs._read(f"/proc/{tr.pid}/stat")
+            if stat is None:
+                return False
+            rest = stat[stat.rfind(")") + 2:].split()
+            old_state = tr.state
+            tr.state, tr.ppid, tr.threads = rest[0], int(rest[1]), int(rest[17])
+            tr.stat_tick = self.tick
+            if not ran and not fresh and tr.state == old_state:
+                tr.samples += 1
+                return True
+        else:
+            tr.samples += 1
+            return True
+        # it ran (or is new, or its state changed): where is it now?
+        sc = procfs.parse_syscall(procfs._read(f"/proc/{tr.pid}/syscall"))
+        io = procfs.io_counts(tr.pid)
+        vol = procfs.voluntary_switches(tr.pid)
+        counts = (io or 0) + (vol or 0)
+        moved = tr.counts >= 0 and counts != tr.counts
+        if moved:
+            tr.served += 1
+        tr.counts = counts
+        tr.syscall = sc
+        cond, key = self._condition(tr, sc, moved)
+        if cond == tr.cond and key == tr.key and (cond == "spin" or not ran):
+            tr.samples += 1                   # still spinning, or unchanged
+        else:
+            tr.cond, tr.key, tr.samples = cond, key, 1
+            tr.since_ns = tr.first_ns if fresh else now
+            tr.mapping = None
+            if cond == "lock_wait" and isinstance(key, int) and sc["futex"]["private"]:
+                tr.mapping = self._shared_mapping(tr, key, now)
+        return True
+
+    def _condition(self, tr: Track, sc: dict | None, moved: bool) -> tuple[str, object]:
+        if tr.state in ("T", "t"):
+            return "stopped", None
+        if sc is None:
+            return ("serve" if moved else "spin"), None
+        if sc.get("running") or sc.get("nr") in (SCHED_YIELD, -1):
+            return ("serve" if moved else "spin"), None
+        fx = sc.get("futex")
+        if fx:
+            if fx["cmd"] in FUTEX_WAIT_CMDS and not sc["args"][3]:   # no timeout
+                return "lock_wait", fx["addr"]
+            return "idle", None                  # a timed wait wakes by itself
+        if sc["nr"] in SEM_SYSCALLS:
+            return "lock_wait", f"sem:{sc['args'][0]}"
+        if sc["nr"] in IDLE_SYSCALLS:
+            return "idle", None
+        return ("serve" if moved else "sys"), None
+
+    def _shared_mapping(self, tr: Track, addr: int, now: int) -> str | None:
+        """The shared mapping holding addr: maps read at the first suspect wait,
+        again only when the address is not in the known ones (a new mapping)."""
+        for attempt in range(2):
+            if tr.shared is None or attempt:
+                if attempt and now - tr.maps_ns < 200_000_000:
+                    break
+                tr.shared = procfs.shared_mappings(tr.pid) or []
+                tr.maps_ns = now
+            for lo, hi, label in tr.shared:
+                if lo <= addr < hi:
+                    return f"{label} +{addr - lo:#x}"
+        return None
+
+    def _find_workers(self, now: int, live: set) -> None:
+        """Processes that hold a connection accepted on the server's port are
+        its workers (the listening socket says nothing: children inherit it)."""
+        todo = [self.tracks[p] for p in live if self.tracks[p].role == "process"
+                and now - self.tracks[p].sockets_ns >= self.sockets_every_s * 1e9]
+        if not todo:
+            return
+        if now - self._port_ns >= 200_000_000:
+            self._port_inodes = procfs.port_connections(self.port)
+            self._port_ns = now
+        for tr in todo:
+            tr.sockets_ns = now
+            if self._port_inodes & procfs.socket_inodes(tr.pid):
+                tr.role = "worker"
+
+    def _proc(self, tr: Track) -> dict:
+        sc = tr.syscall
+        return {"pid": tr.pid, "state": tr.state, "ppid": tr.ppid, "cpu_s": tr.run_ns / 1e9,
+                "run_ns": tr.run_ns, "wait_ns": tr.wait_ns, "threads": tr.threads,
+                "syscall": sc if tr.cond == "lock_wait" else None, "cond": tr.cond,
+                "wchan": None}
+
+    def slots(self) -> list[dict]:
+        out = []
+        for i, tr in enumerate(self.tracks.values()):
+            role = self.roles.get(tr.pid) or tr.role
+            out.append({"slot": i, "pid": tr.pid, "role": role,
+                        "state": "dead" if tr.gone_ns else "alive",
+                        "activity": tr.cond, "since_ns": tr.since_ns, "samples": tr.samples,
+                        "requests": tr.served, "threads": tr.threads, "mapping": tr.mapping,
+                        "lock_waiting": -1, "lock_held": -1, "ok": True, "exit_signal": 0,
+                        "exit_code": -1 if tr.gone_ns else 0, "exit_ns": tr.gone_ns})
+        return out
+
+
+class ForeignWatchdog(Watchdog):
+    """The watchdog's verdicts (crash, degraded, deadlock, livelock, mixed,
+    stopped, overload) decided from ForeignSampler conditions."""
+
+    def __init__(self, th: Thresholds, progress_source: bool = True):
+        super().__init__(th)
+        self.progress_source = progress_source
+        self.unjudged: str | None = None
+
+    def observe(self, s: dict) -> Verdict | None:
+        self.hist.append(s)
+        if self.load_start_ns is None and s["lg"].get("start_ns"):
+            self.load_start_ns = s["lg"]["start_ns"]
+        if self.first is None:
+            v = self.judge()
+            if v.failed or v.verdict in ("overload", "stopped"):
+                self.first = v
+                return v
+        return None
+
+    def _offered(self, s: dict) -> bool:
+        """Requests outstanding (sent, not yet settled), when a load generator is known."""
+        lg = s["lg"]
+        if not self.progress_source:
+            return False
+        out = lg.get("sent", 0) - lg.get("answered", 0) - lg.get("bad", 0) - lg.get("timed_out", 0)
+        return out > 0 or ("sent" not in lg and bool(lg.get("ready")))
+
+    def _io_progress(self, seconds: float, exclude: set) -> int:
+        old, new = self._window(seconds)
+        before = {w["pid"]: w["requests"] for w in old["slots"]}
+        return sum(max(0, w["requests"] - before.get(w["pid"], w["requests"]))
+                   for w in new["slots"] if w["pid"] not in exclude and w["state"] == "alive")
+
+    def _find_stuck(self, s: dict) -> list:
+        t, th = s["t"], self.th
+        offered = self._offered(s)
+        stuck, spin = [], []
+        for w in s["slots"]:
+            if w["state"] != "alive":
+                continue
+            age = (t - w["since_ns"]) / 1e9
+            act = w["activity"]
+            fx = ((s["procs"].get(w["pid"]) or {}).get("syscall") or {}).get("futex")
+            why = None
+            if act == "stopped" and w["samples"] >= 2:
+                why = "stopped (state T)"
+            elif act == "lock_wait":
+                single = w["threads"] == 1
+                where = f"private futex wait on {w['mapping']}" if w["mapping"] else None
+                if fx and fx["private"] and w["mapping"] and single \
+                        and w["samples"] >= th.futex_samples:
+                    why = f"{where}: a process-private wait on shared memory, no other " \
+                          f"process can wake it ({age:.1f} s)"
+                elif fx and fx["private"] and single and age >= th.stall_s and not w["mapping"]:
+                    why = f"private futex wait at {fx['addr']:#x} in a single-threaded process " \
+                          f"for {age:.1f} s: no thread exists that could wake it"
+                elif fx and fx["private"] and w["mapping"] and age >= th.shared_wait_s:
+                    why = f"{where} for {age:.1f} s without running ({w['threads']} threads)"
+                elif (not fx or not fx["private"]) and offered and age >= th.shared_wait_s:
+                    what = f"shared futex {fx['addr']:#x}" if fx else "a semaphore"
+                    why = f"waits on {what} for {age:.1f} s without running while load is offered"
+            elif act in ("spin", "sys") and age >= th.stall_s:
+                spin.append((w, f"{'running' if act == 'spin' else 'in a system call'} "
+                                f"{age:.1f} s without any I/O"))
+            if why:
+                stuck.append((w, why))
+        if spin:
+            replies = self._progress(th.progress_s) if self.progress_source else 0
+            if stuck or (offered and replies == 0) or (not self.progress_source and stuck):
+                stuck += spin
+        return stuck
+
+    def _liveness(self, s: dict) -> Verdict:
+        t, th = s["t"], self.th
+        stuck = self._find_stuck(s)
+        if stuck:
+            since = min(w["since_ns"] for w, _ in stuck)
+            if self.progress_source:
+                progress = self._progress(th.progress_s, since)
+            else:
+                progress = self._io_progress(th.progress_s, {w["pid"] for w, _ in stuck})
+            return self._classify(s, stuck, progress)
+        if (self.progress_source and self.load_start_ns
+                and (t - self.load_start_ns) / 1e9 > th.no_progress_s
+                and self._progress(th.no_progress_s) == 0 and self._offered(s)):
+            waits = [self._runq_wait(p) or 0 for p in s["procs"]]
+            if waits and max(waits) >= th.overload_wait:
+                return Verdict("overload", reason=f"no replies for {th.no_progress_s:g} s while "
+                               f"the server's processes wait {max(waits):.2f} s/s for a CPU and "
+                               "none is stuck: not a hang", detect_ns=t)
+            if self.unjudged is None:
+                conds = sorted({w["activity"] for w in s["slots"] if w["state"] == "alive"})
+                self.unjudged = (f"no replies for {th.no_progress_s:g} s to requests outstanding "
+                                 f"while no server process is stuck (their conditions: "
+                                 f"{', '.join(conds)}): the requests do not reach a worker, or "
+                                 "it drops them")
+        return Verdict("pass")
+
+    def _describe(self, s, w, why) -> dict:
+        d = super()._describe(s, w, why)
+        d["condition"] = w["activity"]
+        if "futex" in d:
+            d["futex"]["in_arena"] = False
+            d["futex"]["in_shared_mapping"] = bool(w.get("mapping"))
+            d["futex"]["mapping"] = w.get("mapping")
+        if w["activity"] == "lock_wait" and not (s["procs"].get(w["pid"]) or {}).get("syscall"):
+            d["wait"] = "semaphore"
+        return d
+
+    def final(self) -> Verdict:
+        v = super().final()
+        if v.verdict == "pass" and self.unjudged and self.first is None:
+            return Verdict("inconclusive", reason=self.unjudged)
+        if v.verdict == "inconclusive" and not self.progress_source:
+            v.reason = ("no progress source (--port or --counter-cmd): crashes, stopped "
+                        "processes, lost wake-ups and blocked or spinning processes were looked "
+                        "for and not seen, but whether requests are answered is unknown")
+        return v
+
+
+def stuck_pids(v: Verdict) -> list[int]:
+    return [d["pid"] for d in v.blocked + v.spinning + v.stopped]
+
+
+def observe(sampler: ForeignSampler, wd: ForeignWatchdog, lg_total, duration: float,
+            linger: float, sample_hz: float, log, progress=None, alive=lambda: True):
+    """Sample at sample_hz until duration ends, or `linger` s after the first
+    failure (to see whether it lasts), or everything watched has gone.
+    lg_total() gives the progress counters.  Returns (final verdict, last sample, t0)."""
+    t0 = time.monotonic_ns()
+    end, stop_at = t0 + int(duration * 1e9), None
+    period = 1.0 / sample_hz
+    s = None
+    while True:
+        now = time.monotonic_ns()
+        s = sampler.sample(now, lg_total())
+        v = wd.observe(s)
+        if v is not None and stop_at is None:
+            stop_at = now + int(linger * 1e9)
+            if progress:
+                progress(f"{v.verdict} detected: {v.reason}")
+        log.write({"t": round((now - t0) / 1e9, 3),
+                   "lg": {k: s["lg"].get(k, 0) for k in ("sent", "answered", "bad")},
+                   "procs": {p: {"state": x["state"], "cpu": round(x["cpu_s"], 3),
+                                 "cond": x["cond"]} for p, x in s["procs"].items()}})
+        if now >= end or (stop_at and now >= stop_at) or not s["procs"] or not alive():
+            if not alive() and s["procs"]:
+                s = sampler.sample(time.monotonic_ns(), lg_total())
+                wd.observe(s)
+            break
+        time.sleep(max(0.0, period - (time.monotonic_ns() - now) / 1e9))
+    log.close()
+    return wd.final(), s, t0
+
+
+def take_stacks(v: Verdict, sampler: ForeignSampler, out_dir) -> list[dict]:
+    """Stacks of the processes the watchdog judged stuck, and only those
+    (ptrace after the verdict; never the whole tree)."""
+    from harness import stacks
+    pids = set(stuck_pids(v))
+    procs = [{"pid": w["pid"], "slot": w["slot"], "role": w["role"]} for w in sampler.slots()
+             if w["pid"] in pids and w["state"] == "alive"]
+    taken = stacks.collect(procs, out_dir) if procs else []
+    v.stacks = [{k: t[k] for k in ("pid", "slot", "role", "tool", "file", "changed")}
+                | {"top": t["frames"][:12]} for t in taken]
+    return taken
+
+
+def stuck_summary(v: Verdict) -> list[dict]:
+    """One line of facts per stuck process, for outcome.json and the terminal."""
+    out = []
+    for kind, lst in (("blocked", v.blocked), ("spinning", v.spinning), ("stopped", v.stopped)):
+        for d in lst:
+            e = {"pid": d["pid"], "role": d.get("role"), "as": kind, "why": d.get("why"),
+                 "state": d.get("state"), "cpu": d.get("cpu")}
+            fx = d.get("futex")
+            if fx:
+                e["futex"] = {k: fx.get(k) for k in ("addr", "op", "private", "mapping")}
+            e["top"] = next((x["top"][:6] for x in v.stacks if x["pid"] == d["pid"]), [])
+            out.append(e)
+    return out
