@@ -487,13 +487,16 @@ def cmd_target(ns, argv) -> int:
         if ns.kind == "cmd" and not cmd:
             raise ConfigError("target cmd needs a server command after --")
         for name, v, lo, hi in (("workers", ns.workers, 1, 64), ("conns", ns.conns, 1, 4096),
-                                ("duration", ns.duration, 0.5, 3600)):
+                                ("duration", ns.duration, 0.5, 3600),
+                                ("ready-timeout", ns.ready_timeout, 0.5, 600)):
             if not lo <= v <= hi:
                 raise ConfigError(f"--{name} must be between {lo} and {hi} (got {v})")
         cfg = TargetConfig(kind=ns.kind, command=cmd, port=ns.port or 0, workers=ns.workers,
                            conns=ns.conns, clients=ns.clients, window=ns.window, load=ns.load,
-                           churn_every=ns.churn_every, rate=ns.rate, tls=parse_tls(ns.tls),
-                           duration=ns.duration, cores=ns.cores, out=ns.out)
+                           churn_every=ns.churn_every, rate=ns.rate,
+                           tls=0 if ns.tls == "auto" else parse_tls(ns.tls),
+                           duration=ns.duration, ready_timeout=ns.ready_timeout,
+                           cores=ns.cores, out=ns.out)
         out = run_target(cfg, None if ns.quiet else
                          (lambda m: print(f"  ! {m}", file=sys.stderr, flush=True)))
     except (ConfigError, TargetError) as e:
@@ -620,8 +623,11 @@ def main(argv=None) -> int:
     tg.add_argument("--load", default="churn", choices=["churn", "persistent"])
     tg.add_argument("--churn-every", type=int, default=1)
     tg.add_argument("--rate", type=float, default=0.0)
-    tg.add_argument("--tls", default="1.2")
+    tg.add_argument("--tls", default="auto",
+                    help="auto (negotiate 1.2-1.3, the default), 1.2 or 1.3")
     tg.add_argument("--duration", type=float, default=20.0)
+    tg.add_argument("--ready-timeout", type=float, default=20.0,
+                    help="seconds the server has to answer a TLS OPTIONS with 200")
     tg.add_argument("--cores", action="store_true", help="let the server write core files")
     tg.add_argument("--out", default="results")
     tg.add_argument("--quiet", "-q", action="store_true")

@@ -10,10 +10,12 @@ stopped by process group at the end, also after a crash or a hang.
 """
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +23,7 @@ from pathlib import Path
 from harness import certs, families, procfs, results
 from harness.foreign import (ForeignSampler, ForeignWatchdog, observe, stuck_summary,
                              take_stacks)
-from harness.children import Children, signal_group, start_loadgens
+from harness.children import Children, start_loadgens
 from harness.watchdog import Thresholds, exit_code
 
 KAMAILIO_MODULES = "/usr/lib/x86_64-linux-gnu/kamailio/modules"
@@ -46,7 +48,7 @@ class TargetConfig:
     load: str = "churn"
     churn_every: int = 1
     rate: float = 0.0
-    tls: int = 12
+    tls: int = 0                     # 0: negotiate 1.2-1.3; 12 or 13: pinned
     duration: float = 20.0
     ready_timeout: float = 20.0
     cores: bool = False
@@ -136,35 +138,25 @@ def run_target(cfg: TargetConfig, progress=None) -> dict:
     results.write_json(d / "manifest.json", {"tool": "tlsharness target", "kind": cfg.kind,
                                              "command": cmd, "port": port, "config": cfg.__dict__,
                                              "machine": results.machine()})
-    lg = probe = None
+    lg = None
     try:
         server = children.spawn_cmd(cmd, [], "server.log")
-        # readiness: a TLS OPTIONS answered (a probe load generator, 1 connection)
-        probe, _ = start_loadgens(children, port, 1, 1, 1, 0, False, cfg.tls, 20.0,
-                                  cfg.ready_timeout, 1.0)
-        deadline = time.monotonic() + cfg.ready_timeout
-        while probe.total()["answered"] == 0:
-            if server.poll() is not None:
-                raise TargetError(f"server exited with {server.returncode} before answering: "
-                                  f"{_tail(d / 'server.log')}")
-            if time.monotonic() > deadline:
-                raise TargetError(f"no TLS OPTIONS answer on 127.0.0.1:{port} within "
-                                  f"{cfg.ready_timeout:g} s: {_tail(d / 'server.log')}")
-            time.sleep(0.05)
-        for p in children.procs[1:]:
-            signal_group(p.pid, signal.SIGKILL)
+        ready = wait_ready(server, port, cfg.tls, cfg.ready_timeout, d / "server.log")
         roles = _roles(d) if cfg.kind == "kamailio" else {}
         if progress:
-            progress(f"server ready on 127.0.0.1:{port} ({len(procfs.tree(server.pid))} processes)")
+            progress(f"server ready on 127.0.0.1:{port} ({len(procfs.tree(server.pid))} processes, "
+                     f"{ready['tls']})")
         lg, _ = start_loadgens(children, port, cfg.conns, cfg.clients, cfg.window,
                                cfg.churn_every if cfg.load == "churn" else 0, False, cfg.tls,
                                cfg.rate, cfg.duration, 2.0)
-        return _watch(cfg, d, server, port, lg, roles, progress)
+        out = _watch(cfg, d, server, port, lg, roles, progress)
+        out["tls_negotiated"] = ready["tls"]
+        results.write_json(d / "outcome.json", out)
+        return out
     finally:
         children.stop_all(5.0)
-        for v in (lg, probe):
-            if v:
-                v.close()
+        if lg:
+            lg.close()
 
 
 def _watch(cfg, d: Path, server, port: int, lg, roles: dict, progress) -> dict:
@@ -206,6 +198,37 @@ def _watch(cfg, d: Path, server, port: int, lg, roles: dict, progress) -> dict:
     results.write_json(d / "verdict.json", v.to_dict())
     results.write_json(d / "outcome.json", out)
     return out
+
+
+def wait_ready(server, port: int, tls: int, timeout: float, log: Path) -> dict:
+    """Probe until a TLS OPTIONS gets its 200, the server exits, or timeout:
+    a failure names its cause in one line (nothing listens, not TLS, TLS
+    version refused, handshake alert, closed, no or wrong SIP answer)."""
+    deadline = time.monotonic() + timeout
+    last, same = None, 0
+    while True:
+        if server.poll() is not None:
+            raise TargetError(f"server exited with {server.returncode} before it was ready: "
+                              f"{_tail(log)}")
+        try:
+            r = subprocess.run([sys.executable, "-m", "harness.readiness", str(port), str(tls), "2"],
+                               capture_output=True, text=True, timeout=20, cwd=str(results.ROOT))
+            res = json.loads(r.stdout.strip().splitlines()[-1])
+        except (subprocess.TimeoutExpired, ValueError, IndexError):
+            res = {"ready": False, "cause": "probe", "detail": "the readiness probe itself failed"}
+        if res["ready"]:
+            return res
+        same = same + 1 if last and last["cause"] == res["cause"] else 1
+        last = res
+        if same >= 3 and res["cause"] in ("plain", "version", "alert", "sip"):
+            break                                   # the same answer three times: final
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    if server.poll() is not None:
+        raise TargetError(f"server exited with {server.returncode} before it was ready: {_tail(log)}")
+    raise TargetError(f"server on 127.0.0.1:{port} not ready: {last['detail']}"
+                      + (f" (server log: {_tail(log)})" if last["cause"] in ("port", "silent") else ""))
 
 
 def _stat(text: str | None, name: str) -> int | None:

@@ -13,7 +13,7 @@ struct tlsh_lg_config {
     int window;             /* outstanding requests per connection (>= 1) */
     int churn;              /* 0 persistent; N > 0: reconnect after N requests */
     int resume;             /* with churn: resume the previous TLS session */
-    int tls_version;        /* 12 or 13 */
+    int tls_version;        /* 12 or 13, or 0: negotiate 1.2-1.3 */
     double rate;            /* requests/s for this process, 0 = closed loop */
     double duration_s;      /* the loop stops by itself after this */
     double timeout_s;       /* a request unanswered this long counts as timed out */

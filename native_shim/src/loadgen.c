@@ -581,8 +581,10 @@ static SSL_CTX *make_ctx(const struct tlsh_lg_config *cfg, struct tlsh_lg_counte
 {
     SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
     if (!ctx) { set_error(c, "loadgen: SSL_CTX_new failed"); return NULL; }
-    int v = cfg->tls_version == 12 ? TLS1_2_VERSION : TLS1_3_VERSION;
-    if (!SSL_CTX_set_min_proto_version(ctx, v) || !SSL_CTX_set_max_proto_version(ctx, v)) {
+    /* 0: negotiate (1.2 to 1.3, what the server prefers); 12 or 13: pinned */
+    int lo = cfg->tls_version == 13 ? TLS1_3_VERSION : TLS1_2_VERSION;
+    int hi = cfg->tls_version == 12 ? TLS1_2_VERSION : TLS1_3_VERSION;
+    if (!SSL_CTX_set_min_proto_version(ctx, lo) || !SSL_CTX_set_max_proto_version(ctx, hi)) {
         set_error(c, "loadgen: cannot set TLS version %d", cfg->tls_version);
         SSL_CTX_free(ctx);
         return NULL;
@@ -590,7 +592,7 @@ static SSL_CTX *make_ctx(const struct tlsh_lg_config *cfg, struct tlsh_lg_counte
     SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
     SSL_CTX_set_mode(ctx, SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
     SSL_CTX_set_read_ahead(ctx, 1);     /* one read(2) for many records */
-    if (cfg->tls_version == 12 && cfg->ciphers[0]) {
+    if (cfg->tls_version != 13 && cfg->ciphers[0]) {
         char ciphers[sizeof cfg->ciphers + 1];
         memcpy(ciphers, cfg->ciphers, sizeof cfg->ciphers);
         ciphers[sizeof cfg->ciphers] = 0;
@@ -632,8 +634,8 @@ int tlsh_loadgen_run(const struct tlsh_lg_config *cfg, struct tlsh_lg_counters *
     if (cfg->nconns < 1 || cfg->nconns > 1000000) { set_error(c, "loadgen: nconns %d out of range", cfg->nconns); return -1; }
     if (cfg->window < 1 || cfg->window > 65536) { set_error(c, "loadgen: window %d out of range", cfg->window); return -1; }
     if (cfg->churn < 0) { set_error(c, "loadgen: churn %d < 0", cfg->churn); return -1; }
-    if (cfg->tls_version != 12 && cfg->tls_version != 13) {
-        set_error(c, "loadgen: tls_version %d (want 12 or 13)", cfg->tls_version);
+    if (cfg->tls_version != 0 && cfg->tls_version != 12 && cfg->tls_version != 13) {
+        set_error(c, "loadgen: tls_version %d (want 0 = negotiate, 12 or 13)", cfg->tls_version);
         return -1;
     }
     if (!(cfg->rate >= 0) || !isfinite(cfg->rate)) { set_error(c, "loadgen: bad rate"); return -1; }

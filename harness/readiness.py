@@ -1,0 +1,136 @@
+"""Is a server ready, and if not, why: one probe, run as a child process
+(``python -m harness.readiness PORT TLS TIMEOUT``; the controller never
+loads a TLS library).  Prints one JSON line:
+
+  {"ready": true, "tls": "TLSv1.3", "status": 200}
+  {"ready": false, "cause": "port", "detail": "..."}
+
+Causes: port (nothing listens), plain (the port speaks something other than
+TLS), version (the server refuses the TLS version asked for), alert (a
+handshake alert: certificate, cipher...), closed (the server closed the
+connection), sip (TLS works but the SIP answer is not a 200), silent (TLS
+works, no SIP answer in time).
+"""
+from __future__ import annotations
+
+import json
+import socket
+import ssl
+import sys
+
+VERSIONS = {0: (ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3),
+            12: (ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_2),
+            13: (ssl.TLSVersion.TLSv1_3, ssl.TLSVersion.TLSv1_3)}
+REQUEST = ("OPTIONS sip:tlsh@127.0.0.1 SIP/2.0\r\n"
+           "Via: SIP/2.0/TLS 127.0.0.1;branch=z9hG4bK-ready-1\r\n"
+           "Max-Forwards: 70\r\nFrom: <sip:ready@127.0.0.1>;tag=ready\r\n"
+           "To: <sip:tlsh@127.0.0.1>\r\nCall-ID: ready-1@tlsharness\r\n"
+           "CSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n").encode()
+
+
+def _ctx(tls: int) -> ssl.SSLContext:
+    c = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    c.check_hostname = False
+    c.verify_mode = ssl.CERT_NONE
+    c.minimum_version, c.maximum_version = VERSIONS[tls]
+    return c
+
+
+def _connect(port: int, timeout: float) -> socket.socket:
+    return socket.create_connection(("127.0.0.1", port), timeout=timeout)
+
+
+def _speaks(port: int, timeout: float) -> list[str]:
+    """The TLS versions the server accepts (asked one by one)."""
+    out = []
+    for v, name in ((12, "1.2"), (13, "1.3")):
+        try:
+            with _connect(port, timeout) as raw, _ctx(v).wrap_socket(raw):
+                out.append(name)
+        except (OSError, ssl.SSLError):
+            pass
+    return out
+
+
+def probe(port: int, tls: int, timeout: float) -> dict:
+    try:
+        raw = _connect(port, timeout)
+    except ConnectionRefusedError:
+        return {"ready": False, "cause": "port", "detail": f"nothing listens on 127.0.0.1:{port}"}
+    except OSError as e:
+        return {"ready": False, "cause": "port", "detail": f"connect to 127.0.0.1:{port}: {e}"}
+    try:
+        s = _ctx(tls).wrap_socket(raw)
+    except ssl.SSLError as e:
+        raw.close()
+        reason = (e.reason or str(e)).upper()
+        if "WRONG_VERSION_NUMBER" in reason or "RECORD_LAYER_FAILURE" in reason \
+                or "PACKET_LENGTH_TOO_LONG" in reason or "UNKNOWN_PROTOCOL" in reason:
+            return {"ready": False, "cause": "plain",
+                    "detail": f"127.0.0.1:{port} answers, but not with TLS ({e.reason})"}
+        if "PROTOCOL_VERSION" in reason or "UNSUPPORTED_PROTOCOL" in reason \
+                or "NO_PROTOCOLS" in reason or "VERSION_TOO" in reason:
+            asked = {0: "1.2-1.3", 12: "1.2", 13: "1.3"}[tls]
+            speaks = _speaks(port, timeout) if tls else []
+            return {"ready": False, "cause": "version",
+                    "detail": f"the server refuses TLS {asked}"
+                              + (f"; it speaks TLS {', '.join(speaks)} (use --tls {speaks[0]})"
+                                 if speaks else "")}
+        return {"ready": False, "cause": "alert", "detail": f"TLS handshake failed: {e.reason or e}"}
+    except socket.timeout:
+        raw.close()
+        return {"ready": False, "cause": "plain",
+                "detail": f"no TLS handshake answer within {timeout:g} s (a plain TCP server?)"}
+    except (ConnectionResetError, BrokenPipeError, EOFError, OSError) as e:
+        raw.close()
+        return {"ready": False, "cause": "closed",
+                "detail": f"the server closed the connection during the TLS handshake ({e})"}
+    with s:
+        version = s.version()
+        try:
+            s.sendall(REQUEST)
+            data = b""
+            while b"\r\n\r\n" not in data and len(data) < 65536:
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                data += chunk
+        except socket.timeout:
+            return {"ready": False, "cause": "silent", "tls": version,
+                    "detail": f"TLS ({version}) works, but no SIP answer to OPTIONS within {timeout:g} s"}
+        except ssl.SSLError as e:
+            if "ALERT" in (e.reason or ""):
+                alert = e.reason.split("ALERT_", 1)[-1].lower().replace("_", " ")
+                return {"ready": False, "cause": "alert", "tls": version,
+                        "detail": f"TLS handshake failed: the server sent alert '{alert}'"
+                                  + (" (it wants a client certificate)" if "certificate" in alert
+                                     else "")}
+            return {"ready": False, "cause": "closed", "tls": version,
+                    "detail": f"TLS ({version}) works, then the connection failed: {e}"}
+        except OSError as e:
+            return {"ready": False, "cause": "closed", "tls": version,
+                    "detail": f"TLS ({version}) works, then the connection failed: {e}"}
+    if not data:
+        return {"ready": False, "cause": "closed", "tls": version,
+                "detail": f"TLS ({version}) works, but the server closed the connection "
+                          "without a SIP answer"}
+    first = data.split(b"\r\n", 1)[0].decode("utf-8", "replace")[:100]
+    parts = first.split(" ", 2)
+    if len(parts) < 2 or not parts[0].startswith("SIP/2.0") or not parts[1].isdigit():
+        return {"ready": False, "cause": "sip", "tls": version,
+                "detail": f"TLS ({version}) works, but the answer is not SIP: {first!r}"}
+    if parts[1] != "200":
+        return {"ready": False, "cause": "sip", "tls": version, "status": int(parts[1]),
+                "detail": f"SIP answered OPTIONS with '{first}' instead of 200"}
+    return {"ready": True, "tls": version, "status": 200}
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    port, tls, timeout = int(argv[0]), int(argv[1]), float(argv[2])
+    print(json.dumps(probe(port, tls, timeout)), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
