@@ -96,12 +96,9 @@ def cmd_run(ns, argv) -> int:
     try:
         run = Run(cfg, argv, Progress(quiet=ns.quiet))
         out = run.execute()
-    except HarnessError as e:
+    except (HarnessError, OSError) as e:
         print(f"tlsharness: {e}", file=sys.stderr)
-        return 4
-    except OSError as e:
-        print(f"tlsharness: {e}", file=sys.stderr)
-        return 4
+        return bisect_code(4) if ns.bisect else 4
     if sc is not None:
         check_expectation(sc, cfg, out)
     if out.get("run_dir"):
@@ -467,14 +464,21 @@ def cmd_compare(ns, argv) -> int:
 def cmd_report(ns, argv) -> int:
     from pathlib import Path
     from harness import report
-    d = Path(ns.path)
-    if (d / "compare.json").exists():
-        h, _ = report.compare_report(d)
-    elif (d / "outcome.json").exists():
-        h, _ = report.run_report(d)
-    else:
-        print(f"tlsharness: error: {d}: neither a run nor a comparison folder", file=sys.stderr)
+    d = Path(ns.path).absolute()
+    try:
+        if (d / "compare.json").exists():
+            h, _ = report.compare_report(d)
+        elif (d / "outcome.json").exists() or (d / "manifest.json").exists():
+            h, _ = report.run_report(d)
+        else:
+            raise report.ReportError(f"{d}: neither a run nor a comparison folder")
+    except report.ReportError as e:
+        print(f"tlsharness: error: {e}", file=sys.stderr)
         return EXIT_USAGE
+    _, bad = report.read_samples(d / "samples.jsonl")
+    if bad:
+        print(f"tlsharness: warning: {d / 'samples.jsonl'}: {bad} damaged line(s) skipped",
+              file=sys.stderr)
     report.index(d.parent)
     print(f"report: {h}")
     return 0
@@ -552,6 +556,9 @@ def cmd_libs(ns, argv) -> int:
 
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
+    for stream in (sys.stdout, sys.stderr):     # an ASCII-only terminal: '?' for '—', no crash
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="replace")
     p = ArgParser(prog="tlsharness", description="Stress and deadlock reproduction harness "
                   "for TLS libraries inside multi-process servers.")
     p.add_argument("--version", action="version", version=f"tlsharness {__version__}")
@@ -653,8 +660,15 @@ def main(argv=None) -> int:
     ns = p.parse_args(argv)
     if server_cmd:
         ns.command = server_cmd
+    from harness import certs, native, results
     try:
         return ns.fn(ns, argv)
+    except results.ResultsError as e:
+        print(f"tlsharness: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except (certs.CertError, native.NativeMissing) as e:
+        print(f"tlsharness: error: {e}", file=sys.stderr)
+        return bisect_code(4) if getattr(ns, "bisect", False) else 4
     except BrokenPipeError:             # output piped into head & co: not an error of ours
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0

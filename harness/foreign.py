@@ -43,7 +43,7 @@ import time
 from dataclasses import dataclass, field
 
 from harness import procfs
-from harness.watchdog import Thresholds, Verdict, Watchdog
+from harness.watchdog import Thresholds, Verdict, Watchdog, outstanding
 
 # system calls that mean "waiting for input, a peer or time": an idle process
 IDLE_SYSCALLS = {
@@ -266,11 +266,9 @@ class ForeignWatchdog(Watchdog):
 
     def _offered(self, s: dict) -> bool:
         """Requests outstanding (sent, not yet settled), when a load generator is known."""
-        lg = s["lg"]
         if not self.progress_source:
             return False
-        out = lg.get("sent", 0) - lg.get("answered", 0) - lg.get("bad", 0) - lg.get("timed_out", 0)
-        return out > 0 or ("sent" not in lg and bool(lg.get("ready")))
+        return outstanding(s["lg"]) > 0 if "sent" in s["lg"] else bool(s["lg"].get("ready"))
 
     def _io_progress(self, seconds: float, exclude: set) -> int:
         old, new = self._window(seconds)

@@ -27,12 +27,47 @@ def _png(fig) -> str:
     return base64.b64encode(buf.getvalue()).decode()
 
 
+class ReportError(ValueError):
+    """A results folder that cannot be reported (one line)."""
+
+
+def read_samples(path: Path) -> tuple[list[dict], int]:
+    """samples.jsonl: the good lines, and how many were damaged (truncated,
+    not UTF-8, not JSON objects) and skipped."""
+    good, bad = [], 0
+    try:
+        raw = path.read_bytes()
+    except OSError:
+        return [], 0
+    for line in raw.splitlines():
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError):
+            bad += 1
+            continue
+        if isinstance(rec, dict):
+            good.append(rec)
+        else:
+            bad += 1
+    return good, bad
+
+
 def timeline(run_dir: Path) -> str | None:
-    """Replies/s, per-worker CPU heatmap and activities, onset and detection."""
-    samples = [json.loads(l) for l in (run_dir / "samples.jsonl").read_text().splitlines() if l.strip()]
-    if len(samples) < 2:
+    """Replies/s, per-worker CPU heatmap and activities, onset and detection
+    (stand runs; None for anything else or too little data)."""
+    samples, _ = read_samples(run_dir / "samples.jsonl")
+    if len(samples) < 2 or not all("workers" in x and "lg" in x for x in samples):
         return None
-    out = json.loads((run_dir / "outcome.json").read_text())
+    try:
+        return _timeline(run_dir, samples)
+    except (KeyError, TypeError, ValueError, IndexError):
+        return None
+
+
+def _timeline(run_dir: Path, samples: list[dict]) -> str | None:
+    out = read_json(run_dir / "outcome.json") or {}
     plt = _plt()
     t = [s["t"] for s in samples]
     rate = [0.0] + [(b["lg"]["answered"] - a["lg"]["answered"]) / max(b["t"] - a["t"], 1e-3)
@@ -68,14 +103,14 @@ def timeline(run_dir: Path) -> str | None:
     t0 = out.get("t0_ns")
     verdict = run_dir / "verdict.json"
     if t0 and verdict.exists():
-        v = json.loads(verdict.read_text())
+        v = read_json(verdict) or {}
         for key, color, label in (("onset_ns", "#c53030", "onset"), ("detect_ns", "#dd6b20", "detected")):
             if v.get(key):
                 x = (v[key] - t0) / 1e9
                 for a in ax:
                     a.axvline(x, color=color, lw=1.2, ls="--")
                 ax[0].text(x, ax[0].get_ylim()[1] * 0.92, " " + label, color=color, fontsize=8)
-    fault = (json.loads((run_dir / "manifest.json").read_text())["config"].get("fault") or {})
+    fault = (((read_json(run_dir / "manifest.json") or {}).get("config") or {}).get("fault") or {})
     if fault.get("kind", "none") != "none":
         x = fault.get("after_ms", 500) / 1000
         for a in ax:
@@ -139,7 +174,10 @@ def _fmt(x, nd=0):
 
 
 def compare_report(d: Path) -> tuple[Path, Path]:
-    state = json.loads((d / "compare.json").read_text())
+    state = read_json(d / "compare.json")
+    if state is None or not isinstance(state.get("cells"), list):
+        raise ReportError(f"{d / 'compare.json'}: damaged (truncated, not UTF-8, not JSON or "
+                          "not a comparison)")
     from harness.compare import cell_stats
     for c in state["cells"]:
         c["stats"] = cell_stats(c["runs"])
@@ -185,13 +223,22 @@ def compare_report(d: Path) -> tuple[Path, Path]:
 
 
 def run_report(d: Path) -> tuple[Path, Path]:
-    out = json.loads((d / "outcome.json").read_text())
+    if (d / "outcome.json").exists():
+        out = read_json(d / "outcome.json")
+        if out is None:
+            raise ReportError(f"{d / 'outcome.json'}: damaged (truncated, not UTF-8 or not JSON)")
+    else:                                   # the controller was killed: what there is
+        man = read_json(d / "manifest.json") or {}
+        samples, _ = read_samples(d / "samples.jsonl")
+        out = {"verdict": "did not finish", "reason": "no outcome.json: the run was killed "
+               f"before it ended; {len(samples)} samples kept",
+               "command": man.get("command"), "lib": (man.get("config") or {}).get("lib")}
     png = timeline(d) if (d / "samples.jsonl").exists() else None
     keys = ["verdict", "reason", "lib", "lib_version", "memory", "time_to_failure_ms", "replies",
             "replies_per_s", "bad", "timed_out", "cross_handoffs", "families", "command"]
     rows = "".join(f"<tr><th>{k}</th><td>{html.escape(str(out.get(k, '')))}</td></tr>" for k in keys)
     page = (f"<!doctype html><html><head><meta charset='utf-8'><title>tlsharness run</title>"
-            f"<style>{CSS}</style></head><body><h1>tlsharness run: {html.escape(out['verdict'])}</h1>"
+            f"<style>{CSS}</style></head><body><h1>tlsharness run: {html.escape(str(out.get('verdict')))}</h1>"
             f"<table>{rows}</table>" + (f"<img src='data:image/png;base64,{png}'>" if png else "")
             + "</body></html>")
     (d / "report.html").write_text(page)
@@ -199,20 +246,44 @@ def run_report(d: Path) -> tuple[Path, Path]:
     return d / "report.html", d / "report.md"
 
 
+def read_json(path: Path) -> dict | None:
+    """A JSON object from a results folder, or None when it is missing or damaged
+    (truncated, not JSON, not UTF-8, not an object)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
 def index(root: Path) -> Path:
+    """results/index.html; a damaged entry is listed as damaged, never fatal."""
     items = []
     for d in sorted(root.iterdir(), reverse=True) if root.exists() else []:
+        if not d.is_dir():
+            continue
         if (d / "compare.json").exists():
-            st = json.loads((d / "compare.json").read_text())
+            st = read_json(d / "compare.json")
+            if st is None or not isinstance(st.get("libs"), list) or not isinstance(st.get("scenarios"), list):
+                items.append(f"<li>{html.escape(d.name)} comparison: damaged compare.json</li>")
+                continue
             items.append(f"<li><a href='{d.name}/report.html'>{d.name}</a> comparison: "
-                         f"{html.escape(', '.join(st['libs']))} × {html.escape(', '.join(st['scenarios']))}</li>")
+                         f"{html.escape(', '.join(map(str, st['libs'])))} × "
+                         f"{html.escape(', '.join(map(str, st['scenarios'])))}</li>")
         elif (d / "outcome.json").exists():
-            o = json.loads((d / "outcome.json").read_text())
+            o = read_json(d / "outcome.json")
+            if o is None:
+                items.append(f"<li>{html.escape(d.name)} run: damaged outcome.json</li>")
+                continue
             link = f"{d.name}/report.html" if (d / "report.html").exists() else f"{d.name}/outcome.json"
             items.append(f"<li><a href='{link}'>{d.name}</a> run: {html.escape(str(o.get('lib', '')))} "
-                         f"{html.escape(o['verdict'])}</li>")
+                         f"{html.escape(str(o.get('verdict', '?')))}</li>")
+        elif (d / "manifest.json").exists():
+            items.append(f"<li>{html.escape(d.name)} run: did not finish (no outcome.json)</li>")
     p = root / "index.html"
     root.mkdir(parents=True, exist_ok=True)
-    p.write_text(f"<!doctype html><html><head><meta charset='utf-8'><title>tlsharness results</title>"
-                 f"<style>{CSS}</style></head><body><h1>tlsharness results</h1><ul>{''.join(items)}</ul></body></html>")
+    tmp = p.with_suffix(".html.tmp")
+    tmp.write_text(f"<!doctype html><html><head><meta charset='utf-8'><title>tlsharness results</title>"
+                   f"<style>{CSS}</style></head><body><h1>tlsharness results</h1><ul>{''.join(items)}</ul></body></html>")
+    tmp.replace(p)
     return p

@@ -13,10 +13,33 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
+class ResultsError(ValueError):
+    """--out cannot hold results (one line, names --out)."""
+
+
+def results_dir(root: str) -> Path:
+    """The results folder the user asked for, absolute (child processes never
+    depend on the working directory); checked before anything starts."""
+    if not str(root).strip():
+        raise ResultsError("--out must name a folder (got an empty path)")
+    p = Path(root).expanduser().absolute()
+    if str(p).startswith(("/proc/", "/sys/")) or str(p) in ("/proc", "/sys"):
+        raise ResultsError(f"--out {root}: results cannot live under /proc or /sys")
+    if p.exists() and not p.is_dir():
+        raise ResultsError(f"--out {root}: exists and is not a folder")
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ResultsError(f"--out {root}: cannot create it ({e.strerror})") from None
+    if not os.access(p, os.W_OK | os.X_OK):
+        raise ResultsError(f"--out {root}: not writable")
+    return p
+
+
 def new_run_dir(root: str) -> Path:
     run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + os.urandom(3).hex()
-    d = Path(root) / run_id
-    d.mkdir(parents=True, exist_ok=False)
+    d = results_dir(root) / run_id
+    d.mkdir(parents=False, exist_ok=False)
     return d
 
 

@@ -77,6 +77,14 @@ def external_slots(seen: dict[int, int], gone: dict[int, int], roles: dict | Non
             for i, p in enumerate(seen)]
 
 
+def outstanding(lg: dict) -> int:
+    """Requests sent and not yet settled (answered, bad or timed out); with no
+    'sent' counter (a foreign progress source), assume load is offered."""
+    if "sent" not in lg:
+        return 1
+    return lg["sent"] - lg.get("answered", 0) - lg.get("bad", 0) - lg.get("timed_out", 0)
+
+
 def in_arena(addr: int, arena: tuple[int, int]) -> bool:
     base, size = arena
     return base != 0 and base <= addr < base + size
@@ -294,7 +302,8 @@ class Watchdog:
                                   min((w["since_ns"] for w, _ in stuck), default=0))
         if not stuck:
             if (self.load_start_ns and (t - self.load_start_ns) / 1e9 > th.no_progress_s
-                    and self._progress(th.no_progress_s) == 0 and not s["lg"]["done"]):
+                    and self._progress(th.no_progress_s) == 0 and not s["lg"]["done"]
+                    and outstanding(s["lg"]) > 0):
                 return self._no_progress(s)
             return Verdict("pass")
         return self._classify(s, stuck, progress)
@@ -393,6 +402,9 @@ class Watchdog:
                 errs.append(f"{stand_errs} TLS errors in the stand")
             if s["lg"].get("conn_errors"):
                 errs.append(f"{s['lg']['conn_errors']} connection/handshake errors in the clients")
+            if s["lg"].get("sent", 1) == 0 and not errs:
+                return Verdict("inconclusive", reason="no request was sent during the run "
+                               "(is --rate too low for --duration?)")
             return Verdict("inconclusive", reason="no load reached the stand"
                            + (f" ({'; '.join(errs)})" if errs else ""))
         leak = self._leak()

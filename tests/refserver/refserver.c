@@ -158,6 +158,13 @@ static void parse_args(int argc, char **argv)
             opt.global_lock = 1;
             continue;
         }
+        static const char *const valued[] = { "--port", "--workers", "--arena-mb", "--tls", "--cert",
+                                              "--key", "--fix", "--fault", NULL };
+        int known = 0;
+        for (int k = 0; valued[k]; k++)
+            known |= !strcmp(o, valued[k]);
+        if (!known)
+            usage_error("unknown option '%s'", o);
         if (i + 1 >= argc)
             usage_error("%s needs a value", o);
         const char *v = argv[++i];
@@ -1026,7 +1033,7 @@ static void attendant_loop(void)
                 msg("child process %d exited by a signal %d", (int)p, WTERMSIG(st));
             else
                 msg("child process %d exited with status %d", (int)p, WEXITSTATUS(st));
-            msg("process %d was the %s; stopping all", (int)p, role);
+            msg("process %d (%s) is gone; stopping all processes", (int)p, role);
             died = 1;
         }
         if (died)
