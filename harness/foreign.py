@@ -39,6 +39,7 @@ server's port (matched through /proc/PID/fd and /proc/net/tcp*).
 """
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 
@@ -71,7 +72,9 @@ class Track:
     first_ns: int
     run_ns: int = -1
     wait_ns: int = 0
-    counts: int = -1                # read/write calls + voluntary switches
+    counts: int = -1                # -1 until the first full look
+    io: int = 0                     # read/write-class system calls (/proc/PID/io)
+    vol: int = 0                    # voluntary context switches (it slept)
     served: int = 0                 # times the counts moved (the slot's "requests")
     cond: str = "new"
     since_ns: int = 0
@@ -104,11 +107,44 @@ class ForeignSampler:
     _port_inodes: set = field(default_factory=set)
     _port_ns: int = 0
 
+    tree_every: int = 10            # the process tree re-discovered this often (ticks)
+    _fds: dict = field(default_factory=dict)
+    _pids: list = field(default_factory=list)
+
     def pids(self) -> list[int]:
-        out = []
-        for r in self.roots:
-            out += procfs.tree(r) if self.tree else [r]
-        return list(dict.fromkeys(out))
+        if self.tick % self.tree_every == 1 or not self._pids:
+            out = []
+            for r in self.roots:
+                out += procfs.tree(r) if self.tree else [r]
+            self._pids = list(dict.fromkeys(out))
+        return self._pids
+
+    def _read(self, pid: int, name: str) -> str | None:
+        """/proc/PID/name through an fd kept open (pread: one system call a
+        read; the fd stays bound to that process, a reused pid cannot fool it)."""
+        key = (pid, name)
+        fd = self._fds.get(key)
+        if fd is None:
+            try:
+                fd = self._fds[key] = os.open(f"/proc/{pid}/{name}", os.O_RDONLY)
+            except OSError:
+                return None
+        try:
+            return os.pread(fd, 4096, 0).decode("ascii", "replace")
+        except OSError:
+            os.close(self._fds.pop(key))
+            return None
+
+    def _forget(self, pid: int) -> None:
+        for name in ("schedstat", "stat", "syscall", "io", "status"):
+            fd = self._fds.pop((pid, name), None)
+            if fd is not None:
+                os.close(fd)
+
+    def close(self) -> None:
+        for fd in self._fds.values():
+            os.close(fd)
+        self._fds.clear()
 
     def sample(self, now: int | None = None, lg: dict | None = None) -> dict:
         now = now or time.monotonic_ns()
@@ -123,6 +159,7 @@ class ForeignSampler:
         for pid, tr in self.tracks.items():
             if pid not in live and not tr.gone_ns:
                 tr.gone_ns = now
+                self._forget(pid)
         if self.port:
             self._find_workers(now, live)
         procs = {p: self._proc(self.tracks[p]) for p in live}
@@ -134,7 +171,7 @@ class ForeignSampler:
 
     # -- one process ----------------------------------------------------------------
     def _update(self, tr: Track, now: int) -> bool:
-        ss = procfs._read(f"/proc/{tr.pid}/schedstat")
+        ss = self._read(tr.pid, "schedstat")
         if ss is None:
             return False
         parts = ss.split()
@@ -142,8 +179,8 @@ class ForeignSampler:
         ran = run_ns != tr.run_ns
         tr.run_ns, tr.wait_ns = run_ns, wait_ns
         fresh = tr.cond == "new"
-        if ran or fresh or self.tick - tr.stat_tick >= self.stat_every:
-            stat = procfs._read(f"/proc/{tr.pid}/stat")
+        if fresh or self.tick - tr.stat_tick >= self.stat_every:
+            stat = self._read(tr.pid, "stat")         # state, threads: the costly read
             if stat is None:
                 return False
             rest = stat[stat.rfind(")") + 2:].split()
@@ -153,18 +190,28 @@ class ForeignSampler:
             if not ran and not fresh and tr.state == old_state:
                 tr.samples += 1
                 return True
-        else:
-            tr.samples += 1
+        elif not ran:
+            tr.samples += 1                   # has not run: still where it was
             return True
         # it ran (or is new, or its state changed): where is it now?
-        sc = procfs.parse_syscall(procfs._read(f"/proc/{tr.pid}/syscall"))
-        io = procfs.io_counts(tr.pid)
-        vol = procfs.voluntary_switches(tr.pid)
-        counts = (io or 0) + (vol or 0)
-        moved = tr.counts >= 0 and counts != tr.counts
+        sc = procfs.parse_syscall(self._read(tr.pid, "syscall"))
+        if tr.stat_tick != self.tick and tr.state not in ("T", "t"):
+            tr.state = "R" if (sc is None or sc.get("running")
+                               or sc.get("nr") in (SCHED_YIELD, -1)) else "S"
+        # did it do I/O or sleep since last time? the read/write counts first;
+        # the context switches (a larger file) only when those did not move
+        io = procfs.io_count(self._read(tr.pid, "io"))
+        if tr.counts < 0:                     # first look: nothing to compare with
+            moved, tr.counts = False, 0
+            tr.vol = procfs.voluntary_count(self._read(tr.pid, "status"))
+        elif io != tr.io:
+            moved = True
+        else:
+            vol = procfs.voluntary_count(self._read(tr.pid, "status"))
+            moved, tr.vol = vol != tr.vol, vol
+        tr.io = io
         if moved:
             tr.served += 1
-        tr.counts = counts
         tr.syscall = sc
         cond, key = self._condition(tr, sc, moved)
         if cond == tr.cond and key == tr.key and (cond == "spin" or not ran):

@@ -199,25 +199,19 @@ def shared_mappings(pid: int) -> list[tuple[int, int, str]] | None:
     return out
 
 
-def io_counts(pid: int) -> int | None:
-    """Read- and write-class system calls so far (/proc/PID/io syscr + syscw)."""
-    txt = _read(f"/proc/{pid}/io")
-    if txt is None:
-        return None
+def io_count(txt: str | None) -> int:
+    """Read- and write-class system calls so far (syscr + syscw of /proc/PID/io)."""
     n = 0
-    for line in txt.splitlines():
+    for line in (txt or "").splitlines():
         if line.startswith(("syscr:", "syscw:")):
             n += int(line.split()[1])
     return n
 
 
-def voluntary_switches(pid: int) -> int | None:
-    """Times the process went to sleep (voluntary context switches)."""
-    st = _read(f"/proc/{pid}/status")
-    if not st:
-        return None
-    i = st.find("\nvoluntary_ctxt_switches:")
-    return int(st[i:].split()[1]) if i >= 0 else None
+def voluntary_count(txt: str | None) -> int:
+    """Times the process went to sleep (voluntary_ctxt_switches of /proc/PID/status)."""
+    i = (txt or "").find("\nvoluntary_ctxt_switches:")
+    return int(txt[i:].split()[1]) if i >= 0 else 0
 
 
 def port_connections(port: int) -> set[int]:

@@ -188,6 +188,8 @@ def _watch(cfg, d: Path, server, port: int, lg, roles: dict, progress) -> dict:
     out = {"run_dir": str(d), "target": cfg.kind, "verdict": v.verdict, "reason": v.reason,
            "exit_code": exit_code(v.verdict), "families": [f["family"] for f in v.families],
            "time_to_failure_ms": round((onset - t0) / 1e6, 1) if onset and v.failed else None,
+           "detected_after_onset_ms": (round((v.detect_ns - v.onset_ns) / 1e6, 1)
+                                       if v.failed and v.detect_ns and v.onset_ns else None),
            "replies": lgt.get("answered", 0), "replies_per_s": round(lgt.get("answered", 0) / load_s, 1) if load_s else 0,
            "bad": lgt.get("bad", 0), "conn_errors": lgt.get("conn_errors", 0),
            "handshakes_client": lgt.get("handshakes", 0), "server_exit": server.poll(),

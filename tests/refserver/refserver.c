@@ -820,6 +820,7 @@ static int wsock[MAX_WORKERS];          /* TCP main's ends */
 static int mfd[MAX_CONNS];              /* TCP main's fd of each connection */
 static char in_ep[MAX_CONNS];           /* idle: in TCP main's epoll */
 static int free_slots[MAX_CONNS], nfree;
+static int load[MAX_WORKERS];           /* jobs handed to each worker, not yet answered */
 
 static void conn_close(int idx)
 {
@@ -857,6 +858,8 @@ static void worker_answers(int w)
         }
         if (n != sizeof a || a.idx < 0 || a.idx >= MAX_CONNS || mfd[a.idx] < 0)
             continue;
+        if (load[w] > 0)
+            load[w]--;
         if (a.op == OP_RELEASED)
             conn_idle(a.idx);
         else
@@ -864,10 +867,18 @@ static void worker_answers(int w)
     }
 }
 
+/* To the least busy worker (fewest jobs not yet answered), as OpenSIPS's
+ * TCP main does: a worker stuck for good keeps its count, so it is skipped. */
 static void dispatch(int idx)
 {
     int w = rr;
+    for (int k = 0; k < nworkers; k++) {
+        int c = (rr + k) % nworkers;
+        if (load[c] < load[w])
+            w = c;
+    }
     rr = (rr + 1) % nworkers;
+    load[w]++;
     struct job j = { idx };
     struct iovec iov = { &j, sizeof j };
     union { struct cmsghdr h; char b[CMSG_SPACE(sizeof(int))]; } cb;
