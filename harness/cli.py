@@ -10,13 +10,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 
 from harness import __version__
 from harness.config import ConfigError, parse_tls
 from harness.runflags import add_run_flags as _add_run_flags, config_from_args
-
-EXIT_USAGE = 2
+from harness.verdicts import EXIT_HARNESS, EXIT_USAGE, bisect_code
 
 
 class ArgParser(argparse.ArgumentParser):
@@ -98,7 +98,7 @@ def cmd_run(ns, argv) -> int:
         out = run.execute()
     except (HarnessError, OSError) as e:
         print(f"tlsharness: {e}", file=sys.stderr)
-        return bisect_code(4) if ns.bisect else 4
+        return bisect_code(EXIT_HARNESS) if ns.bisect else EXIT_HARNESS
     if sc is not None:
         check_expectation(sc, cfg, out)
     if out.get("run_dir"):
@@ -126,9 +126,6 @@ def check_expectation(sc, cfg, out: dict) -> None:
         results.write_json(Path(out["run_dir"]) / "outcome.json", out)
 
 
-def bisect_code(code: int) -> int:
-    """git bisect run: 0 good, 1 bad, 125 skip (anything we cannot judge)."""
-    return code if code in (0, 1) else 125
 
 
 REPRO_VALUE_FLAGS = {"--repeat", "--runs", "--min-rate", "--json"}   # not `run` flags
@@ -490,11 +487,19 @@ def cmd_target(ns, argv) -> int:
     try:
         if ns.kind == "cmd" and not cmd:
             raise ConfigError("target cmd needs a server command after --")
+        if ns.kind == "cmd" and ns.port is None:
+            raise ConfigError("target cmd needs --port (the server's TLS port on 127.0.0.1)")
         for name, v, lo, hi in (("workers", ns.workers, 1, 64), ("conns", ns.conns, 1, 4096),
                                 ("duration", ns.duration, 0.5, 3600),
-                                ("ready-timeout", ns.ready_timeout, 0.5, 600)):
+                                ("ready-timeout", ns.ready_timeout, 0.5, 600),
+                                ("clients", ns.clients, 1, 64), ("window", ns.window, 1, 65536),
+                                ("churn-every", ns.churn_every, 1, 1_000_000),
+                                ("rate", ns.rate, 0, 10_000_000),
+                                ("port", ns.port if ns.port is not None else 1, 1, 65535)):
             if not lo <= v <= hi:
                 raise ConfigError(f"--{name} must be between {lo} and {hi} (got {v})")
+        if cmd and not (shutil.which(cmd[0]) or (os.sep in cmd[0] and os.access(cmd[0], os.X_OK))):
+            raise ConfigError(f"server command not found or not executable: {cmd[0]}")
         cfg = TargetConfig(kind=ns.kind, command=cmd, port=ns.port or 0, workers=ns.workers,
                            conns=ns.conns, clients=ns.clients, window=ns.window, load=ns.load,
                            churn_every=ns.churn_every, rate=ns.rate,
@@ -668,7 +673,7 @@ def main(argv=None) -> int:
         return EXIT_USAGE
     except (certs.CertError, native.NativeMissing) as e:
         print(f"tlsharness: error: {e}", file=sys.stderr)
-        return bisect_code(4) if getattr(ns, "bisect", False) else 4
+        return bisect_code(EXIT_HARNESS) if getattr(ns, "bisect", False) else EXIT_HARNESS
     except BrokenPipeError:             # output piped into head & co: not an error of ours
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0

@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.watchdog import FAILURES
+from harness.verdicts import FAILURES, exit_code
 from harness import results, runflags, scenario
 from harness.config import ConfigError
 
@@ -60,16 +60,13 @@ def quantile(xs: list[float], q: float) -> float | None:
     return xs[lo] + (xs[hi] - xs[lo]) * (i - lo)
 
 
-FAIL = FAILURES
-
-
 def cell_stats(runs: list[dict]) -> dict:
     n = len(runs)
     verdicts: dict[str, int] = {}
     for o in runs:
         verdicts[o["verdict"]] = verdicts.get(o["verdict"], 0) + 1
     judged = [o for o in runs if o["verdict"] not in ("unsupported",)]
-    k = sum(1 for o in judged if o["verdict"] in FAIL)
+    k = sum(1 for o in judged if o["verdict"] in FAILURES)
     lo, hi = wilson(k, len(judged))
     ttf = [o["time_to_failure_ms"] for o in runs if o.get("time_to_failure_ms") is not None]
     healthy = [o for o in runs if o["verdict"] == "pass"]
@@ -130,9 +127,20 @@ def cell_config(cell: Cell, duration: float | None, out_dir: Path, quiet: bool =
 
 def load_state(d: Path) -> dict:
     try:
-        return json.loads((d / "compare.json").read_text())
-    except (OSError, ValueError):
+        state = json.loads((d / "compare.json").read_text(encoding="utf-8"))
+    except FileNotFoundError:
         raise CompareError(f"{d}: no compare.json (not a comparison folder)") from None
+    except (OSError, ValueError) as e:
+        raise CompareError(f"{d / 'compare.json'}: damaged ({type(e).__name__})") from None
+    ok = (isinstance(state, dict) and isinstance(state.get("repeat"), int)
+          and isinstance(state.get("cells"), list)
+          and all(isinstance(c, dict) and isinstance(c.get("lib"), str)
+                  and isinstance(c.get("scenario"), str) and isinstance(c.get("mitigations"), list)
+                  and isinstance(c.get("runs"), list) for c in state["cells"]))
+    if not ok:
+        raise CompareError(f"{d / 'compare.json'}: not the shape of a comparison "
+                           "(repeat, cells with lib, scenario, mitigations, runs)")
+    return state
 
 
 def run_matrix(d: Path, state: dict, progress=None) -> dict:
@@ -149,9 +157,9 @@ def run_matrix(d: Path, state: dict, progress=None) -> dict:
                                 add_to_scenario=state.get("mitigate_mode") == "add")
         try:
             o = Run(cfg, ["run", *args], Progress(quiet=True)).execute()
-        except HarnessError as e:
-            o = {"verdict": "unsupported" if "unsupported" in str(e).lower() else "error",
-                 "reason": str(e), "replies": 0, "replies_per_s": 0, "exit_code": 4}
+        except HarnessError as e:                 # (Unsupported is a verdict of execute())
+            o = {"verdict": "error", "reason": str(e), "replies": 0, "replies_per_s": 0,
+                 "exit_code": exit_code("error")}
         if o.get("exit_code") == 130:             # interrupted: not a finished run
             raise KeyboardInterrupt
         if cfg.tls == 12 and "tls" not in scenario.load(cell.scenario).params:
@@ -175,6 +183,15 @@ def run_matrix(d: Path, state: dict, progress=None) -> dict:
 
 
 def new_state(libs, scenarios, mitigation_sets, repeat, duration) -> dict:
+    """The comparison's plan; every argument checked before a folder exists."""
+    from harness.config import MITIGATIONS
+    if duration is not None and not 0.5 <= duration <= 3600:
+        raise CompareError(f"--duration must be between 0.5 and 3600 (got {duration:g})")
+    if not libs:
+        raise CompareError("no library to compare (none built, or --libs empty)")
+    for m in {m for ms in mitigation_sets for m in ms}:
+        if m not in MITIGATIONS:
+            raise CompareError(f"unknown mitigation {m!r} (known: {', '.join(MITIGATIONS)})")
     for s in scenarios:
         scenario.load(s)                      # fail early, naming the file
     cells = [{"lib": l, "scenario": s, "mitigations": list(m), "runs": []}
@@ -253,11 +270,11 @@ def matrix_cell(runs: list[dict]) -> dict:
     'n/a' when the library cannot do it (every run unsupported)."""
     unsup = [o for o in runs if o["verdict"] == "unsupported"]
     judged = [o for o in runs if o["verdict"] != "unsupported"]
-    fails = [o["verdict"] for o in judged if o["verdict"] in FAIL]
-    other = [o["verdict"] for o in judged if o["verdict"] != "pass" and o["verdict"] not in FAIL]
+    fails = [o["verdict"] for o in judged if o["verdict"] in FAILURES]
+    other = [o["verdict"] for o in judged if o["verdict"] != "pass" and o["verdict"] not in FAILURES]
     other += ["n/a"] * (len(unsup) if judged else 0)
     top = max(dict.fromkeys(fails), key=fails.count) if fails else None
-    fams = [f for o in judged if o["verdict"] in FAIL for f in (o.get("families") or [])]
+    fams = [f for o in judged if o["verdict"] in FAILURES for f in (o.get("families") or [])]
     if not runs:
         status, text = "pending", "-"
     elif not judged:

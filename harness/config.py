@@ -189,6 +189,8 @@ def parse_fault(text: str) -> dict:
             raise ValueError
     except ValueError:
         raise ConfigError(f"--fault takes KIND[:WORKER[:AFTER_MS]] (got {text!r})") from None
+    if not 0 <= d.get("after_ms", 0) <= 86_400_000:
+        raise ConfigError(f"--fault AFTER_MS must be 0..86400000 (got {d['after_ms']})")
     return d
 
 
@@ -200,4 +202,7 @@ def parse_tls(text: str) -> int:
 
 
 def results_root(cfg: RunConfig) -> str:
-    return os.environ.get("TLSH_RESULTS", cfg.out)
+    """--out when the user gave one; else $TLSH_RESULTS; else ./results."""
+    if cfg.out != RunConfig.out:
+        return cfg.out
+    return os.environ.get("TLSH_RESULTS") or cfg.out

@@ -17,18 +17,14 @@ import sys
 import time
 from pathlib import Path
 
-from harness import certs, families, native, procfs, results, stacks
+from harness import certs, families, native, procfs, results, stacks, verdicts
 from harness.children import Children, start_loadgens
 from harness.config import RunConfig, results_root
 from harness.progress import Progress
 from harness.segments import LoadgenView, StatusView, hist_quantile
-from harness.watchdog import BUSY, Thresholds, Verdict, Watchdog, exit_code
+from harness.verdicts import exit_code
+from harness.watchdog import BUSY, Thresholds, Verdict, Watchdog
 
-EXIT_HARNESS = 4      # the stand could not be set up
-EXIT_INTERRUPTED = 130
-OUTCOMES = {"pass": "clean", "crash": "crashed", "corruption": "corrupt",
-            "livelock": "stalled", "deadlock": "stalled", "mixed": "stalled",
-            "degraded": "stalled", "leak": "leaking"}
 
 
 MEMORY_LABELS = {"shared": "shared (library allocator hooked to the arena)",
@@ -85,7 +81,7 @@ class Run:
         except (Interrupted, KeyboardInterrupt) as e:
             self._kill_all()
             out = {"verdict": "interrupted", "outcome": "interrupted",
-                   "reason": f"controller received {e or 'SIGINT'}", "exit_code": EXIT_INTERRUPTED,
+                   "reason": f"controller received {e or 'SIGINT'}", "exit_code": verdicts.EXIT_INTERRUPTED,
                    "run_dir": str(self.dir)}
             results.write_json(self.dir / "outcome.json", out)
             return out
@@ -295,7 +291,7 @@ class Run:
         rel = (lambda ns: round((ns - load_start) / 1e6, 1) if ns and load_start else None)
         out = {
             "run_dir": str(self.dir), "verdict": v.verdict,
-            "outcome": OUTCOMES.get(v.verdict, "inconclusive"), "reason": v.reason,
+            "outcome": verdicts.outcome(v.verdict), "reason": v.reason,
             "exit_code": exit_code(v.verdict), "lib": self.cfg.lib,
             "memory": MEMORY_LABELS[self.cfg.memory],
             "mitigations": self.cfg.mitigations, "chaos": self.cfg.chaos or None,

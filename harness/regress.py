@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from harness import backends, results
-from harness.watchdog import FAILURES
+from harness.verdicts import FAILURES
 
 
 def describe(o: dict) -> str:

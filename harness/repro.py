@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections import Counter
 
 from harness.compare import quantile, wilson
-from harness.watchdog import FAILURES
+from harness.verdicts import EXIT_BISECT_SKIP, EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_PASS, FAILURES
 
-EXIT_GOOD, EXIT_BAD, EXIT_SKIP, EXIT_INTERRUPTED = 0, 1, 125, 130
+EXIT_GOOD, EXIT_BAD, EXIT_SKIP = EXIT_PASS, EXIT_FAILURE, EXIT_BISECT_SKIP
 
 
 def is_failure(o: dict) -> bool:

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from harness import runflags
 from harness.config import ConfigError
-from harness.watchdog import FAILURES
+from harness.verdicts import FAILURES
 
 SCENARIO_DIR = Path(__file__).resolve().parent.parent / "scenarios"
 
@@ -97,9 +97,13 @@ def load(name_or_path: str) -> Scenario:
             p = cands[0] if cands else p
     if not p.exists():
         raise ScenarioError(f"no scenario {name_or_path!r} (see: tlsharness scenarios)")
-    source = p.read_text()
+    if not p.is_file():
+        raise ScenarioError(f"{p}: not a scenario file (a folder?)")
     try:
+        source = p.read_text(encoding="utf-8")
         code = compile(source, str(p), "exec")
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise ScenarioError(f"{p}: cannot read it as a Python scenario file ({e})") from None
     except SyntaxError as e:
         raise ScenarioError(f"{p}:{e.lineno}: syntax error: {e.msg}") from None
     ns: dict = {"__file__": str(p), "__name__": f"tlsh_scenario_{p.stem}"}

@@ -24,7 +24,8 @@ from harness import certs, families, procfs, results
 from harness.foreign import (ForeignSampler, ForeignWatchdog, observe, stuck_summary,
                              take_stacks)
 from harness.children import Children, start_loadgens
-from harness.watchdog import Thresholds, exit_code
+from harness.verdicts import exit_code
+from harness.watchdog import Thresholds
 
 KAMAILIO_MODULES = "/usr/lib/x86_64-linux-gnu/kamailio/modules"
 DEATH_RE = re.compile(r"child process (\d+) exited by a signal (\d+)")

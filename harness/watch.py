@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from harness import families, procfs, results
 from harness.children import Children, start_loadgens
 from harness.foreign import ForeignSampler, ForeignWatchdog, observe, stuck_summary, take_stacks
-from harness.watchdog import Thresholds, Verdict, exit_code
+from harness.verdicts import exit_code
+from harness.watchdog import Thresholds, Verdict
 
 
 @dataclass

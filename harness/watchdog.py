@@ -14,10 +14,10 @@ import os
 from collections import deque
 from dataclasses import asdict, dataclass, field
 
+from harness.verdicts import FAILURES, NOT_HANGS, exit_code  # noqa: F401  (re-exported)
+
 BUSY = {"handshake", "read", "write", "lock_wait", "close", "fault", "accept", "attach", "random"}
 NONBLOCKING = {"handshake", "read", "attach", "close", "fault", "random"}  # sockets are non-blocking
-FAILURES = {"livelock", "deadlock", "mixed", "degraded", "crash", "corruption", "leak"}
-NOT_HANGS = {"overload", "stopped"}
 
 
 @dataclass
@@ -473,11 +473,3 @@ def _crash_reason(crashed) -> str:
 
 def _round(x):
     return None if x is None else round(x, 3)
-
-
-EXIT_CODES = {"pass": 0, "inconclusive": 3, "overload": 3, "stopped": 3}
-
-
-def exit_code(verdict: str) -> int:
-    """0 pass, 1 failure found, 3 inconclusive (incl. overload, stopped)."""
-    return EXIT_CODES.get(verdict, 1)

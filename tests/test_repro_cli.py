@@ -8,10 +8,11 @@ from conftest import tlsharness
 from harness import compare, repro
 from harness.compare import wilson
 from harness.scenario import Scenario
+from harness.verdicts import FAILURES
 
 
 def out(verdict, ttf=None, families=(), seed=1, expected=None):
-    code = 0 if verdict == "pass" else 1 if verdict in compare.FAIL else 3
+    code = 0 if verdict == "pass" else 1 if verdict in FAILURES else 3
     return {"verdict": verdict, "exit_code": code, "time_to_failure_ms": ttf,
             "families": list(families), "seed": seed, "run_dir": f"results/r{seed}",
             "command": f"tlsharness run x --seed {seed}", "reason": f"why {seed}",
@@ -187,7 +188,7 @@ def test_pick_family_scenarios():
 
 def test_matrix_cells_and_plain_language():
     def run(v, fams=()):
-        return {"verdict": v, "families": list(fams), "time_to_failure_ms": 5 if v in compare.FAIL else None,
+        return {"verdict": v, "families": list(fams), "time_to_failure_ms": 5 if v in FAILURES else None,
                 "reason": "openssl: no write-dup" if v == "unsupported" else ""}
     state = {"libs": ["openssl"], "repeat": 3, "duration": 1.5,
              "mitigation_sets": [[], ["pshared"], ["pshared", "prefork-thread"], ["write-dup"]],

@@ -1,5 +1,8 @@
 """Real servers as targets (Kamailio from Debian; any command line)."""
 import json
+import os
+import signal
+import sys
 import shutil
 import subprocess
 import time
@@ -86,4 +89,46 @@ def test_cmd_target_runs_any_server_command(tmp_path):
     r = run(tmp_path, "cmd", "--port", str(port), "--duration", "3", "--", *cmd)
     out = json.loads(r.stdout)
     assert out["verdict"] == "pass" and out["target"] == "cmd" and out["replies"] > 50
+    assert not kamailio_procs()
+
+
+def _tcp_receivers(run_dir: Path) -> list[int]:
+    out = subprocess.run(["kamcmd", "-s", f"unix:{run_dir / 'kamailio_ctl'}", "core.psx"],
+                         capture_output=True, text=True, timeout=5).stdout
+    pids, pid = [], None
+    for line in out.splitlines():
+        if "PID:" in line:
+            pid = int(line.split("PID:")[1].split()[0])
+        if "DSC:" in line and "tcp receiver" in line and pid:
+            pids.append(pid)
+    return pids
+
+
+@pytest.mark.parametrize("sig,verdict", [(signal.SIGSTOP, "stopped"), (signal.SIGKILL, "crash")])
+def test_kamailio_worker_stopped_or_killed(tmp_path, sig, verdict):
+    """Judged from /proc alone: a TCP worker in state T is `stopped` (not a
+    hang), one killed is a crash."""
+    p = subprocess.Popen([sys.executable, "-m", "harness", "target", "kamailio", "--workers", "1",
+                          "--load", "persistent", "--duration", "10", "--json", "-q",
+                          "--out", str(tmp_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True, cwd="/")
+    try:
+        victims, deadline = [], time.monotonic() + 30
+        while not victims and time.monotonic() < deadline:
+            time.sleep(0.5)
+            dirs = [d for d in tmp_path.iterdir() if d.is_dir()]
+            if dirs and (dirs[0] / "kamailio_ctl").exists():
+                victims = _tcp_receivers(dirs[0])
+        assert victims, "no tcp receiver found"
+        time.sleep(1.0)
+        os.kill(victims[0], sig)
+        stdout, stderr = p.communicate(timeout=60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert "Traceback" not in stderr, stderr
+    out = json.loads(stdout)
+    assert out["verdict"] == verdict, out
+    if verdict == "stopped":
+        assert [s["pid"] for s in out["stuck"]] == [victims[0]]
     assert not kamailio_procs()
