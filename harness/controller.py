@@ -80,9 +80,18 @@ class Run:
             return out
         except (Interrupted, KeyboardInterrupt) as e:
             self._kill_all()
+            name = str(e) if isinstance(e, Interrupted) and str(e) else "SIGINT"
             out = {"verdict": "interrupted", "outcome": "interrupted",
-                   "reason": f"controller received {e or 'SIGINT'}", "exit_code": verdicts.EXIT_INTERRUPTED,
+                   "reason": f"controller received {name}", "exit_code": verdicts.EXIT_INTERRUPTED,
                    "run_dir": str(self.dir)}
+            if self.lg is not None:                # the counters gathered so far
+                try:
+                    t = self.lg.total()
+                    out.update({k: t.get(k, 0) for k in ("sent", "answered", "bad", "timed_out",
+                                                          "handshakes", "conn_errors")})
+                    out["replies"] = t.get("answered", 0)
+                except Exception:                  # the view may be half set up: no counters
+                    pass
             results.write_json(self.dir / "outcome.json", out)
             return out
         finally:

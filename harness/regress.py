@@ -35,7 +35,10 @@ class Runner:
         only = self.config.getoption("--tls-lib")
         if only and lib not in only:
             pytest.skip(f"{lib} not selected (--tls-lib {' '.join(only)})")
-        built, why = backends.availability().get(lib, (False, f"unknown library {lib}"))
+        avail = backends.availability()
+        if lib not in avail:                  # a typo must not turn into a green skip
+            pytest.fail(f"unknown TLS library {lib!r} (known: {', '.join(avail)})", pytrace=False)
+        built, why = avail[lib]
         if not built:
             pytest.skip(f"{lib} not built: {why}")
 
@@ -84,6 +87,9 @@ class Runner:
         failure) with every family in `families` named."""
         want = set(verdicts or FAILURES)
         n = self._repeat(repeat)
+        if not 0 <= min_rate <= 1:
+            pytest.fail(f"must_reproduce: min_rate must be between 0 and 1 (got {min_rate})",
+                        pytrace=False)
         outs = [self.run(**params) for _ in range(n)]
         hits = [o for o in outs if o["verdict"] in want
                 and set(families or []) <= set(o.get("families") or [])]

@@ -21,6 +21,7 @@ A file with a mistake gets an error naming the file, the line and the problem.
 from __future__ import annotations
 
 import ast
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -90,7 +91,7 @@ def _line_of(source: str, needle: str) -> int:
 
 def load(name_or_path: str) -> Scenario:
     p = Path(name_or_path)
-    if not p.suffix:
+    if not p.suffix and os.sep not in name_or_path:     # a name from the catalogue
         p = SCENARIO_DIR / (name_or_path.replace("-", "_") + ".py")
         if not p.exists():
             cands = list(SCENARIO_DIR.rglob(name_or_path.replace("-", "_") + ".py"))

@@ -13,10 +13,11 @@ pytestmark = pytest.mark.stress
 WRONG = '''
 def test_wrong_expectation(tlsharness):
     # deliberately wrong: this configuration fails (lost wake-up)
-    tlsharness.must_pass(lib="openssl", memory="shared", handoff="per-message", duration=6)
+    tlsharness.must_pass(lib="openssl", memory="shared", handoff="per-message", load="churn",
+                         duration=6)
 
-def test_missing_library_is_skipped(tlsharness):
-    tlsharness.must_pass(lib="nosuchtls", duration=1)
+def test_unknown_library_fails(tlsharness):
+    tlsharness.must_pass(lib="opensll", duration=1)     # a typo: red, never a green skip
 '''
 
 
@@ -33,10 +34,10 @@ def test_wrong_expectation_fails_with_verdict_families_and_artifacts(tmp_path):
     r = pytest_run(tmp_path, WRONG, f"--junitxml={junit}", "--tls-results", str(tmp_path / "res"), "-rs")
     assert r.returncode == 1, r.stdout[-2000:]
     out = r.stdout
-    assert "1 failed, 1 skipped" in out
+    assert "2 failed" in out
     assert "expected pass" in out and "families:" in out and "artifacts:" in out
     assert str(tmp_path / "res") in out                      # the artifact path is shown
-    assert "nosuchtls not built" in out or "unknown library nosuchtls" in out
+    assert "unknown TLS library 'opensll'" in out
     props = {p.get("name"): p.get("value") for p in ET.parse(junit).iter("property")}
     assert props["tls_run1_verdict"] in {"degraded", "deadlock", "mixed", "crash", "corruption"}
     assert props["tls_run1_artifacts"].startswith(str(tmp_path / "res"))
@@ -68,7 +69,7 @@ def test_git_bisect_run_finds_the_commit_that_dropped_the_fix(tmp_path):
     script.write_text(f"""#!/bin/sh
 m=$(cat mitigations)
 cd {ROOT} && exec {sys.executable} -m harness run --bisect -q --out {tmp_path / 'res'} --duration 5 \\
-  --memory shared --handoff per-message ${{m:+--mitigate $m}}
+  --memory shared --handoff per-message --load churn ${{m:+--mitigate $m}}
 """)
     script.chmod(0o755)
     git("bisect", "start", shas[-1], shas[0])

@@ -88,6 +88,7 @@ def test_blocked_holder_of_the_global_lock_and_spinners_is_mixed(refserver, tmp_
     kinds = {p["as"] for p in out["stuck"]}
     assert kinds == {"blocked", "spinning"}, out["stuck"]
     assert "lost wake-up" in out["families"]
+    assert "application spinlock on a blocked holder" in out["families"]   # seen in sched_yield
     blocked = [p for p in out["stuck"] if p["as"] == "blocked"]
     assert len(blocked) == 1 and blocked[0]["futex"]["private"]
 
