@@ -498,6 +498,12 @@ def cmd_target(ns, argv) -> int:
                                 ("port", ns.port if ns.port is not None else 1, 1, 65535)):
             if not lo <= v <= hi:
                 raise ConfigError(f"--{name} must be between {lo} and {hi} (got {v})")
+        if ns.kind == "kamailio":
+            from harness.target import KAMAILIO_MODULES, check_kamailio
+            ns.kamailio_modules = ns.kamailio_modules or KAMAILIO_MODULES
+            check_kamailio(ns.kamailio_bin, ns.kamailio_modules)
+            if not 16 <= ns.shm_mb <= 65536:
+                raise ConfigError(f"--shm-mb must be between 16 and 65536 (got {ns.shm_mb})")
         if cmd and not (shutil.which(cmd[0]) or (os.sep in cmd[0] and os.access(cmd[0], os.X_OK))):
             raise ConfigError(f"server command not found or not executable: {cmd[0]}")
         cfg = TargetConfig(kind=ns.kind, command=cmd, port=ns.port or 0, workers=ns.workers,
@@ -505,6 +511,9 @@ def cmd_target(ns, argv) -> int:
                            churn_every=ns.churn_every, rate=ns.rate,
                            tls=0 if ns.tls == "auto" else parse_tls(ns.tls),
                            duration=ns.duration, ready_timeout=ns.ready_timeout,
+                           kamailio_bin=ns.kamailio_bin,
+                           kamailio_modules=ns.kamailio_modules or "",
+                           tls_threads_mode=ns.tls_threads_mode, shm_mb=ns.shm_mb,
                            cores=ns.cores, out=ns.out)
         out = run_target(cfg, None if ns.quiet else
                          (lambda m: print(f"  ! {m}", file=sys.stderr, flush=True)))
@@ -640,6 +649,13 @@ def main(argv=None) -> int:
     tg.add_argument("--duration", type=float, default=20.0)
     tg.add_argument("--ready-timeout", type=float, default=20.0,
                     help="seconds the server has to answer a TLS OPTIONS with 200")
+    tg.add_argument("--kamailio-bin", default="kamailio",
+                    help="kamailio: the binary to run (a build of another version)")
+    tg.add_argument("--kamailio-modules", default=None, metavar="DIR",
+                    help="kamailio: its module folder (default: Debian's)")
+    tg.add_argument("--tls-threads-mode", type=int, choices=[0, 1, 2], default=None,
+                    help="kamailio >= 5.7: the tls module's tls_threads_mode")
+    tg.add_argument("--shm-mb", type=int, default=128, help="kamailio: shared memory (MiB)")
     tg.add_argument("--cores", action="store_true", help="let the server write core files")
     tg.add_argument("--out", default="results")
     tg.add_argument("--quiet", "-q", action="store_true")

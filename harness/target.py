@@ -11,6 +11,7 @@ stopped by process group at the end, also after a crash or a hang.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import signal
@@ -54,6 +55,9 @@ class TargetConfig:
     ready_timeout: float = 20.0
     cores: bool = False
     shm_mb: int = 128
+    kamailio_bin: str = "kamailio"   # a user's build: its binary and module folder
+    kamailio_modules: str = KAMAILIO_MODULES
+    tls_threads_mode: int | None = None
     out: str = "results"
     linger: float = 1.0
 
@@ -65,12 +69,29 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def kamailio_config(d: Path, port: int, workers: int, cores: bool) -> list[str]:
-    """Write kamailio.cfg and tls.cfg in d; return the command line."""
-    if not shutil.which("kamailio"):
-        raise TargetError("kamailio is not installed (apt-get install kamailio kamailio-tls-modules)")
-    if not Path(KAMAILIO_MODULES, "tls.so").exists():
-        raise TargetError("Kamailio's tls module is missing (apt-get install kamailio-tls-modules)")
+def check_kamailio(binary: str = "kamailio", modules: str = KAMAILIO_MODULES) -> str:
+    """The Kamailio binary to run (a path or a name on PATH), checked with its
+    module folder before anything starts; one line when it cannot run."""
+    exe = shutil.which(binary) or (binary if os.access(binary, os.X_OK) and os.path.isfile(binary)
+                                   else None)
+    if exe is None:
+        if binary == "kamailio":
+            raise TargetError("kamailio is not installed (apt-get install kamailio "
+                              "kamailio-tls-modules), or give --kamailio-bin PATH")
+        raise TargetError(f"--kamailio-bin {binary}: not an executable file")
+    if not Path(modules, "tls.so").exists():
+        raise TargetError(f"Kamailio's tls module is missing in {modules} "
+                          + ("(apt-get install kamailio-tls-modules)" if modules == KAMAILIO_MODULES
+                             else "(--kamailio-modules DIR: the folder holding tls.so)"))
+    return exe
+
+
+def kamailio_config(d: Path, port: int, workers: int, cores: bool, binary: str = "kamailio",
+                    modules: str = KAMAILIO_MODULES, shm_mb: int = 128,
+                    threads_mode: int | None = None) -> list[str]:
+    """Write kamailio.cfg and tls.cfg in d; return the command line.
+    threads_mode: the tls module's tls_threads_mode (Kamailio >= 5.7), if given."""
+    exe = check_kamailio(binary, modules)
     cert, key = certs.make_cert(d, "ec")
     (d / "tls.cfg").write_text(f"[server:default]\nmethod = TLSv1.2+\nverify_certificate = no\n"
                                f"require_certificate = no\nprivate_key = {key}\ncertificate = {cert}\n")
@@ -83,7 +104,7 @@ disable_core_dump={'no' if cores else 'yes'}
 enable_tls=yes
 auto_aliases=no
 listen=tls:127.0.0.1:{port}
-mpath="{KAMAILIO_MODULES}/"
+mpath="{modules}/"
 loadmodule "tls.so"
 loadmodule "sl.so"
 loadmodule "ctl.so"
@@ -91,13 +112,13 @@ loadmodule "kex.so"
 loadmodule "corex.so"
 modparam("tls", "config", "{d / 'tls.cfg'}")
 modparam("ctl", "binrpc", "unix:{d / 'kamailio_ctl'}")
-request_route {{
+{'' if threads_mode is None else f'modparam("tls", "tls_threads_mode", {threads_mode})' + chr(10)}request_route {{
     if (method == "OPTIONS" || method == "REGISTER") {{ sl_send_reply("200", "OK"); exit; }}
     sl_send_reply("404", "Not here");
 }}
 """)
-    return ["kamailio", "-f", str(d / "kamailio.cfg"), "-P", str(d / "kamailio.pid"), "-Y", str(d),
-            "-w", str(d), "-DD", "-E", "-m", "128", "-M", "8"]
+    return [exe, "-f", str(d / "kamailio.cfg"), "-P", str(d / "kamailio.pid"), "-Y", str(d),
+            "-w", str(d), "-DD", "-E", "-m", str(shm_mb), "-M", "8"]
 
 
 def kamcmd(d: Path, *args: str) -> str | None:
@@ -129,7 +150,8 @@ def run_target(cfg: TargetConfig, progress=None) -> dict:
     children = Children(d)
     port = cfg.port or _free_port()
     if cfg.kind == "kamailio":
-        cmd = kamailio_config(d, port, cfg.workers, cfg.cores)
+        cmd = kamailio_config(d, port, cfg.workers, cfg.cores, cfg.kamailio_bin,
+                              cfg.kamailio_modules, cfg.shm_mb, cfg.tls_threads_mode)
     else:
         if not cfg.command:
             raise TargetError("target cmd needs a command after --")
