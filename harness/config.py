@@ -22,7 +22,7 @@ CHOICES = {
     "reply_by": ("self", "other"),
 }
 FAULTS = ("none", "block", "spin", "die", "stop", "crash", "hog", "leak")
-# mitigations the servers shipped, combinable (shared/reference/failure-families.md)
+# mitigations the servers shipped, combinable (README: "Scenarios and mitigations")
 MITIGATIONS = {
     "pshared": "locks the library creates forced PTHREAD_PROCESS_SHARED (LD_PRELOAD; "
                "OpenSIPS ssl_tweaks.h, Kamailio TLS_PTHREAD_MUTEX_SHARED)",

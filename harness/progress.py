@@ -14,7 +14,6 @@ class Progress:
         self.quiet = quiet
         self.stream = stream or sys.stderr
         self.tty = self.stream.isatty()
-        self.last_t = 0.0
         self.last_answered = 0
         self.last_print = 0.0
         self.rate = 0.0

@@ -20,7 +20,6 @@ A file with a mistake gets an error naming the file, the line and the problem.
 """
 from __future__ import annotations
 
-import ast
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -152,10 +151,3 @@ def catalogue() -> list[Scenario]:
         except ScenarioError as e:
             out.append(Scenario(summary=f"BROKEN: {e}", name=p.stem.replace("_", "-"), path=str(p)))
     return out
-
-
-def docstring(path: str) -> str:
-    try:
-        return ast.get_docstring(ast.parse(Path(path).read_text())) or ""
-    except SyntaxError:
-        return ""

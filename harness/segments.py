@@ -108,9 +108,6 @@ class StatusView:
                         "time_ns": e.time_ns})
         return out
 
-    def slot(self, i: int) -> dict:
-        return self.slots()[i]
-
     def slots(self) -> list[dict]:
         """Every slot, from one copy of the slot array."""
         raw = self.ffi.buffer(self.s.slots, self.nslots * self._slot_st.size)[:]

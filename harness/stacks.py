@@ -22,10 +22,6 @@ PYSPY_RE = re.compile(r"^\s+([\w.<>]+) \(")
 BT_RE = re.compile(r"\(([A-Za-z_][\w.@]*)\+0x[0-9a-f]+\)")
 
 
-def tools() -> list[str]:
-    return [t for t in ("eu-stack", "py-spy", "gdb") if shutil.which(t)]
-
-
 def parse_frames(text: str) -> list[str]:
     """Function names, innermost first, from eu-stack, gdb or backtrace output."""
     out = []

@@ -147,7 +147,7 @@ def main(argv=None) -> int:
     c.lock_flavor = {"spin": lib.TLSH_LOCK_SPIN, "futex": lib.TLSH_LOCK_FUTEX,
                      "robust": lib.TLSH_LOCK_ROBUST}[cfg["lock"]]
     c.max_conns = cfg["max_conns"]
-    c.port = cfg.get("port", 0)
+    c.port = 0                                   # the listener binds an ephemeral port
     fault = cfg.get("fault") or {}
     c.fault_kind = {"none": 0, "block": 1, "spin": 2, "die": 3, "stop": 4, "crash": 5,
                     "leak": 6, "hog": 0}[fault.get("kind", "none")]    # hog is the controller's

@@ -73,7 +73,7 @@ def probe(lib, cert, tls=12, key=None):
     return json.loads(r.stdout)
 
 
-KNOWN = {   # what is known of the Debian builds (shared/reference/libraries-and-tools.md)
+KNOWN = {   # what is known of the Debian builds (their sources and docs; see README "Libraries")
     "openssl": {"hooked": True, "arena_used": True},
     "wolfssl": {"hooked": True, "arena_used": True},
     "mbedtls": {"hooked": None, "arena_used": False},

@@ -41,3 +41,22 @@ def test_libs_lists_every_library_with_its_state():
     rows = {l.split()[0]: l for l in r.stdout.splitlines()}
     assert set(rows) >= {"openssl", "wolfssl", "mbedtls", "gnutls"}
     assert "built" in rows["openssl"]
+
+
+def test_every_option_has_a_help_line(monkeypatch):
+    import argparse
+    from harness import cli
+    seen = {}
+
+    def grab(self, args=None, namespace=None):
+        seen["p"] = self
+        raise SystemExit(0)
+    monkeypatch.setattr(argparse.ArgumentParser, "parse_args", grab)
+    try:
+        cli.main(["libs"])
+    except SystemExit:
+        pass
+    sub = next(a for a in seen["p"]._actions if isinstance(a, argparse._SubParsersAction))
+    missing = [f"{name} {x.option_strings[0] if x.option_strings else x.dest}"
+               for name, sp in sub.choices.items() for x in sp._actions if x.help is None]
+    assert not missing

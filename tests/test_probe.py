@@ -1,5 +1,5 @@
 """The probe measures: its readings of the Debian builds must agree with
-what is known of them (shared/reference/libraries-and-tools.md)."""
+what is known of them (their sources and docs; README "Libraries")."""
 import json
 
 import pytest

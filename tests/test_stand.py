@@ -107,7 +107,9 @@ def test_sigint_cleans_up(tmp_path):
 
 def test_sigkill_of_controller_leaves_nothing(tmp_path):
     shm_before = set(os.listdir("/dev/shm"))
-    p = _start(tmp_path, "--duration", "60", "--memory", "shared", "--handoff", "per-message",
+    # a healthy configuration: a failing one can stick every worker in its first
+    # handshake before any request is sent, and this test waits for requests
+    p = _start(tmp_path, "--duration", "60", "--memory", "private", "--handoff", "per-message",
                "--keep-going")
     try:
         _wait_for_load(tmp_path)

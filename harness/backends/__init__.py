@@ -103,10 +103,6 @@ class Backend:
         return self.lib.tlsh_lib_ops()
 
 
-def names() -> list[str]:
-    return list(registry())
-
-
 def availability() -> dict[str, tuple[bool, str]]:
     """name -> (built, reason) without loading any TLS library."""
     rep = native.build_report()

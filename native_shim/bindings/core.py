@@ -99,8 +99,6 @@ void *tlsh_shared_map(size_t size);
 int tlsh_shared_unmap(void *p, size_t size);
 int tlsh_set_pdeathsig(int sig, int expected_ppid);
 int64_t tlsh_now_ns(void);
-int tlsh_fork(void);
-void tlsh_exit(int code);
 """
 
 CUSTOMIZATIONS = ""

@@ -11,6 +11,4 @@ int tlsh_shared_unmap(void *p, size_t size);
  * race where the parent died before the call).  Returns 0, or -1 when the
  * parent is already gone. */
 int tlsh_set_pdeathsig(int sig, int expected_ppid);
-int tlsh_fork(void);                          /* fork(2) */
-void tlsh_exit(int code);                     /* _exit(2): no atexit handlers */
 #endif

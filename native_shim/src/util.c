@@ -30,5 +30,3 @@ int tlsh_set_pdeathsig(int sig, int expected_ppid)
     return 0;
 }
 
-int tlsh_fork(void) { return fork(); }
-void tlsh_exit(int code) { _exit(code); }
