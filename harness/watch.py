@@ -68,6 +68,19 @@ class Counter:
         return self.value
 
 
+def why_unanswered(port: int, tls: int) -> str:
+    """The readiness probe's one line on a port that answered no OPTIONS."""
+    import json
+    import sys
+    try:
+        r = subprocess.run([sys.executable, "-m", "harness.readiness", str(port), str(tls), "2"],
+                           capture_output=True, text=True, timeout=20, cwd=str(results.ROOT))
+        res = json.loads(r.stdout.strip().splitlines()[-1])
+    except (subprocess.TimeoutExpired, ValueError, IndexError):
+        return "and the readiness probe could not tell why"
+    return res.get("detail") or "it answers now (too slow during the watch?)"
+
+
 def watch(cfg: WatchConfig, progress=None) -> dict:
     for pid in cfg.pids:
         if procfs.sample(pid) is None:
@@ -101,9 +114,9 @@ def watch(cfg: WatchConfig, progress=None) -> dict:
             v = Verdict("inconclusive", reason=f"--counter-cmd never printed a number "
                         f"({counter.failures} tries; last: {counter.last_error})")
         elif lg is not None and (s is None or s["lg"].get("answered", 0) == 0) and not v.failed:
-            errs = "; ".join((s or {}).get("lg", {}).get("errors") or []) or "no answer"
+            why = why_unanswered(cfg.port, cfg.tls)
             v = Verdict("inconclusive", reason=f"the SIP OPTIONS probe on 127.0.0.1:{cfg.port} "
-                        f"was never answered ({errs}): not a TLS SIP port, or not this server's")
+                        f"was never answered: {why}")
         taken = take_stacks(v, sampler, run_dir / "stacks") if v.failed else []
         if v.failed:
             v.families = families.name(v.to_dict(), taken, [])

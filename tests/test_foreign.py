@@ -3,6 +3,7 @@ from /proc alone (tests/helpers/proctree.py builds processes in known states).""
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -135,7 +136,6 @@ def test_counter_cmd_that_prints_no_number_is_inconclusive(tree, tmp_path):
 
 
 def test_probe_on_a_port_that_speaks_no_tls_is_inconclusive(tree, tmp_path):
-    import socket
     srv = socket.socket()
     srv.bind(("127.0.0.1", 0))
     srv.listen()
@@ -145,3 +145,15 @@ def test_probe_on_a_port_that_speaks_no_tls_is_inconclusive(tree, tmp_path):
     finally:
         srv.close()
     assert out["verdict"] == "inconclusive" and r.returncode == 3, out
+    assert "no TLS handshake answer" in out["reason"]             # why, in the reason
+    assert not Path(out["run_dir"], "stacks").exists()
+
+
+def test_probe_on_a_closed_port_says_nothing_listens(tree, tmp_path):
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    t = tree("idle")
+    r, out = watch(t, tmp_path, "--port", str(port), duration=1.5)
+    assert out["verdict"] == "inconclusive" and f"nothing listens on 127.0.0.1:{port}" in out["reason"]
