@@ -7,7 +7,7 @@ VPY    := $(VENV)/bin/python
 NATIVE := harness/_native/build.json
 NATIVE_SRC := $(wildcard native_shim/src/*.c native_shim/include/*.h native_shim/bindings/*.py) native_shim/build.py
 
-.PHONY: setup system-deps demo test bench clean debug-openssl
+.PHONY: setup system-deps demo test bench clean debug-openssl kamailio6
 
 setup: system-deps $(VENV)/.installed $(NATIVE)
 
@@ -43,6 +43,13 @@ bench: setup
 debug-openssl: setup
 	$(VPY) -m native_shim.fetch --only openssl@3.0-debug
 	$(VPY) -m native_shim.build
+
+# Kamailio 6.x from Debian's source package (trixie, else forky/sid), core +
+# tls sl ctl kex corex + kamcmd, into build/kamailio6/root (optional, about a
+# minute): tlsharness target kamailio --kamailio-bin/--kamailio-modules, see
+# build/kamailio6/build.json
+kamailio6: setup
+	$(VPY) -m native_shim.fetch_kamailio
 
 clean:
 	rm -rf build harness/_native/*.so $(NATIVE)

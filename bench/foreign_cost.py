@@ -17,7 +17,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from harness.foreign import ForeignSampler, ForeignWatchdog  # noqa: E402
+from harness.watchdog.foreign import ForeignSampler, ForeignWatchdog  # noqa: E402
 from harness.watchdog import Thresholds  # noqa: E402
 
 TREE = ROOT / "tests" / "helpers" / "proctree.py"

@@ -17,7 +17,8 @@ import sys
 import time
 from pathlib import Path
 
-from harness import certs, families, native, procfs, results, stacks, verdicts
+from harness import certs, native, results, verdicts
+from harness.watchdog import families, procfs, stacks
 from harness.children import Children, start_loadgens
 from harness.config import RunConfig, results_root
 from harness.progress import Progress

@@ -21,8 +21,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness import certs, families, procfs, results
-from harness.foreign import (ForeignSampler, ForeignWatchdog, observe, stuck_summary,
+from harness import certs, results
+from harness.watchdog import families, procfs
+from harness.watchdog.foreign import (ForeignSampler, ForeignWatchdog, observe, stuck_summary,
                              take_stacks)
 from harness.children import Children, start_loadgens
 from harness.verdicts import exit_code

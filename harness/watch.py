@@ -15,9 +15,10 @@ import subprocess
 import time
 from dataclasses import dataclass
 
-from harness import families, procfs, results
+from harness import results
+from harness.watchdog import families, procfs
 from harness.children import Children, start_loadgens
-from harness.foreign import ForeignSampler, ForeignWatchdog, observe, stuck_summary, take_stacks
+from harness.watchdog.foreign import ForeignSampler, ForeignWatchdog, observe, stuck_summary, take_stacks
 from harness.verdicts import exit_code
 from harness.watchdog import Thresholds, Verdict
 

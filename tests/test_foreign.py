@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.foreign import ForeignSampler, ForeignWatchdog
+from harness.watchdog.foreign import ForeignSampler, ForeignWatchdog
 from harness.watchdog import Thresholds
 
 ROOT = Path(__file__).resolve().parent.parent

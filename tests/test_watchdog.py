@@ -1,8 +1,8 @@
 """Watchdog rules on synthetic sample histories (no processes needed)."""
 import pytest
 
-from harness import families
-from harness.watchdog import Thresholds, Watchdog, exit_code
+from harness.verdicts import exit_code
+from harness.watchdog import Thresholds, Watchdog, families
 
 ARENA = (0x7f0000000000, 256 << 20)
 MS = 1_000_000

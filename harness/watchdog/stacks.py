@@ -15,7 +15,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from harness import procfs
+from harness.watchdog import procfs
 
 FRAME_RE = re.compile(r"^#\d+\s+0x[0-9a-f]+\s+(?:in\s+)?([^\s(]+)")
 PYSPY_RE = re.compile(r"^\s+([\w.<>]+) \(")

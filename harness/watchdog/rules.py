@@ -10,91 +10,21 @@ overload, stopped, inconclusive.  Thresholds are `Thresholds` fields.
 """
 from __future__ import annotations
 
-import os
-from collections import deque
-from dataclasses import asdict, dataclass, field
-
-from harness.verdicts import FAILURES, NOT_HANGS, exit_code  # noqa: F401  (re-exported)
+from harness.verdicts import NOT_HANGS
+from harness.watchdog.history import History
+from harness.watchdog.leak import leak_verdict
+from harness.watchdog.verdict import (Thresholds, Verdict, crash_reason, in_arena, outstanding,
+                                      round3)
 
 BUSY = {"handshake", "read", "write", "lock_wait", "close", "fault", "accept", "attach", "random"}
 NONBLOCKING = {"handshake", "read", "attach", "close", "fault", "random"}  # sockets are non-blocking
 
 
-@dataclass
-class Thresholds:
-    stall_s: float = 0.4          # one busy activity this long: the worker is stuck
-    sleep_samples: int = 3        # asleep (state S/D) this many samples inside a non-blocking
-                                  # activity (handshake, read, attach, close): stuck
-    progress_s: float = 0.5       # window over which progress (replies) is looked for
-    no_progress_s: float = 2.0    # no reply at all this long, nobody stuck: a hang anyway
-    spin_cpu: float = 0.5         # CPU share above which a stuck process is spinning
-    futex_samples: int = 2        # private futex wait on an arena address, this many samples
-    overload_wait: float = 0.5    # run-queue wait per wall second that makes it overload
-    holder_wait_s: float = 0.1    # waiting this long for a lock held by a stuck worker: stuck
-    shared_wait_s: float = 2.0    # a wait on a PROCESS_SHARED futex is normal contention (it will
-                                  # be woken): stuck only after this long in the same activity
-    leak_min_bytes: int = 1 << 20  # arena growth over the second half of the load that can be a leak
-    leak_per_conn: int = 1024     # ... and per connection closed meanwhile (bytes; a warming
-                                  # cache of a clean OpenSSL run: ~350 in 8 s runs)
-    leak_steady: float = 0.75     # ... its floor (lowest use of each second) rising in this share of seconds
-    leak_min_s: float = 4.0       # load shorter than this: no leak judgement
-    starved_cpu_s: float = 0.05   # a stuck process that ran less than this since its activity
-                                  # began, while waiting for a CPU, is starved, not stuck
-
-
-@dataclass
-class Verdict:
-    verdict: str
-    reason: str = ""
-    onset_ns: int | None = None
-    detect_ns: int | None = None
-    blocked: list = field(default_factory=list)
-    spinning: list = field(default_factory=list)
-    stopped: list = field(default_factory=list)
-    crashed: list = field(default_factory=list)
-    progressing: list = field(default_factory=list)
-    evidence: list = field(default_factory=list)
-    families: list = field(default_factory=list)
-    stacks: list = field(default_factory=list)
-
-    @property
-    def failed(self) -> bool:
-        return self.verdict in FAILURES
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-def external_slots(seen: dict[int, int], gone: dict[int, int], roles: dict | None = None) -> list[dict]:
-    """Slots for processes that publish no status (tlsharness watch, real servers):
-    seen = pid -> first seen (ns), gone = pid -> vanished (ns).  A vanished
-    process is dead with exit_code -1 (we cannot know how it ended)."""
-    roles = roles or {}
-    return [{"slot": i, "pid": p, "role": roles.get(p, "process"),
-             "state": "dead" if p in gone else "alive", "activity": "unknown",
-             "since_ns": seen[p], "requests": 0, "lock_waiting": -1, "lock_held": -1, "ok": True,
-             "exit_signal": 0, "exit_code": -1 if p in gone else 0, "exit_ns": gone.get(p, 0)}
-            for i, p in enumerate(seen)]
-
-
-def outstanding(lg: dict) -> int:
-    """Requests sent and not yet settled (answered, bad or timed out); with no
-    'sent' counter (a foreign progress source), assume load is offered."""
-    if "sent" not in lg:
-        return 1
-    return lg["sent"] - lg.get("answered", 0) - lg.get("bad", 0) - lg.get("timed_out", 0)
-
-
-def in_arena(addr: int, arena: tuple[int, int]) -> bool:
-    base, size = arena
-    return base != 0 and base <= addr < base + size
-
-
-class Watchdog:
+class Watchdog(History):
     def __init__(self, th: Thresholds, arena: tuple[int, int] = (0, 0)):
+        super().__init__()
         self.th = th
         self.arena = arena
-        self.hist: deque = deque(maxlen=400)
         self.futex_streak: dict[int, int] = {}
         self.sleep_streak: dict[int, tuple[int, int]] = {}   # pid -> (since_ns, samples)
         self.stop_streak: dict[int, int] = {}
@@ -102,59 +32,6 @@ class Watchdog:
         self.load_start_ns: int | None = None
         self.shutdown_ns: int | None = None   # graceful shutdown began (--shutdown exit)
         self.arena_track: list = []           # (t, in_use, conns_closed, conns_open), every 0.2 s
-        self.ncpu = os.cpu_count() or 1
-
-    # -- helpers over the history -------------------------------------------------
-    def _window(self, seconds: float):
-        """(oldest sample within `seconds`, newest sample)."""
-        new = self.hist[-1]
-        old = new
-        for s in reversed(self.hist):
-            old = s
-            if new["t"] - s["t"] >= seconds * 1e9:
-                break
-        return old, new
-
-    def _cpu_share(self, pid: int, seconds: float = 0.5) -> float | None:
-        old, new = self._window(seconds)
-        a, b = old["procs"].get(pid), new["procs"].get(pid)
-        dt = (new["t"] - old["t"]) / 1e9
-        if not a or not b or dt <= 0:
-            return None
-        return (b["cpu_s"] - a["cpu_s"]) / dt
-
-    def _cpu_since(self, pid: int, since_ns: int) -> float:
-        """CPU seconds the process ran since since_ns (schedstat, else stat ticks)."""
-        new = self.hist[-1]["procs"].get(pid)
-        old = None
-        for s in self.hist:
-            if s["t"] >= since_ns and pid in s["procs"]:
-                old = s["procs"][pid]
-                break
-        if not new or not old:
-            return 0.0
-        if "run_ns" in new and "run_ns" in old:
-            return (new["run_ns"] - old["run_ns"]) / 1e9
-        return new["cpu_s"] - old["cpu_s"]
-
-    def _runq_wait(self, pid: int, seconds: float = 0.5) -> float | None:
-        old, new = self._window(seconds)
-        a, b = old["procs"].get(pid), new["procs"].get(pid)
-        dt = (new["t"] - old["t"]) / 1e9
-        if not a or not b or dt <= 0 or "wait_ns" not in a or "wait_ns" not in b:
-            return None
-        return (b["wait_ns"] - a["wait_ns"]) / 1e9 / dt
-
-    def _progress(self, seconds: float, since_ns: int = 0) -> int:
-        """Replies within the last `seconds`, counting only samples after since_ns."""
-        new = self.hist[-1]
-        start = max(new["t"] - int(seconds * 1e9), since_ns)
-        old = new
-        for s in reversed(self.hist):
-            if s["t"] < start:
-                break
-            old = s
-        return new["lg"]["answered"] - old["lg"]["answered"]
 
     def begin_shutdown(self, t_ns: int) -> None:
         """From now on workers leave on purpose: a clean exit is no crash, and
@@ -220,7 +97,7 @@ class Watchdog:
         at_shutdown = ["shutdown: workers were leaving through exit() (atexit handlers running)"] \
             if sd else []
         if crashed:
-            return Verdict("crash", reason=("at shutdown: " if sd else "") + _crash_reason(crashed),
+            return Verdict("crash", reason=("at shutdown: " if sd else "") + crash_reason(crashed),
                            onset_ns=min(c["at_ns"] for c in crashed), detect_ns=t,
                            crashed=crashed, evidence=list(at_shutdown))
         # corruption: evidence of damage, whatever else happens
@@ -312,7 +189,7 @@ class Watchdog:
         p = s["procs"].get(w["pid"]) or {}
         d = {"slot": w["slot"], "pid": w["pid"], "role": w["role"], "activity": w["activity"],
              "since_ns": w["since_ns"], "why": why, "state": p.get("state"),
-             "cpu": _round(self._cpu_share(w["pid"])), "wchan": p.get("wchan"),
+             "cpu": round3(self._cpu_share(w["pid"])), "wchan": p.get("wchan"),
              "lock_waiting": w["lock_waiting"], "lock_held": w["lock_held"]}
         fx = (p.get("syscall") or {}).get("futex")
         if fx:
@@ -330,7 +207,7 @@ class Watchdog:
         for w, why in stuck:
             d = self._describe(s, w, why)
             wait = self._runq_wait(w["pid"])
-            d["runq_wait"] = _round(wait)
+            d["runq_wait"] = round3(wait)
             if d["state"] in ("T", "t"):
                 stopped.append(d)
             elif (d["state"] == "R" and wait is not None and wait >= th.overload_wait
@@ -407,69 +284,7 @@ class Watchdog:
                                "(is --rate too low for --duration?)")
             return Verdict("inconclusive", reason="no load reached the stand"
                            + (f" ({'; '.join(errs)})" if errs else ""))
-        leak = self._leak()
+        leak = leak_verdict(self.arena_track, self.load_start_ns, self.th)
         if leak is not None:
             return leak
         return Verdict("pass", reason=f"{s['lg']['answered']} replies, every worker live")
-
-    def _leak(self) -> Verdict | None:
-        """Arena growth over the second half of the load (after a 1 s warm-up),
-        judged on its floor: the lowest use within each second (connections
-        come and go; what a leak leaves behind raises the floor).  A floor
-        that rises steadily, by much, and by much per connection closed
-        meanwhile is a leak.  Connections still open are not leaked: as many
-        must be open at both ends of the window."""
-        th = self.th
-        if not self.load_start_ns:
-            return None
-        tr = [x for x in self.arena_track if x[0] >= self.load_start_ns + 1_000_000_000]
-        if len(tr) < 4 or (tr[-1][0] - tr[0][0]) / 1e9 < th.leak_min_s - 1:
-            return None
-        half = tr[len(tr) // 2:]
-        t0, t1 = half[0][0], half[-1][0]
-        floors, opens = [], []
-        for x in half:
-            k = int((x[0] - t0) // 1_000_000_000)
-            if k == len(floors):
-                floors.append(x[1])
-                opens.append([x[3]])
-            elif k < len(floors):
-                floors[k] = min(floors[k], x[1])
-                opens[k].append(x[3])
-        if len(floors) < 3:
-            return None
-        third = max(1, len(floors) // 3)
-        grown = int(sum(floors[-third:]) / third - sum(floors[:third]) / third)
-        closed = half[-1][2] - half[0][2]
-        o0, o1 = (sum(opens[0]) / len(opens[0]), sum(opens[-1]) / len(opens[-1]))
-        steps = [b - a for a, b in zip(floors, floors[1:])]
-        steady = sum(1 for d in steps if d > 0) / len(steps)
-        if abs(o1 - o0) > max(4, 0.2 * max(o0, o1)):
-            return None                        # connections opened or closed for good: can't tell
-        per_conn = grown / closed if closed else None
-        if (grown >= th.leak_min_bytes and steady >= th.leak_steady
-                and (per_conn is None or per_conn >= th.leak_per_conn)):
-            dt = (t1 - t0) / 1e9
-            ev = [f"arena growth: +{grown / 1048576:.1f} MiB of floor in {dt:.1f} s "
-                  f"({grown / dt / 1024:.0f} KiB/s), rising in {steady:.0%} of seconds"
-                  + (f", {per_conn:.0f} bytes per connection closed ({closed})" if closed else "")
-                  + f", about {o1:.0f} connections open at both ends"]
-            return Verdict("leak", reason=ev[0][len("arena growth: "):], onset_ns=t0,
-                           detect_ns=t1, evidence=ev)
-        return None
-
-
-def _crash_reason(crashed) -> str:
-    import signal as _s
-    parts = []
-    for c in crashed:
-        if c["exit_code"] == -1:          # a process we did not start: only that it vanished
-            parts.append(f"{c['role']} (pid {c['pid']}) vanished")
-            continue
-        sig = _s.Signals(c["signal"]).name if c["signal"] else f"exit {c['exit_code']}"
-        parts.append(f"{c['role']} {c['slot']} (pid {c['pid']}) died of {sig} during {c['activity']}")
-    return "; ".join(parts)
-
-
-def _round(x):
-    return None if x is None else round(x, 3)

@@ -1,0 +1,192 @@
+"""Judging a server tlsharness did not build from ForeignSampler's
+conditions (see foreign_sampler.py for what each condition means), and the
+observation loop shared by `target` and `watch`."""
+from __future__ import annotations
+
+import time
+
+from harness.watchdog.foreign_sampler import ForeignSampler
+from harness.watchdog.rules import Watchdog
+from harness.watchdog.verdict import Thresholds, Verdict, outstanding
+
+
+class ForeignWatchdog(Watchdog):
+    """The watchdog's verdicts (crash, degraded, deadlock, livelock, mixed,
+    stopped, overload) decided from ForeignSampler conditions."""
+
+    def __init__(self, th: Thresholds, progress_source: bool = True):
+        super().__init__(th)
+        self.progress_source = progress_source
+        self.unjudged: str | None = None
+
+    def observe(self, s: dict) -> Verdict | None:
+        self.hist.append(s)
+        if self.load_start_ns is None and s["lg"].get("start_ns"):
+            self.load_start_ns = s["lg"]["start_ns"]
+        if self.first is None:
+            v = self.judge()
+            if v.failed or v.verdict in ("overload", "stopped"):
+                self.first = v
+                return v
+        return None
+
+    def _offered(self, s: dict) -> bool:
+        """Requests outstanding (sent, not yet settled), when a load generator is known."""
+        if not self.progress_source:
+            return False
+        return outstanding(s["lg"]) > 0 if "sent" in s["lg"] else bool(s["lg"].get("ready"))
+
+    def _io_progress(self, seconds: float, exclude: set) -> int:
+        old, new = self._window(seconds)
+        before = {w["pid"]: w["requests"] for w in old["slots"]}
+        return sum(max(0, w["requests"] - before.get(w["pid"], w["requests"]))
+                   for w in new["slots"] if w["pid"] not in exclude and w["state"] == "alive")
+
+    def _find_stuck(self, s: dict) -> list:
+        t, th = s["t"], self.th
+        offered = self._offered(s)
+        stuck, spin = [], []
+        for w in s["slots"]:
+            if w["state"] != "alive":
+                continue
+            age = (t - w["since_ns"]) / 1e9
+            act = w["activity"]
+            fx = ((s["procs"].get(w["pid"]) or {}).get("syscall") or {}).get("futex")
+            why = None
+            if act == "stopped" and w["samples"] >= 2:
+                why = "stopped (state T)"
+            elif act == "lock_wait":
+                single = w["threads"] == 1
+                where = f"private futex wait on {w['mapping']}" if w["mapping"] else None
+                if fx and fx["private"] and w["mapping"] and single \
+                        and w["samples"] >= th.futex_samples:
+                    why = f"{where}: a process-private wait on shared memory, no other " \
+                          f"process can wake it ({age:.1f} s)"
+                elif fx and fx["private"] and single and age >= th.stall_s and not w["mapping"]:
+                    why = f"private futex wait at {fx['addr']:#x} in a single-threaded process " \
+                          f"for {age:.1f} s: no thread exists that could wake it"
+                elif fx and fx["private"] and w["mapping"] and age >= th.shared_wait_s:
+                    why = f"{where} for {age:.1f} s without running ({w['threads']} threads)"
+                elif (not fx or not fx["private"]) and offered and age >= th.shared_wait_s:
+                    what = f"shared futex {fx['addr']:#x}" if fx else "a semaphore"
+                    why = f"waits on {what} for {age:.1f} s without running while load is offered"
+            elif act in ("spin", "sys") and age >= th.stall_s:
+                spin.append((w, f"{'running' if act == 'spin' else 'in a system call'} "
+                                f"{age:.1f} s without any I/O"))
+            if why:
+                stuck.append((w, why))
+        if spin:
+            replies = self._progress(th.progress_s) if self.progress_source else 0
+            if stuck or (offered and replies == 0) or (not self.progress_source and stuck):
+                stuck += spin
+        return stuck
+
+    def _liveness(self, s: dict) -> Verdict:
+        t, th = s["t"], self.th
+        stuck = self._find_stuck(s)
+        if stuck:
+            since = min(w["since_ns"] for w, _ in stuck)
+            if self.progress_source:
+                progress = self._progress(th.progress_s, since)
+            else:
+                progress = self._io_progress(th.progress_s, {w["pid"] for w, _ in stuck})
+            return self._classify(s, stuck, progress)
+        if (self.progress_source and self.load_start_ns
+                and (t - self.load_start_ns) / 1e9 > th.no_progress_s
+                and self._progress(th.no_progress_s) == 0 and self._offered(s)):
+            waits = [self._runq_wait(p) or 0 for p in s["procs"]]
+            if waits and max(waits) >= th.overload_wait:
+                return Verdict("overload", reason=f"no replies for {th.no_progress_s:g} s while "
+                               f"the server's processes wait {max(waits):.2f} s/s for a CPU and "
+                               "none is stuck: not a hang", detect_ns=t)
+            if self.unjudged is None:
+                conds = sorted({w["activity"] for w in s["slots"] if w["state"] == "alive"})
+                self.unjudged = (f"no replies for {th.no_progress_s:g} s to requests outstanding "
+                                 f"while no server process is stuck (their conditions: "
+                                 f"{', '.join(conds)}): the requests do not reach a worker, or "
+                                 "it drops them")
+        return Verdict("pass")
+
+    def _describe(self, s, w, why) -> dict:
+        d = super()._describe(s, w, why)
+        d["condition"] = w["activity"]
+        if "futex" in d:
+            d["futex"]["in_arena"] = False
+            d["futex"]["in_shared_mapping"] = bool(w.get("mapping"))
+            d["futex"]["mapping"] = w.get("mapping")
+        if w["activity"] == "lock_wait" and not (s["procs"].get(w["pid"]) or {}).get("syscall"):
+            d["wait"] = "semaphore"
+        return d
+
+    def final(self) -> Verdict:
+        v = super().final()
+        if v.verdict == "pass" and self.unjudged and self.first is None:
+            return Verdict("inconclusive", reason=self.unjudged)
+        if v.verdict == "inconclusive" and not self.progress_source:
+            v.reason = ("no progress source (--port or --counter-cmd): crashes, stopped "
+                        "processes, lost wake-ups and blocked or spinning processes were looked "
+                        "for and not seen, but whether requests are answered is unknown")
+        return v
+
+
+def stuck_pids(v: Verdict) -> list[int]:
+    return [d["pid"] for d in v.blocked + v.spinning + v.stopped]
+
+
+def observe(sampler: ForeignSampler, wd: ForeignWatchdog, lg_total, duration: float,
+            linger: float, sample_hz: float, log, progress=None, alive=lambda: True):
+    """Sample at sample_hz until duration ends, or `linger` s after the first
+    failure (to see whether it lasts), or everything watched has gone.
+    lg_total() gives the progress counters.  Returns (final verdict, last sample, t0)."""
+    t0 = time.monotonic_ns()
+    end, stop_at = t0 + int(duration * 1e9), None
+    period = 1.0 / sample_hz
+    s = None
+    while True:
+        now = time.monotonic_ns()
+        s = sampler.sample(now, lg_total())
+        v = wd.observe(s)
+        if v is not None and stop_at is None:
+            stop_at = now + int(linger * 1e9)
+            if progress:
+                progress(f"{v.verdict} detected: {v.reason}")
+        log.write({"t": round((now - t0) / 1e9, 3),
+                   "lg": {k: s["lg"].get(k, 0) for k in ("sent", "answered", "bad")},
+                   "procs": {p: {"state": x["state"], "cpu": round(x["cpu_s"], 3),
+                                 "cond": x["cond"]} for p, x in s["procs"].items()}})
+        if now >= end or (stop_at and now >= stop_at) or not s["procs"] or not alive():
+            if not alive() and s["procs"]:
+                s = sampler.sample(time.monotonic_ns(), lg_total())
+                wd.observe(s)
+            break
+        time.sleep(max(0.0, period - (time.monotonic_ns() - now) / 1e9))
+    log.close()
+    return wd.final(), s, t0
+
+
+def take_stacks(v: Verdict, sampler: ForeignSampler, out_dir) -> list[dict]:
+    """Stacks of the processes the watchdog judged stuck, and only those
+    (ptrace after the verdict; never the whole tree)."""
+    from harness.watchdog import stacks
+    pids = set(stuck_pids(v))
+    procs = [{"pid": w["pid"], "slot": w["slot"], "role": w["role"]} for w in sampler.slots()
+             if w["pid"] in pids and w["state"] == "alive"]
+    taken = stacks.collect(procs, out_dir) if procs else []
+    v.stacks = [{k: t[k] for k in ("pid", "slot", "role", "tool", "file", "changed")}
+                | {"top": t["frames"][:12]} for t in taken]
+    return taken
+
+
+def stuck_summary(v: Verdict) -> list[dict]:
+    """One line of facts per stuck process, for outcome.json and the terminal."""
+    out = []
+    for kind, lst in (("blocked", v.blocked), ("spinning", v.spinning), ("stopped", v.stopped)):
+        for d in lst:
+            e = {"pid": d["pid"], "role": d.get("role"), "as": kind, "why": d.get("why"),
+                 "state": d.get("state"), "cpu": d.get("cpu")}
+            fx = d.get("futex")
+            if fx:
+                e["futex"] = {k: fx.get(k) for k in ("addr", "op", "private", "mapping")}
+            e["top"] = next((x["top"][:6] for x in v.stacks if x["pid"] == d["pid"]), [])
+            out.append(e)
+    return out
