@@ -656,7 +656,7 @@ def main(argv=None) -> int:
     tg.add_argument("--kamailio-modules", default=None, metavar="DIR",
                     help="kamailio: its module folder (default: Debian's)")
     tg.add_argument("--tls-threads-mode", type=int, choices=[0, 1, 2], default=None,
-                    help="kamailio >= 5.7: the tls module's tls_threads_mode")
+                    help="kamailio 6.x: the global tls_threads_mode (6.x turns 1 into 2)")
     tg.add_argument("--shm-mb", type=int, default=128, help="kamailio: shared memory (MiB)")
     tg.add_argument("--cores", action="store_true", help="let the server write core files")
     tg.add_argument("--out", default="results", help="results folder (default ./results)")

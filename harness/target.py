@@ -91,7 +91,8 @@ def kamailio_config(d: Path, port: int, workers: int, cores: bool, binary: str =
                     modules: str = KAMAILIO_MODULES, shm_mb: int = 128,
                     threads_mode: int | None = None) -> list[str]:
     """Write kamailio.cfg and tls.cfg in d; return the command line.
-    threads_mode: the tls module's tls_threads_mode (Kamailio >= 5.7), if given."""
+    threads_mode: the core's tls_threads_mode (a global setting in Kamailio 6.x; Debian's
+    5.6.3 does not know it), if given."""
     exe = check_kamailio(binary, modules)
     cert, key = certs.make_cert(d, "ec")
     (d / "tls.cfg").write_text(f"[server:default]\nmethod = TLSv1.2+\nverify_certificate = no\n"
@@ -104,7 +105,7 @@ tcp_children={workers}
 disable_core_dump={'no' if cores else 'yes'}
 enable_tls=yes
 auto_aliases=no
-listen=tls:127.0.0.1:{port}
+{'' if threads_mode is None else f'tls_threads_mode={threads_mode}' + chr(10)}listen=tls:127.0.0.1:{port}
 mpath="{modules}/"
 loadmodule "tls.so"
 loadmodule "sl.so"
@@ -113,7 +114,7 @@ loadmodule "kex.so"
 loadmodule "corex.so"
 modparam("tls", "config", "{d / 'tls.cfg'}")
 modparam("ctl", "binrpc", "unix:{d / 'kamailio_ctl'}")
-{'' if threads_mode is None else f'modparam("tls", "tls_threads_mode", {threads_mode})' + chr(10)}request_route {{
+request_route {{
     if (method == "OPTIONS" || method == "REGISTER") {{ sl_send_reply("200", "OK"); exit; }}
     sl_send_reply("404", "Not here");
 }}

@@ -65,9 +65,15 @@ def _rel(p: Path) -> str:
 
 
 def _tail(text: str, n: int = 200) -> str:
+    """The line of a tool's output that says what went wrong: a compiler's first
+    `error:` or apt's first `E:`, else the last line that looks like an error,
+    else the last line."""
     lines = [l.strip() for l in text.strip().splitlines() if l.strip()]
-    errs = [l for l in lines if re.search(r"error|E:|No such|not found|cannot", l, re.I)]
-    return ((errs or lines or [""])[-1])[-n:]
+    for pattern, pick in ((r"\berror:|^E:", 0), (r"error|No such|not found|cannot", -1)):
+        hits = [l for l in lines if re.search(pattern, l, re.I)]
+        if hits:
+            return hits[pick][-n:]
+    return lines[-1][-n:] if lines else ""
 
 
 # ---------------------------------------------------------------- build tools
