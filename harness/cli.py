@@ -40,9 +40,11 @@ def summary(out: dict) -> str:
     for f in out.get("families", []):
         lines.append(f"  family: {f}")
     if "replies" in out:
-        lines.append(f"  {out['replies']:,} replies ({out['replies_per_s']:,.0f}/s), "
-                     f"{out['bad']} bad, {out['timed_out']} timed out, "
-                     f"{out['cross_handoffs']:,} cross-process handoffs")
+        rate = f" ({out['replies_per_s']:,.0f}/s)" if out.get("replies_per_s") is not None else ""
+        lines.append(f"  {out['replies']:,} replies{rate}, {out.get('bad', 0)} bad, "
+                     f"{out.get('timed_out', 0)} timed out"
+                     + (f", {out['cross_handoffs']:,} cross-process handoffs"
+                        if out.get("cross_handoffs") is not None else ""))
     lines.append(f"  results: {out['run_dir']}")
     exp = out.get("expected")
     if exp:

@@ -186,7 +186,7 @@ def run_target(cfg: TargetConfig, progress=None) -> dict:
 
 def _watch(cfg, d: Path, server, port: int, lg, roles: dict, progress) -> dict:
     sampler = ForeignSampler([server.pid], port=port, roles=roles)
-    wd = ForeignWatchdog(Thresholds())
+    wd = ForeignWatchdog(Thresholds(), unread=sampler.unread_holders)
     v, s, t0 = observe(sampler, wd, lg.total, cfg.duration, cfg.linger, 20.0,
                        results.SampleLog(d / "samples.jsonl"), progress,
                        alive=lambda: server.poll() is None)

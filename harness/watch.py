@@ -90,8 +90,8 @@ def watch(cfg: WatchConfig, progress=None) -> dict:
     children = Children(run_dir)
     th = Thresholds(no_progress_s=cfg.no_progress_s)
     source = bool(cfg.port or cfg.counter_cmd)
-    wd = ForeignWatchdog(th, progress_source=source)
     sampler = ForeignSampler(list(cfg.pids), port=cfg.port, tree=cfg.tree)
+    wd = ForeignWatchdog(th, progress_source=source, unread=sampler.unread_holders)
     lg = None
     try:
         if cfg.port:

@@ -102,7 +102,7 @@ def test_watch_sees_a_stopped_process_it_did_not_start(tmp_path):
 def test_watch_sees_a_crash_and_a_deaf_server(tmp_path):
     stand = subprocess.Popen([sys.executable, "-m", "harness", "run", "--out", str(tmp_path / "r"),
                               "-q", "--memory", "private", "--workers", "1", "--duration", "20",
-                              "--keep-going", "--fault", "block:1:1500"], cwd=str(ROOT),
+                              "--keep-going", "--fault", "block:1:4000"], cwd=str(ROOT),
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 15
@@ -117,8 +117,11 @@ def test_watch_sees_a_crash_and_a_deaf_server(tmp_path):
         r = tlsharness("watch", "--pid", str(man["stand_pid"]), "--port", str(man["port"]),
                        "--duration", "8", "--json", "-q", "--out", str(tmp_path / "w"), timeout=40)
         out = json.loads(r.stdout)
-        # the only worker blocks 1.5 s in: processes alive, port open, SIP deaf
+        # the only worker blocks in pause() 4 s in, holding a connection: processes alive,
+        # port open, SIP deaf; the worker is named by the request unread on its connection
         assert out["verdict"] in ("deadlock", "mixed"), out
+        assert "the server stopped answering" in out["reason"]
+        assert any("bytes unread" in p["why"] for p in out["stuck"]), out["stuck"]
         assert len(out["watched"]) >= 3
     finally:
         stand.send_signal(signal.SIGINT)

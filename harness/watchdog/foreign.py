@@ -14,8 +14,11 @@ class ForeignWatchdog(Watchdog):
     """The watchdog's verdicts (crash, degraded, deadlock, livelock, mixed,
     stopped, overload) decided from ForeignSampler conditions."""
 
-    def __init__(self, th: Thresholds, progress_source: bool = True):
+    def __init__(self, th: Thresholds, progress_source: bool = True, unread=None):
+        """unread(): pid -> bytes waiting unread on the server's connections it
+        holds (ForeignSampler.unread_holders), read only when replies stop."""
         super().__init__(th)
+        self.unread = unread
         self.progress_source = progress_source
         self.unjudged: str | None = None
 
@@ -99,6 +102,10 @@ class ForeignWatchdog(Watchdog):
                 return Verdict("overload", reason=f"no replies for {th.no_progress_s:g} s while "
                                f"the server's processes wait {max(waits):.2f} s/s for a CPU and "
                                "none is stuck: not a hang", detect_ns=t)
+            if s["lg"].get("answered", 0) > 0 and self.unread is not None:
+                v = self._deaf(s)              # it answered before, and stopped
+                if v is not None:
+                    return v
             if self.unjudged is None:
                 conds = sorted({w["activity"] for w in s["slots"] if w["state"] == "alive"})
                 self.unjudged = (f"no replies for {th.no_progress_s:g} s to requests outstanding "
@@ -106,6 +113,24 @@ class ForeignWatchdog(Watchdog):
                                  f"{', '.join(conds)}): the requests do not reach a worker, or "
                                  "it drops them")
         return Verdict("pass")
+
+    def _deaf(self, s: dict) -> Verdict | None:
+        """The server answered, then stopped: no reply for no_progress_s while
+        requests are outstanding.  The processes holding a connection with a
+        request unread in its receive queue (/proc/net/tcp) are stuck, whatever
+        they sleep in (a wait /proc cannot tell from idle: pause, a pipe)."""
+        th = self.th
+        holders = self.unread()
+        stuck = [(w, f"{w['activity']} with {holders[w['pid']]} bytes unread on its "
+                     f"connection(s) for {th.no_progress_s:g} s while no reply arrives")
+                 for w in s["slots"] if w["state"] == "alive" and w["pid"] in holders]
+        if not stuck:
+            return None
+        for w, _ in stuck:
+            w["since_ns"] = min(w["since_ns"], s["t"] - int(th.no_progress_s * 1e9))
+        v = self._classify(s, stuck, 0)
+        v.reason = "the server stopped answering: " + v.reason
+        return v
 
     def _describe(self, s, w, why) -> dict:
         d = super()._describe(s, w, why)

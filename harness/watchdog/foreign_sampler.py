@@ -265,6 +265,23 @@ class ForeignSampler:
             if self._port_inodes & procfs.socket_inodes(tr.pid):
                 tr.role = "worker"
 
+    def unread_holders(self) -> dict[int, int]:
+        """pid -> bytes waiting in the receive queues of the server's
+        connections that pid holds (only with a port)."""
+        if not self.port:
+            return {}
+        queued = procfs.port_unread(self.port)
+        if not queued:
+            return {}
+        out = {}
+        for pid, tr in self.tracks.items():
+            if tr.gone_ns:
+                continue
+            n = sum(queued.get(i, 0) for i in procfs.socket_inodes(pid))
+            if n:
+                out[pid] = n
+        return out
+
     def _proc(self, tr: Track) -> dict:
         sc = tr.syscall
         return {"pid": tr.pid, "state": tr.state, "ppid": tr.ppid, "cpu_s": tr.run_ns / 1e9,

@@ -229,6 +229,22 @@ def port_connections(port: int) -> set[int]:
     return out
 
 
+def port_unread(port: int) -> dict[int, int]:
+    """inode -> bytes received and not yet read, for the connections accepted
+    on local port `port` that have any (rx_queue of /proc/net/tcp*)."""
+    want = f":{port:04X}"
+    out = {}
+    for name in ("/proc/net/tcp", "/proc/net/tcp6"):
+        txt = _read_all(name) or ""
+        for line in txt.splitlines()[1:]:
+            f = line.split()
+            if len(f) > 9 and f[1].endswith(want) and f[3] != "0A":
+                rx = int(f[4].split(":")[1], 16)
+                if rx and int(f[9]):
+                    out[int(f[9])] = rx
+    return out
+
+
 def socket_inodes(pid: int) -> set[int]:
     """Inodes of the sockets pid holds (its fd table)."""
     out = set()

@@ -43,7 +43,9 @@ class Watchdog(History):
         """Add a sample; return the first failure verdict when it is decided."""
         self.hist.append(s)
         hdr = s["hdr"]
-        if hdr.get("arena_size") and not self.shutdown_ns and (
+        # the arena while the load runs (not once the clients finished and close
+        # their connections: that drop is no sign of anything)
+        if hdr.get("arena_size") and not self.shutdown_ns and not s["lg"].get("done") and (
                 not self.arena_track or s["t"] - self.arena_track[-1][0] >= 200_000_000):
             self.arena_track.append((s["t"], hdr["arena"]["in_use"], hdr.get("conns_closed", 0),
                                      hdr.get("conns_open", 0)))
