@@ -4,12 +4,10 @@ handed between workers) judged through `target cmd` and `watch --pid` only:
 from /proc, with no status segment."""
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest

@@ -1,0 +1,75 @@
+"""What is here: `scenarios`, `libs`, `probe`."""
+from __future__ import annotations
+
+import json
+import sys
+
+from harness.verdicts import EXIT_USAGE
+
+
+def cmd_probe(ns, argv) -> int:
+    from harness import probe
+    try:
+        rows = probe.run(ns.lib or None)
+    except probe.ProbeError as e:
+        print(f"tlsharness: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    if ns.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        print(probe.table(rows))
+    if ns.markdown:
+        with open(ns.markdown, "w") as f:
+            f.write(probe.markdown(rows))
+    return 0 if all("error" not in r for r in rows) else 1
+
+
+def cmd_scenarios(ns, argv) -> int:
+    from harness import scenario
+    rows = scenario.catalogue()
+    width = max((len(s.name) for s in rows), default=10)
+    for s in rows:
+        refs = f"  [{', '.join(s.refs)}]" if s.refs else ""
+        print(f"{s.name:{width}}  {s.summary}{refs}")
+        if s.notes:
+            print(f"{'':{width}}    note: {s.notes}")
+    return 1 if any(s.summary.startswith("BROKEN") for s in rows) else 0
+
+
+def cmd_libs(ns, argv) -> int:
+    from harness import backends
+    if ns.action == "add":
+        from harness import userlibs
+        if not (ns.name and ns.prefix):
+            print("tlsharness: error: libs add NAME --prefix PATH [--kind openssl]", file=sys.stderr)
+            return EXIT_USAGE
+        try:
+            print(f"built {userlibs.add(ns.name, ns.prefix, ns.kind)}: use --lib {ns.name}")
+        except userlibs.UserLibError as e:
+            print(f"tlsharness: error: {e}", file=sys.stderr)
+            return EXIT_USAGE
+        return 0
+    avail = backends.availability()
+    print(f"{'library':16} {'state':8} {'version':22} where")
+    for name, (built, reason) in avail.items():
+        inf = backends.info(name)
+        where = inf.get("prefix") or ("system" if built else reason)
+        ver = inf.get("version", "") or ("" if built else "-")
+        print(f"{name:16} {'built' if built else 'missing':8} {ver:22} {where}")
+    return 0
+
+
+def add_parsers(sub) -> None:
+    sc = sub.add_parser("scenarios", help="list the scenario catalogue")
+    sc.set_defaults(fn=cmd_scenarios)
+    pr = sub.add_parser("probe", help="measure each library's hooks and thread-local state")
+    pr.add_argument("--lib", action="append", help="library to probe (repeatable; default all built)")
+    pr.add_argument("--json", action="store_true", help="print the rows as JSON")
+    pr.add_argument("--markdown", metavar="FILE", help="also write the table as Markdown")
+    pr.set_defaults(fn=cmd_probe)
+    lb = sub.add_parser("libs", help="list the TLS libraries built here; 'libs add' your own build")
+    lb.add_argument("action", nargs="?", choices=["list", "add"], default="list", help="list (default) or add NAME --prefix PATH")
+    lb.add_argument("name", nargs="?", help="add: the name to give the build (then --lib NAME)")
+    lb.add_argument("--prefix", help="add: the install prefix (include/ and lib/)")
+    lb.add_argument("--kind", default="openssl", help="add: openssl, wolfssl, mbedtls or gnutls (default openssl)")
+    lb.set_defaults(fn=cmd_libs)

@@ -1,0 +1,254 @@
+"""`run` and `repro`: one run of the stand (or a scenario), or N of them."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from harness.config import ConfigError
+from harness.runflags import add_run_flags as _add_run_flags, config_from_args
+from harness.verdicts import EXIT_HARNESS, EXIT_USAGE, bisect_code
+from harness.cli.common import ArgParser
+
+
+def summary(out: dict) -> str:
+    lines = [f"{out['outcome'].upper()}: {out['verdict']} — {out.get('reason', '')}"]
+    if out.get("memory", "").startswith("interpose"):
+        lines.append("  memory: " + out["memory"])
+    ttf = out.get("time_to_failure_ms")
+    if ttf is not None:
+        when = (f"{ttf:.0f} ms after load started" if ttf >= 0
+                else f"{-ttf:.0f} ms before load started (at fork)")
+        lines.append(f"  failure {when} (detected {out.get('detect_latency_ms')} ms after onset)")
+    for p in out.get("stuck", [])[:8]:
+        top = " ← ".join(p.get("top") or []) or "(no stack)"
+        lines.append(f"  worker {p['slot']} pid {p['pid']} [{p['state']}, cpu {p['cpu']}] "
+                     f"{p['why']}\n      {top}")
+    for f in out.get("families", []):
+        lines.append(f"  family: {f}")
+    if "replies" in out:
+        rate = f" ({out['replies_per_s']:,.0f}/s)" if out.get("replies_per_s") is not None else ""
+        lines.append(f"  {out['replies']:,} replies{rate}, {out.get('bad', 0)} bad, "
+                     f"{out.get('timed_out', 0)} timed out"
+                     + (f", {out['cross_handoffs']:,} cross-process handoffs"
+                        if out.get("cross_handoffs") is not None else ""))
+    lines.append(f"  results: {out['run_dir']}")
+    exp = out.get("expected")
+    if exp:
+        note = (f"; the scenario's {', '.join(exp['overridden'])} overridden, so its expectation "
+                "may not apply" if exp.get("overridden") else "")
+        lines.append(f"  scenario {out['scenario']}: {'as expected' if exp['as_expected'] else 'NOT as expected'}"
+                     f" ({exp['what']}; {', '.join(exp['refs'])}{note})")
+    if out.get("command") and out["exit_code"] != 0:
+        lines.append(f"  re-run:  {out['command']}")
+    return "\n".join(lines)
+
+
+def with_scenario(ns, argv):
+    """Scenario params first, the user's own flags after them (so they win)."""
+    from harness import scenario
+    sc = scenario.load(ns.scenario)
+    user = list(argv[1:])
+    user.remove(ns.scenario)
+    sub = ArgParser(prog="tlsharness run")
+    _add_run_flags(sub)
+    sub.add_argument("scenario", nargs="?")
+    ns2 = sub.parse_args([*scenario_tokens(sc), *user])
+    ns2.scenario = sc
+    given = {a.split("=")[0][2:].replace("-", "_") for a in user if a.startswith("--")}
+    sc.overridden = sorted(k for k in sc.params if k in given)
+    return ns2
+
+
+def scenario_tokens(sc):
+    from harness.runflags import tokens
+    return tokens(sc.params)
+
+
+def cmd_run(ns, argv) -> int:
+    from harness import scenario
+    from harness.controller import HarnessError, Run
+    from harness.progress import Progress
+    sc = None
+    if ns.scenario:
+        try:
+            ns = with_scenario(ns, argv)
+            sc = ns.scenario
+        except scenario.ScenarioError as e:
+            print(f"tlsharness: error: {e}", file=sys.stderr)
+            return EXIT_USAGE
+    try:
+        cfg = checked_config(ns)
+    except ConfigError as e:
+        print(f"tlsharness: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        run = Run(cfg, argv, Progress(quiet=ns.quiet))
+        out = run.execute()
+    except (HarnessError, OSError) as e:
+        print(f"tlsharness: {e}", file=sys.stderr)
+        return bisect_code(EXIT_HARNESS) if ns.bisect else EXIT_HARNESS
+    if sc is not None:
+        check_expectation(sc, cfg, out)
+    if out.get("run_dir"):
+        from pathlib import Path
+        from harness import report
+        report.index(Path(out["run_dir"]).parent)
+    print(json.dumps(out, indent=2, default=str) if ns.json else summary(out))
+    return bisect_code(out["exit_code"]) if ns.bisect else out["exit_code"]
+
+
+def check_expectation(sc, cfg, out: dict) -> None:
+    """Record whether the run came out as the scenario expects for this
+    library and these mitigations (in outcome.json too)."""
+    from harness import results
+    from pathlib import Path
+    out["scenario"] = sc.name
+    e = sc.expectation(cfg.lib, sorted(cfg.mitigations))
+    if e is None:
+        out["expected"] = None
+    else:
+        ok, what = e.check(out)
+        over = getattr(sc, "overridden", [])
+        out["expected"] = {"as_expected": ok, "what": what, "refs": sc.refs, "overridden": over}
+    if out.get("run_dir"):
+        results.write_json(Path(out["run_dir"]) / "outcome.json", out)
+
+
+REPRO_VALUE_FLAGS = {"--repeat", "--runs", "--min-rate", "--json"}   # not `run` flags
+
+
+REPRO_ALONE_FLAGS = {"--until-fail"}
+
+
+def add_repro_flags(p: argparse.ArgumentParser) -> None:
+    """`repro`: the run flags, a scenario, and its own (p needs conflict_handler="resolve":
+    its --json FILE replaces run's --json)."""
+    _add_run_flags(p)
+    p.add_argument("scenario", nargs="?", help="a scenario name or file (tlsharness scenarios)")
+    p.add_argument("--repeat", "--runs", dest="repeat", type=int, default=3,
+                   help="number of runs (with --until-fail: at most); --runs is the old name (default 3)")
+    p.add_argument("--min-rate", type=float, default=0.5,
+                   help="share of failing runs that counts as reproduced (default 0.5)")
+    p.add_argument("--until-fail", action="store_true",
+                   help="stop at the first failing run (then any failure is bad)")
+    p.add_argument("--json", metavar="FILE", help="write the summary as JSON to FILE")
+
+
+def checked_config(ns):
+    """The run configuration of ns, with --lib-prefix built and registered
+    first and the library checked to be built here (ConfigError otherwise)."""
+    if ns.lib_prefix:
+        from harness import userlibs
+        try:
+            ns.lib = userlibs.add(userlibs.name_for(ns.lib_prefix, ns.lib_kind), ns.lib_prefix,
+                                  ns.lib_kind)
+        except userlibs.UserLibError as e:
+            raise ConfigError(str(e)) from None
+    cfg = config_from_args(ns)
+    err = _lib_error(cfg.lib)
+    if err:
+        raise ConfigError(err)
+    return cfg
+
+
+def _lib_error(lib: str) -> str | None:
+    from harness import backends
+    built = backends.availability()
+    if lib not in built:
+        return f"unknown --lib {lib!r} (known: {', '.join(sorted(built))})"
+    if not built[lib][0]:
+        return f"--lib {lib} is not built here: {built[lib][1]}"
+    return None
+
+
+def cmd_repro(ns, argv) -> int:
+    """N runs of one configuration (or scenario); bad (1) when the failure
+    reproduces in at least --min-rate of them, good (0) when no run failed and
+    every run was judged, 125 otherwise; prints the statistics (harness/repro.py)."""
+    from pathlib import Path
+    from harness import repro, results, scenario
+    from harness.controller import HarnessError, Run
+    from harness.progress import Progress
+    sc = None
+    try:
+        if ns.scenario:                 # scenario params first, the user's flags after them
+            sc = scenario.load(ns.scenario)
+            user = list(argv[1:])
+            user.remove(ns.scenario)
+            sub = ArgParser(prog="tlsharness repro", conflict_handler="resolve")
+            add_repro_flags(sub)
+            skip = ns.bisect_usage_skip
+            ns = sub.parse_args([*scenario_tokens(sc), *user])
+            ns.bisect_usage_skip = skip
+            given = {a.split("=")[0][2:].replace("-", "_") for a in user if a.startswith("--")}
+            sc.overridden = sorted(k for k in sc.params if k in given)
+        if not 1 <= ns.repeat <= 1000:
+            raise ConfigError(f"--repeat must be between 1 and 1000 (got {ns.repeat})")
+        if not 0 < ns.min_rate <= 1:
+            raise ConfigError(f"--min-rate must be in (0, 1] (got {ns.min_rate})")
+        if ns.json and not Path(ns.json).resolve().parent.is_dir():
+            raise ConfigError(f"--json {ns.json}: no such directory {Path(ns.json).resolve().parent}")
+        cfg0 = checked_config(ns)
+    except (ConfigError, scenario.ScenarioError) as e:
+        print(f"tlsharness: error: {e}", file=sys.stderr)
+        return 125 if ns.bisect_usage_skip else EXIT_USAGE
+    probe = ArgParser(conflict_handler="resolve")
+    add_repro_flags(probe)
+    options = [o for a in probe._actions for o in a.option_strings if o.startswith("--")]
+    run_argv = ["run", *repro.strip_flags(argv[1:], REPRO_VALUE_FLAGS, REPRO_ALONE_FLAGS, options)]
+    n, seed0, done = ns.repeat, cfg0.seed, []
+
+    class Abort(Exception):
+        pass
+
+    def one(i):
+        cfg = config_from_args(ns)
+        cfg.seed = seed0 + i
+        try:
+            out = Run(cfg, run_argv, Progress(quiet=True)).execute()
+        except (HarnessError, OSError) as e:
+            raise Abort(str(e)) from None
+        out["seed"] = cfg.seed
+        if sc is not None and out.get("exit_code") != 130:
+            check_expectation(sc, cfg, out)
+        return out
+
+    def shown(i, out):
+        done.append(out)
+        print(repro.run_line(i + 1, n, out), flush=True)
+
+    aborted = None
+    try:
+        outs, interrupted = repro.run_series(one, n, ns.until_fail, shown)
+    except KeyboardInterrupt:
+        outs, interrupted = done, True
+    except Abort as e:
+        outs, interrupted, aborted = done, False, str(e)
+        print(f"tlsharness: {e}", file=sys.stderr)
+    s = repro.summarize(outs, scenario=sc.name if sc else None, lib=cfg0.lib,
+                        mitigations=cfg0.mitigations, requested=n)
+    code = 125 if aborted else repro.exit_code(s, ns.min_rate, ns.until_fail, interrupted)
+    s.update(min_rate=ns.min_rate, until_fail=ns.until_fail, interrupted=interrupted,
+             error=aborted, exit_code=code)
+    if interrupted:
+        print(f"interrupted after {len(outs)} of {n} runs", flush=True)
+    print("\n".join(repro.summary_lines(s, ns.until_fail)), flush=True)
+    if ns.json:
+        try:
+            results.write_json(Path(ns.json), s)
+        except OSError as e:
+            print(f"tlsharness: cannot write --json {ns.json}: {e}", file=sys.stderr)
+    return code
+
+
+def add_parsers(sub) -> None:
+    r = sub.add_parser("run", help="run the stand (or a scenario) under load and judge it")
+    _add_run_flags(r)
+    r.add_argument("scenario", nargs="?", help="a scenario name or file (tlsharness scenarios)")
+    r.set_defaults(fn=cmd_run)
+    rp = sub.add_parser("repro", conflict_handler="resolve",
+                        help="N runs (or a scenario): rate, time to failure, families; exit 1 if "
+                        "the failure reproduces (git bisect run)")
+    add_repro_flags(rp)
+    rp.set_defaults(fn=cmd_repro, bisect_usage_skip=False)
