@@ -39,7 +39,6 @@ server's port (matched through /proc/PID/fd and /proc/net/tcp*).
 """
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass, field
 
@@ -102,7 +101,7 @@ class ForeignSampler:
     _port_ns: int = 0
 
     tree_every: int = 10            # the process tree re-discovered this often (ticks)
-    _fds: dict = field(default_factory=dict)
+    _fds: procfs.FdCache = field(default_factory=procfs.FdCache)
     _pids: list = field(default_factory=list)
 
     def pids(self) -> list[int]:
@@ -114,31 +113,13 @@ class ForeignSampler:
         return self._pids
 
     def _read(self, pid: int, name: str) -> str | None:
-        """/proc/PID/name through an fd kept open (pread: one system call a
-        read; the fd stays bound to that process, a reused pid cannot fool it)."""
-        key = (pid, name)
-        fd = self._fds.get(key)
-        if fd is None:
-            try:
-                fd = self._fds[key] = os.open(f"/proc/{pid}/{name}", os.O_RDONLY)
-            except OSError:
-                return None
-        try:
-            return os.pread(fd, 4096, 0).decode("ascii", "replace")
-        except OSError:
-            os.close(self._fds.pop(key))
-            return None
+        return self._fds.read(pid, name)
 
     def _forget(self, pid: int) -> None:
-        for name in ("schedstat", "stat", "syscall", "io", "status"):
-            fd = self._fds.pop((pid, name), None)
-            if fd is not None:
-                os.close(fd)
+        self._fds.forget(pid)
 
     def close(self) -> None:
-        for fd in self._fds.values():
-            os.close(fd)
-        self._fds.clear()
+        self._fds.close()
 
     def sample(self, now: int | None = None, lg: dict | None = None) -> dict:
         now = now or time.monotonic_ns()

@@ -52,18 +52,15 @@ def parse_syscall(text: str | None) -> dict | None:
     return d
 
 
-class Reader:
-    """Keeps /proc/PID/{stat,schedstat} open and re-reads them with pread:
-    one syscall per file and sample instead of open+read+close.  An fd stays
-    bound to the task it was opened for, so a reused pid cannot mislead it."""
+class FdCache:
+    """/proc/PID/NAME files kept open and re-read with pread: one system call
+    a read instead of open+read+close.  An fd stays bound to the task it was
+    opened for, so a reused pid cannot mislead it."""
 
-    def __init__(self, stat_every: int = 4):
+    def __init__(self):
         self.fds: dict[tuple[int, str], int] = {}
-        self.stat_every = stat_every
-        self.last: dict[int, dict] = {}      # last parsed stat per pid
-        self.tick = 0
 
-    def _pread(self, pid: int, name: str) -> str | None:
+    def read(self, pid: int, name: str) -> str | None:
         key = (pid, name)
         fd = self.fds.get(key)
         if fd is None:
@@ -76,6 +73,28 @@ class Reader:
         except OSError:                 # the process has gone
             os.close(self.fds.pop(key))
             return None
+
+    def forget(self, pid: int) -> None:
+        for key in [k for k in self.fds if k[0] == pid]:
+            os.close(self.fds.pop(key))
+
+    def close(self) -> None:
+        for fd in self.fds.values():
+            os.close(fd)
+        self.fds.clear()
+
+
+class Reader(FdCache):
+    """Samples of the stand's processes: /proc/PID/{stat,schedstat} kept open."""
+
+    def __init__(self, stat_every: int = 4):
+        super().__init__()
+        self.stat_every = stat_every
+        self.last: dict[int, dict] = {}      # last parsed stat per pid
+        self.tick = 0
+
+    def _pread(self, pid: int, name: str) -> str | None:
+        return self.read(pid, name)
 
     def next_tick(self) -> None:
         self.tick += 1
@@ -101,11 +120,6 @@ class Reader:
         return {"pid": pid, "state": prev["state"], "ppid": prev["ppid"], "stale_state": True,
                 "cpu_s": prev["cpu_s"] + (run - prev.get("run_ns", run)) / 1e9,
                 "run_ns": run, "wait_ns": int(parts[1])}
-
-    def close(self) -> None:
-        for fd in self.fds.values():
-            os.close(fd)
-        self.fds.clear()
 
 
 def sample(pid: int, detail: bool = False) -> dict | None:
