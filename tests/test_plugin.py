@@ -76,3 +76,38 @@ cd {ROOT} && exec {sys.executable} -m harness run --bisect -q --out {tmp_path / 
     r = subprocess.run(["git", "-C", str(repo), "bisect", "run", str(script)], capture_output=True,
                        text=True, timeout=300, env=dict(os.environ, PYTHONPATH=str(ROOT)))
     assert f"{shas[2]} is the first bad commit" in r.stdout, r.stdout[-1500:] + r.stderr[-500:]
+
+
+def test_git_bisect_run_skips_a_commit_whose_stand_cannot_start(tmp_path):
+    """A commit on which the stand cannot be set up (here its 'environment'
+    hides the openssl command the certificates need) exits 125: git skips it
+    instead of blaming it."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    env = dict(os.environ, GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@t", GIT_COMMITTER_NAME="t",
+               GIT_COMMITTER_EMAIL="t@t")
+    git = lambda *a: subprocess.run(["git", "-C", str(repo), *a], capture_output=True, text=True,
+                                    check=True, env=env).stdout.strip()
+    git("init", "-q")
+    shas = []
+    for i, (mit, path) in enumerate([("pshared,prefork-thread", "$PATH"),
+                                     ("pshared,prefork-thread", "/nonexistent"), ("", "$PATH")]):
+        (repo / "mitigations").write_text(mit + "\n")
+        (repo / "path").write_text(path + "\n")
+        git("add", "mitigations", "path")
+        git("commit", "-qm", f"change {i}")
+        shas.append(git("rev-parse", "HEAD"))
+    script = repo / "check.sh"
+    script.write_text(f"""#!/bin/sh
+m=$(cat mitigations); p=$(eval echo $(cat path))
+cd {ROOT} && PATH="$p" exec {sys.executable} -m harness run --bisect -q --out {tmp_path / 'res'} \\
+  --duration 4 --memory shared --handoff per-message --load churn ${{m:+--mitigate $m}}
+""")
+    script.chmod(0o755)
+    git("bisect", "start", shas[-1], shas[0])
+    r = subprocess.run(["git", "-C", str(repo), "bisect", "run", str(script)], capture_output=True,
+                       text=True, timeout=300, env=dict(env, PYTHONPATH=str(ROOT)))
+    out = r.stdout + r.stderr
+    assert "first bad commit could be any of" in out and shas[1] in out and shas[2] in out, out[-1500:]
+    log = git("bisect", "log")
+    assert f"git bisect skip {shas[1]}" in log, log
