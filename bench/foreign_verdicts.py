@@ -10,6 +10,8 @@ Configurations (each `target cmd` or `target kamailio`, judged from /proc only):
   spinners, spinners-hog          a worker blocked holding the global spinlock,
                                   the others in sched_yield: mixed or livelock
   kamailio-1                      Kamailio, one TCP worker: never a hang
+  watch-nofix, watch-fixed        the server started by hand, loaded by two
+                                  `openssl s_time -new`, judged by `watch --pid`
 Prints one table row per configuration: verdicts, families, detection times.
 """
 import argparse
@@ -60,6 +62,37 @@ def target(out: Path, args: list[str], server: list[str] | None, duration: float
         return {"verdict": "error", "reason": r.stderr.strip()[-200:], "families": []}
 
 
+def watch(out: Path, server: list[str], seconds: float) -> dict:
+    """The server started by hand (not by tlsharness), loaded from elsewhere
+    (two `openssl s_time -new` clients: a new TLS connection per request),
+    judged by `tlsharness watch --pid PID --port PORT`."""
+    port = free_port()
+    srv = subprocess.Popen([*server, "--port", str(port)], stderr=subprocess.PIPE, text=True,
+                           start_new_session=True)
+    load = []
+    try:
+        srv.stderr.readline()                                  # "ready on ..."
+        load = [subprocess.Popen(["openssl", "s_time", "-connect", f"127.0.0.1:{port}", "-new",
+                                  "-time", str(int(seconds) + 2)], stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.DEVNULL, start_new_session=True)
+                for _ in range(2)]
+        r = subprocess.run([sys.executable, "-m", "harness", "watch", "--pid", str(srv.pid),
+                            "--port", str(port), "--duration", str(seconds), "--json", "-q",
+                            "--out", str(out)], capture_output=True, text=True, timeout=120,
+                           cwd="/")
+        try:
+            return json.loads(r.stdout)
+        except ValueError:
+            return {"verdict": "error", "reason": r.stderr.strip()[-200:], "families": []}
+    finally:
+        for p in [srv, *load]:
+            try:
+                os.killpg(p.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            p.wait()
+
+
 class Hog:
     def __enter__(self):
         self.ps = [subprocess.Popen([sys.executable, "-c", "import time\nt=time.time()\n"
@@ -91,6 +124,8 @@ def main():
         "spinners": (["cmd", "--load", "persistent"], srv + spin, 6, False),
         "spinners-hog": (["cmd", "--load", "persistent"], srv + spin, 6, True),
         "kamailio-1": (["kamailio", "--workers", "1"], None, 5, False),
+        "watch-nofix": (None, srv, 8, False),
+        "watch-fixed": (None, srv + fixed, 8, False),
     }
     only = [x for x in a.only.split(",") if x]
     print(f"{'configuration':18} {'runs':>4}  verdicts / families / onset->verdict ms (median, max) / replies/s")
@@ -99,7 +134,9 @@ def main():
             continue
         outs = []
         for _ in range(a.runs):
-            if hog:
+            if args is None:
+                outs.append(watch(tmp / name, server, dur))
+            elif hog:
                 with Hog():
                     time.sleep(0.5)
                     outs.append(target(tmp / name, args, server, dur))

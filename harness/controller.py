@@ -24,6 +24,7 @@ from harness.config import RunConfig, results_root
 from harness.progress import Progress
 from harness.segments import LoadgenView, StatusView, hist_quantile
 from harness.verdicts import exit_code
+from harness.watchdog.history import cpu_stall_us
 from harness.watchdog import BUSY, Thresholds, Verdict, Watchdog
 
 
@@ -190,7 +191,8 @@ class Run:
             p = self.proc.sample(w["pid"], detail=w["activity"] in BUSY and w["state"] == "alive")
             if p is not None:
                 procs[w["pid"]] = p
-        return {"t": t, "hdr": st.header(), "slots": slots, "procs": procs, "lg": self.lg.total()}
+        return {"t": t, "hdr": st.header(), "slots": slots, "procs": procs, "lg": self.lg.total(),
+                "psi_cpu_us": cpu_stall_us()}
 
     def _execute(self) -> dict:
         cfg = self.cfg

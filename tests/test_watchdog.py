@@ -328,3 +328,27 @@ def test_worker_stuck_serving_while_others_exit_is_a_hang_at_shutdown():
         s.stick(i, "attach", pstate="S", cpu_rate=0.0)
     v = s.run(1500, progress=False)
     assert v is not None and v.verdict == "deadlock" and "while others exit" in str(v.blocked)
+
+
+def test_busy_machine_slows_the_stall_rule_but_not_for_spinners():
+    """Machine CPU pressure (PSI) high: a worker that is not spinning needs
+    pressure_stall_s in one activity to be stuck; without pressure, stall_s."""
+    for pressured, after_ms, want in ((False, 500, "stuck"), (True, 500, None),
+                                      (True, 1700, "stuck")):
+        sim = Sim()
+        psi = [0]
+        orig = sim.step
+
+        def step(ms=50, progress=True):
+            psi[0] += int(ms * 1000 * (0.9 if pressured else 0.0))
+            sim.wd.note_pressure({"t": sim.t + ms * MS, "psi_cpu_us": psi[0]})
+            return orig(ms, progress)
+        for _ in range(5):
+            step()
+        w = sim.workers[2]
+        w.update(activity="write", since=sim.t, cpu_rate=0.02, pstate="S")
+        v = None
+        for _ in range(after_ms // 50):
+            v = v or step()
+        got = "stuck" if v is not None and v.verdict == "degraded" else None
+        assert got == want, (pressured, after_ms, v)

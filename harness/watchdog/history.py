@@ -6,10 +6,43 @@ import os
 from collections import deque
 
 
+PSI_CPU = "/proc/pressure/cpu"
+
+
+def cpu_stall_us() -> int | None:
+    """Microseconds in which some runnable task waited for a CPU, so far
+    (the kernel's pressure stall information); None without PSI."""
+    try:
+        with open(PSI_CPU) as f:
+            line = f.readline()
+        return int(line.rsplit("total=", 1)[1])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 class History:
     def __init__(self, maxlen: int = 400):
         self.hist: deque = deque(maxlen=maxlen)
+        self.psi: deque = deque(maxlen=maxlen)     # (t_ns, cpu stall us)
         self.ncpu = os.cpu_count() or 1
+
+    def note_pressure(self, s: dict) -> None:
+        """The sample's machine CPU stall counter (psi_cpu_us), if it has one."""
+        if s.get("psi_cpu_us") is not None:
+            self.psi.append((s["t"], s["psi_cpu_us"]))
+
+    def cpu_pressure(self, seconds: float = 0.5) -> float | None:
+        """Share of the last `seconds` in which some task waited for a CPU
+        (machine-wide): a busy machine, whoever makes it busy."""
+        if len(self.psi) < 2:
+            return None
+        t1, v1 = self.psi[-1]
+        t0, v0 = t1, v1
+        for t, v in reversed(self.psi):
+            t0, v0 = t, v
+            if t1 - t >= seconds * 1e9:
+                break
+        return (v1 - v0) * 1000 / (t1 - t0) if t1 > t0 else None
 
     def _window(self, seconds: float):
         """(oldest sample within `seconds`, newest sample)."""

@@ -42,6 +42,7 @@ class Watchdog(History):
     def observe(self, s: dict) -> Verdict | None:
         """Add a sample; return the first failure verdict when it is decided."""
         self.hist.append(s)
+        self.note_pressure(s)
         hdr = s["hdr"]
         # the arena while the load runs (not once the clients finished and close
         # their connections: that drop is no sign of anything)
@@ -148,6 +149,8 @@ class Watchdog(History):
         """Stuck workers from the stand's activities and /proc."""
         t, th = s["t"], self.th
         stuck = []
+        pressure = self.cpu_pressure(th.progress_s)
+        busy_machine = pressure is not None and pressure >= th.pressure
         for w in s["slots"]:
             if w["state"] != "alive":
                 continue
@@ -155,7 +158,10 @@ class Watchdog(History):
             why = None
             fx = ((s["procs"].get(w["pid"]) or {}).get("syscall") or {}).get("futex")
             shared_wait = bool(fx and not fx["private"] and fx["cmd"].startswith("wait"))
-            if w["activity"] in BUSY and age >= (th.shared_wait_s if shared_wait else th.stall_s):
+            stall = th.stall_s
+            if busy_machine and (self._cpu_share(w["pid"]) or 0) < th.spin_cpu:
+                stall = max(stall, th.pressure_stall_s)    # slowed by a busy machine, not stuck
+            if w["activity"] in BUSY and age >= (th.shared_wait_s if shared_wait else stall):
                 why = f"{w['activity']} for {age:.1f} s" + (" (shared futex wait)" if shared_wait else "")
             if self.stop_streak.get(w["pid"], 0) >= 2 and not why:
                 why = "stopped (state T)"

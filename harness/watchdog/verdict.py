@@ -25,6 +25,9 @@ class Thresholds:
                                   # cache of a clean OpenSSL run: ~350 in 8 s runs)
     leak_steady: float = 0.75     # ... its floor (lowest use of each second) rising in this share of seconds
     leak_min_s: float = 4.0       # load shorter than this: no leak judgement
+    pressure: float = 0.5         # machine CPU pressure (PSI "some") above which ...
+    pressure_stall_s: float = 1.6  # ... a worker that is not spinning needs this long in one
+                                  # activity to be stuck (a busy machine slows a healthy one)
     starved_cpu_s: float = 0.05   # a stuck process that ran less than this since its activity
                                   # began, while waiting for a CPU, is starved, not stuck
 
