@@ -20,8 +20,9 @@ def kamailio_procs() -> list[int]:
     out = []
     for d in Path("/proc").iterdir():
         if d.name.isdigit():
-            try:
-                if (d / "comm").read_text().strip() == "kamailio":
+            try:                       # a zombie waiting for init to reap it has gone
+                if ((d / "comm").read_text().strip() == "kamailio"
+                        and (d / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"):
                     out.append(int(d.name))
             except OSError:
                 pass
