@@ -6,21 +6,44 @@ are loaded by the stand and load generator processes, never here.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import json
+import os
+import sys
 from pathlib import Path
 
 NATIVE_DIR = Path(__file__).resolve().parent / "_native"
+
+
+def user_dir() -> Path:
+    """Per-user cache for builds the user adds (--lib-prefix, libs add): never
+    the checkout.  $TLSH_CACHE, else $XDG_CACHE_HOME/tlsharness, else ~/.cache/tlsharness."""
+    base = os.environ.get("TLSH_CACHE")
+    if base:
+        return Path(base)
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".cache") / "tlsharness"
+
+
+def user_native() -> Path:
+    return user_dir() / "native"
 
 
 class NativeMissing(RuntimeError):
     """An extension was not built."""
 
 
-def build_report() -> dict:
+def _report(path: Path) -> dict:
     try:
-        return json.loads((NATIVE_DIR / "build.json").read_text())
+        data = json.loads(path.read_text())
+        return data if isinstance(data, dict) else {}
     except (OSError, ValueError):
         return {}
+
+
+def build_report() -> dict:
+    """What `make setup` built (harness/_native) and what the user added (the cache)."""
+    return {**_report(user_native() / "build.json"), **_report(NATIVE_DIR / "build.json")}
 
 
 def load(name: str):
@@ -28,6 +51,15 @@ def load(name: str):
     try:
         mod = importlib.import_module(f"harness._native.{name}")
     except ImportError as e:
+        user = _report(user_native() / "build.json").get(name, {})
+        if user.get("path"):                     # a build the user added, in the cache
+            spec = importlib.util.spec_from_file_location(f"harness._native.{name}", user["path"])
+            if spec is None:
+                raise NativeMissing(f"native extension {name}: {user['path']} is not a module") from e
+            mod = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(mod)         # ImportError with the loader's words on failure
+            sys.modules[spec.name] = mod
+            return mod.ffi, mod.lib
         reason = build_report().get(name, {}).get("reason", "not built")
         raise NativeMissing(f"native extension {name} unavailable ({reason}); "
                             f"run 'make setup'") from e

@@ -1,7 +1,9 @@
 """Library builds the user made (LibreSSL, BoringSSL, a patched OpenSSL...):
-registered in build/libs/local.toml and compiled against the adapter of
-their kind by native_shim.build in a child process (the controller never
-loads a TLS library)."""
+registered in the per-user cache (harness.native.user_dir: libs.toml, the
+adapters in native/), never in the checkout, and compiled against the
+adapter of their kind by native_shim.build in a child process (the
+controller never loads a TLS library).  A build is kept only once its
+adapter loads; a failed one is removed, with the loader's own words."""
 from __future__ import annotations
 
 import re
@@ -9,9 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from harness import backends, results
+from harness import backends, native, results
 
-LOCAL = results.ROOT / "build" / "libs" / "local.toml"
 KINDS = ("openssl", "wolfssl", "mbedtls", "gnutls")
 
 
@@ -36,18 +37,58 @@ def add(name: str, prefix: str, kind: str = "openssl") -> str:
         raise UserLibError(f"--lib-prefix {prefix}: no include/ directory (an install prefix is needed)")
     if not any((p / d).is_dir() for d in ("lib", "lib64", "usr/lib/x86_64-linux-gnu")):
         raise UserLibError(f"--lib-prefix {prefix}: no lib/ or lib64/ directory")
-    text = LOCAL.read_text() if LOCAL.exists() else ""
-    blocks = [b for b in text.split("[[variant]]") if b.strip() and f"name = {_toml_str(name)}" not in b]
-    blocks.append(f"\nname = {_toml_str(name)}\nkind = {_toml_str(kind)}\nprefix = {_toml_str(str(p))}\n")
-    LOCAL.parent.mkdir(parents=True, exist_ok=True)
-    LOCAL.write_text("".join("[[variant]]" + b for b in blocks))
-    r = subprocess.run([sys.executable, "-m", "native_shim.build", "--only", name, "--quiet"],
+    libs = native.user_dir() / "libs.toml"
+    text = libs.read_text() if libs.exists() else ""
+    keep = [b for b in text.split("[[variant]]") if b.strip() and f"name = {_toml_str(name)}" not in b]
+    entry = f"\nname = {_toml_str(name)}\nkind = {_toml_str(kind)}\nprefix = {_toml_str(str(p))}\n"
+    libs.parent.mkdir(parents=True, exist_ok=True)
+    libs.write_text("".join("[[variant]]" + b for b in keep + [entry]))
+    r = subprocess.run([sys.executable, "-m", "native_shim.build", "--user", "--only", name, "--quiet"],
                        capture_output=True, text=True, cwd=str(results.ROOT), timeout=600)
+    ext = backends.registry().get(name)
+    why = None
     if r.returncode != 0 or not backends.availability().get(name, (False,))[0]:
         err = [l for l in (r.stderr + r.stdout).splitlines() if "error" in l.lower()]
-        raise UserLibError(f"building the {kind} adapter against {p} failed: "
-                           f"{(err or ['see native_shim.build output'])[0].strip()[:200]}")
+        why = (f"building the {kind} adapter against {p} failed: "
+               f"{(err or ['see native_shim.build output'])[0].strip()[:200]}")
+    else:
+        why = _load_error(ext)
+        if why:
+            why = f"the {kind} adapter built against {p} does not load: {why}"
+    if why:
+        _forget(name, ext, keep)
+        raise UserLibError(why)
     return name
+
+
+def _load_error(ext: str) -> str | None:
+    """The loader's own words when the adapter cannot be loaded (in a child
+    process: the controller never loads a TLS library); None when it loads."""
+    r = subprocess.run([sys.executable, "-c", f"from harness import native; native.load({ext!r})"],
+                       capture_output=True, text=True, cwd=str(results.ROOT), timeout=60)
+    if r.returncode == 0:
+        return None
+    lines = [l.strip() for l in r.stderr.splitlines() if l.strip()]
+    return (lines[-1] if lines else f"exit {r.returncode}")[:300]
+
+
+def _forget(name: str, ext: str | None, keep: list[str]) -> None:
+    """A build that failed leaves nothing behind: entry, adapter, report line."""
+    import json
+    libs = native.user_dir() / "libs.toml"
+    libs.write_text("".join("[[variant]]" + b for b in keep))
+    rep_path = native.user_native() / "build.json"
+    try:
+        rep = json.loads(rep_path.read_text())
+    except (OSError, ValueError):
+        rep = {}
+    info = rep.pop(ext, None) if ext else None
+    if info and info.get("path"):
+        Path(info["path"]).unlink(missing_ok=True)
+    for k in [k for k, v in rep.items() if isinstance(v, dict) and v.get("lib") == name]:
+        rep.pop(k)
+    rep_path.parent.mkdir(parents=True, exist_ok=True)
+    rep_path.write_text(json.dumps(rep, indent=2) + "\n")
 
 
 def name_for(prefix: str, kind: str) -> str:

@@ -79,7 +79,10 @@ EXTENSIONS = [
 
 KIND_LIBS = {"openssl": ["ssl", "crypto"], "wolfssl": ["wolfssl"],
              "mbedtls": ["mbedtls", "mbedx509", "mbedcrypto"], "gnutls": ["gnutls"]}
-LOCAL = ROOT / "build" / "libs" / "local.toml"
+def user_libs_file() -> Path:
+    """The builds the user added (never in the checkout): see harness.native.user_dir."""
+    from harness import native
+    return native.user_dir() / "libs.toml"
 
 
 def _variant_dirs(prefix: Path) -> tuple[list[str], list[str]] | None:
@@ -91,16 +94,22 @@ def _variant_dirs(prefix: Path) -> tuple[list[str], list[str]] | None:
     return ([str(d) for d in inc], [str(d) for d in lib]) if inc and lib else None
 
 
-def variant_extensions() -> list[tuple[Extension, dict]]:
-    """Variant builds: fetched Debian prefixes and prefixes the user added."""
+def variant_extensions(user: bool = False) -> list[tuple[Extension, dict]]:
+    """Variant builds: fetched Debian prefixes, or (user) the prefixes the user added."""
     import tomllib
     from native_shim import fetch
     out = []
-    entries = [dict(v, prefix=str(fetch.prefix_of(v["name"])),
-                    origin="debian " + v.get("suite", "source package, debug build"))
-               for v in fetch.variants()]
-    if LOCAL.exists():
-        entries += [dict(v, origin="user prefix") for v in tomllib.loads(LOCAL.read_text()).get("variant", [])]
+    if user:
+        f = user_libs_file()
+        try:
+            entries = [dict(v, origin="user prefix")
+                       for v in tomllib.loads(f.read_text()).get("variant", [])] if f.exists() else []
+        except (OSError, tomllib.TOMLDecodeError):
+            entries = []
+    else:
+        entries = [dict(v, prefix=str(fetch.prefix_of(v["name"])),
+                        origin="debian " + v.get("suite", "source package, debug build"))
+                   for v in fetch.variants()]
     for v in entries:
         if v.get("optional") and not (Path(v["prefix"]).parent / ".done").exists():
             continue                    # optional and not built: not listed
@@ -125,7 +134,8 @@ def variant_extensions() -> list[tuple[Extension, dict]]:
 
 CAPS_PY = """
 import json, sys
-from harness._native.{mod} import ffi, lib
+from harness import native
+ffi, lib = native.load("{mod}")
 c = ffi.new("struct tlsh_lib_caps *"); lib.tlsh_lib_caps(c)
 print(json.dumps({{"alloc_hook": bool(c.alloc_hook), "lock_hook": bool(c.lock_hook),
                   "tls13": bool(c.tls13), "write_dup": bool(c.write_dup),
@@ -177,18 +187,22 @@ def make_ffi(ext: Extension, flags: dict):
     return ffi
 
 
-def build(only: str | None = None, quiet: bool = False) -> dict:
-    OUT.mkdir(parents=True, exist_ok=True)
+def build(only: str | None = None, quiet: bool = False, user: bool = False) -> dict:
+    """Build into harness/_native; with user, only the user's prefixes, into
+    the per-user cache (harness.native.user_native)."""
+    from harness import native
+    out_dir = native.user_native() if user else OUT
+    out_dir.mkdir(parents=True, exist_ok=True)
     (OUT / "__init__.py").touch()
     report = {}
     if only:                       # keep what the other extensions' last build said
         try:
-            report = json.loads((OUT / "build.json").read_text())
+            report = json.loads((out_dir / "build.json").read_text())
         except (OSError, ValueError):
             report = {}
-    tmp = ROOT / "build" / "cffi"
+    tmp = (out_dir / "cffi") if user else ROOT / "build" / "cffi"
     tmp.mkdir(parents=True, exist_ok=True)
-    for ext in EXTENSIONS:
+    for ext in ([] if user else EXTENSIONS):
         if only and ext.name != only:
             continue
         found, reason, flags = ext.find()
@@ -208,8 +222,34 @@ def build(only: str | None = None, quiet: bool = False) -> dict:
                             "version": flags.get("version", "")}
         if "tls" in ext.bindings:
             report[ext.name]["caps"] = caps_of(ext.name)
-    # plain shared libraries (not cffi) for LD_PRELOAD: the probe's counter and
-    # the --memory interpose allocator
+    if not user:
+        _build_preloads(report)
+    for ext, info in variant_extensions(user):
+        if only and ext.name != only and info["lib"] != only:
+            continue
+        if "missing" in info:
+            report[ext.name] = {"built": False, "reason": info["missing"], **info}
+            continue
+        flags = info.pop("flags")
+        if not quiet:
+            print(f"build {ext.name} ({info['lib']} from {info['prefix']})", flush=True)
+        so = make_ffi(ext, flags).compile(tmpdir=str(tmp), verbose=False)
+        dest = out_dir / Path(so).name
+        tmpdest = dest.with_name(dest.name + ".new")
+        shutil.copy2(so, tmpdest)
+        os.replace(tmpdest, dest)
+        report[ext.name] = {"built": True, "reason": f"{info['origin']} {flags['version']}".strip(),
+                            "path": str(dest), "version": flags["version"], **info}
+        if user:                          # the report must name it before caps can load it
+            (out_dir / "build.json").write_text(json.dumps(report, indent=2) + "\n")
+        report[ext.name]["caps"] = caps_of(ext.name)
+    (out_dir / "build.json").write_text(json.dumps(report, indent=2) + "\n")
+    return report
+
+
+def _build_preloads(report: dict) -> None:
+    """Plain shared libraries (not cffi) for LD_PRELOAD: the probe's counter,
+    the --memory interpose allocator, the pshared and chaos interpositions."""
     for name, srcs, what in (("libtlsh_count", ["preload_count.c"], "LD_PRELOAD counter"),
                              ("libtlsh_interpose", ["preload_arena.c", "arena.c"],
                               "LD_PRELOAD shared-arena allocator"),
@@ -226,34 +266,16 @@ def build(only: str | None = None, quiet: bool = False) -> dict:
             report[name] = {"built": True, "reason": what, "path": str(so)}
         else:
             report[name] = {"built": False, "reason": r.stderr.strip()[-200:]}
-    for ext, info in variant_extensions():
-        if only and ext.name != only and info["lib"] != only:
-            continue
-        if "missing" in info:
-            report[ext.name] = {"built": False, "reason": info["missing"], **info}
-            continue
-        flags = info.pop("flags")
-        if not quiet:
-            print(f"build {ext.name} ({info['lib']} from {info['prefix']})", flush=True)
-        so = make_ffi(ext, flags).compile(tmpdir=str(tmp), verbose=False)
-        dest = OUT / Path(so).name
-        tmpdest = dest.with_name(dest.name + ".new")
-        shutil.copy2(so, tmpdest)
-        os.replace(tmpdest, dest)
-        report[ext.name] = {"built": True, "reason": f"{info['origin']} {flags['version']}".strip(),
-                            "path": str(dest), "version": flags["version"], **info,
-                            "caps": caps_of(ext.name)}
-    (OUT / "build.json").write_text(json.dumps(report, indent=2) + "\n")
-    return report
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--only")
     ap.add_argument("--quiet", action="store_true")
+    ap.add_argument("--user", action="store_true", help="the user's prefixes, into the user cache")
     a = ap.parse_args(argv)
     try:
-        build(a.only, a.quiet)
+        build(a.only, a.quiet, a.user)
     except Exception as e:  # compile errors: one clear line plus the compiler's output above
         print(f"native_shim build failed: {e}", file=sys.stderr)
         return 1

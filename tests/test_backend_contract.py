@@ -138,10 +138,37 @@ def test_user_prefix_builds_against_the_openssl_adapter(tmp_path):
     prefix = fetch.prefix_of("openssl@1.1.1")
     if not (prefix / "usr/include/openssl/ssl.h").exists():
         pytest.skip("bullseye OpenSSL 1.1.1 not fetched (python -m native_shim.fetch)")
+    cache = tmp_path / "cache"
+    before = sorted(p.name for p in (ROOT / "harness" / "_native").iterdir())
     r = tlsharness("run", "--lib-prefix", str(prefix), "--memory", "private", "--duration", "1",
-                   "--workers", "1", "--conns", "2", "--json", "-q", "--out", str(tmp_path), timeout=300)
+                   "--workers", "1", "--conns", "2", "--json", "-q", "--out", str(tmp_path / "r"),
+                   env={"TLSH_CACHE": str(cache)}, timeout=300)
     out = json.loads(r.stdout)
     assert out["verdict"] == "pass" and out["lib_version"].startswith("OpenSSL 1.1.1")
+    assert list((cache / "native").glob("_tlsh_v_*.so"))           # built in the user's cache
+    assert sorted(p.name for p in (ROOT / "harness" / "_native").iterdir()) == before
+    assert not (ROOT / "build" / "libs" / "local.toml").exists()    # the checkout untouched
+
+
+def test_user_prefix_whose_adapter_does_not_load_leaves_nothing(tmp_path):
+    """A prefix with libraries that lack the symbols: the adapter builds, its
+    load fails; the loader's words in one line, nothing kept."""
+    prefix = tmp_path / "p"
+    (prefix / "include").mkdir(parents=True)
+    (prefix / "lib").mkdir()
+    (tmp_path / "empty.c").write_text("int tlsh_stub;\n")
+    for n in ("libssl.so", "libcrypto.so"):
+        subprocess.run(["cc", "-shared", "-fPIC", "-o", str(prefix / "lib" / n),
+                        str(tmp_path / "empty.c")], check=True)
+    cache = tmp_path / "cache"
+    r = tlsharness("run", "--lib-prefix", str(prefix), "--duration", "1", "--out",
+                   str(tmp_path / "r"), env={"TLSH_CACHE": str(cache)}, timeout=300)
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert "does not load" in r.stderr and "undefined symbol" in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+    assert not list((cache / "native").glob("*.so"))
+    assert "name =" not in (cache / "libs.toml").read_text()
+    assert not (tmp_path / "r").exists() or not any((tmp_path / "r").iterdir())
 
 
 def test_bad_prefix_is_one_line(tmp_path):
