@@ -69,6 +69,13 @@ def test_report_opens_in_headless_chromium(comparison, tmp_path):
                         f"--screenshot={shot}", f"file://{comparison / 'report.html'}"],
                        capture_output=True, text=True, timeout=120)
     assert shot.exists() and shot.stat().st_size > 20000, r.stderr[-500:]
+    # the page really rendered: text and plots, not one blank colour
+    import matplotlib.image as mpimg
+    px = mpimg.imread(str(shot))
+    rgb = (px[..., :3] * 255).astype("uint8").reshape(-1, 3)
+    colours = {tuple(c) for c in rgb[:: max(1, len(rgb) // 20000)]}
+    dark = (rgb.sum(axis=1) < 200).mean()                  # text and lines are dark
+    assert len(colours) > 50 and 0.001 < dark < 0.5, (len(colours), dark)
     (comparison / "report-screenshot.png").write_bytes(shot.read_bytes())
 
 

@@ -27,7 +27,9 @@ def test_rand_lock_wraps_the_rand_method_and_counts_calls(tmp_path):
               "--churn-every", "1", "--duration", "3")
     assert out["verdict"] == "pass", out["reason"]
     assert out["rand_method"]["calls"] > 100          # every handshake draws random bytes
-    assert out["rand_method"]["reentries"] >= 0
+    # measured: OpenSSL 3.0 never re-enters its RAND method; a re-entry here is
+    # OpenSIPS #1953's self-deadlock coming back with this library version
+    assert out["rand_method"]["reentries"] == 0
 
 
 def test_reload_replaces_the_context_under_load(tmp_path):
