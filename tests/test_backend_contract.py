@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from conftest import ROOT, tlsharness
+from support import ROOT, tlsharness
 from harness import backends
 
 AVAIL = backends.availability()

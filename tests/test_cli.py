@@ -1,7 +1,7 @@
 """Bad input gets one clear line and a non-zero exit, never a traceback."""
 import pytest
 
-from conftest import tlsharness
+from support import tlsharness
 
 
 @pytest.mark.parametrize("args,needle", [

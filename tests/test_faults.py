@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, tlsharness, wait_gone
-from test_stand import procs_of
+from support import ROOT, procs_of, tlsharness, wait_gone
 
 pytestmark = pytest.mark.stress
 

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from conftest import ROOT, tlsharness
+from support import ROOT, tlsharness
 from harness.compare import cell_stats, wilson
 
 pytestmark = pytest.mark.stress

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from conftest import tlsharness
+from support import tlsharness
 from harness import scenario
 
 

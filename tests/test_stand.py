@@ -9,33 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, kill_pids, tlsharness, wait_gone
+from support import ROOT, kill_pids, procs_of, run, wait_gone
 
 pytestmark = pytest.mark.stress
-
-
-def procs_of(tmp_path) -> list[int]:
-    """Every live process whose command line names this test's results dir
-    (the stand, its forked listener and workers, the load generators)."""
-    me, out = str(tmp_path), []
-    for d in Path("/proc").iterdir():
-        if d.name.isdigit():
-            try:
-                if me.encode() in (d / "cmdline").read_bytes() and int(d.name) != os.getpid():
-                    out.append(int(d.name))
-            except OSError:
-                pass
-    return out
-
-
-def run(tmp_path, *args, timeout=90):
-    r = tlsharness("run", "--out", str(tmp_path), "--json", "-q", *args, timeout=timeout)
-    assert "Traceback" not in r.stderr, r.stderr
-    out = json.loads(r.stdout)
-    assert r.returncode == out["exit_code"]
-    left = wait_gone(procs_of(tmp_path), 5)
-    assert not left, f"processes left behind: {left}"
-    return out
 
 
 def test_private_pinned_is_clean(tmp_path):

@@ -5,9 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import tlsharness
-from test_stand import procs_of, run
-from conftest import wait_gone
+from support import procs_of, run, tlsharness, wait_gone
 
 pytestmark = pytest.mark.stress
 

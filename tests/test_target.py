@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import tlsharness
+from support import tlsharness
 
 pytestmark = [pytest.mark.stress,
               pytest.mark.skipif(not shutil.which("kamailio"), reason="kamailio not installed")]
