@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.verdicts import FAILURES, exit_code
-from harness import results, runflags, scenario
+from harness import history, results, runflags, scenario
 from harness.config import ConfigError
 
 
@@ -143,6 +143,12 @@ def load_state(d: Path) -> dict:
     return state
 
 
+def _params(cfg) -> dict:
+    """A run's parameters for the history (its configuration, as given)."""
+    import dataclasses
+    return {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("out", "seed")}
+
+
 def run_matrix(d: Path, state: dict, progress=None) -> dict:
     """Run every missing run of the matrix; compare.json is rewritten after each."""
     from harness.controller import HarnessError, Run
@@ -170,6 +176,10 @@ def run_matrix(d: Path, state: dict, progress=None) -> dict:
                                       "families", "bad", "lib_version", "memory", "exit_code")}
         state["cells"][i]["runs"].append(keep)
         results.write_json(d / "compare.json", state)
+        if o.get("run_dir"):
+            history.record(d.parent, dict(o, lib=cell.lib, mitigations=list(cell.mitigations)),
+                           state.get("tool", "compare").split()[-1], scenario=cell.scenario,
+                           params=_params(cfg), campaign=d.name)
         done += 1
         if progress:
             el = time.monotonic() - t_start

@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness import certs, results
+from harness import certs, history, results
 from harness.watchdog import families, procfs
 from harness.watchdog.foreign import (ForeignSampler, ForeignWatchdog, observe, stuck_summary,
                              take_stacks)
@@ -177,6 +177,8 @@ def run_target(cfg: TargetConfig, progress=None) -> dict:
         out = _watch(cfg, d, server, port, lg, roles, progress)
         out["tls_negotiated"] = ready["tls"]
         results.write_json(d / "outcome.json", out)
+        history.record(d.parent, dict(out, command=" ".join(map(str, cmd))), "target",
+                       params={k: v for k, v in cfg.__dict__.items() if k not in ("out", "command")})
         return out
     finally:
         children.stop_all(5.0)

@@ -15,7 +15,7 @@ import subprocess
 import time
 from dataclasses import dataclass
 
-from harness import results
+from harness import history, results
 from harness.watchdog import families, procfs
 from harness.children import Children, start_loadgens
 from harness.watchdog.foreign import ForeignSampler, ForeignWatchdog, observe, stuck_summary, take_stacks
@@ -129,6 +129,8 @@ def watch(cfg: WatchConfig, progress=None) -> dict:
                "stuck": stuck_summary(v)}
         results.write_json(run_dir / "verdict.json", v.to_dict())
         results.write_json(run_dir / "outcome.json", out)
+        history.record(run_dir.parent, dict(out, lib="watch"), "watch",
+                       params={"pids": cfg.pids, "port": cfg.port, "duration": cfg.duration})
         return out
     finally:
         children.stop_all(2.0)

@@ -92,8 +92,10 @@ def cmd_run(ns, argv) -> int:
         check_expectation(sc, cfg, out)
     if out.get("run_dir"):
         from pathlib import Path
-        from harness import report
+        from harness import compare, history, report
         report.index(Path(out["run_dir"]).parent)
+        history.record(Path(out["run_dir"]).parent, out, "run", scenario=sc.name if sc else None,
+                       params=compare._params(cfg))
     print(json.dumps(out, indent=2, default=str) if ns.json else summary(out))
     return bisect_code(out["exit_code"]) if ns.bisect else out["exit_code"]
 
@@ -212,6 +214,11 @@ def cmd_repro(ns, argv) -> int:
         out["seed"] = cfg.seed
         if sc is not None and out.get("exit_code") != 130:
             check_expectation(sc, cfg, out)
+        if out.get("run_dir") and out.get("exit_code") != 130:
+            from pathlib import Path
+            from harness import compare, history
+            history.record(Path(out["run_dir"]).parent, out, "repro",
+                           scenario=sc.name if sc else None, params=compare._params(cfg))
         return out
 
     def shown(i, out):
