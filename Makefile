@@ -16,7 +16,7 @@ system-deps:
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(VPY) -m pip install -q --disable-pip-version-check "cffi>=1.15" "pytest>=7" "setuptools>=61" wheel psutil py-spy matplotlib hypothesis
+	$(VPY) -m pip install -q --disable-pip-version-check "cffi>=1.15" "pytest>=7" "setuptools>=61" wheel psutil py-spy matplotlib hypothesis distributed
 	$(VPY) -m pip install -q --disable-pip-version-check --no-build-isolation -e .
 	@touch $@
 

@@ -16,6 +16,7 @@ run: a history that cannot be written is one warning line.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import sys
 import time
@@ -109,6 +110,8 @@ def record(results_root, out: dict, kind: str = "run", scenario: str | None = No
            params: dict | None = None, campaign: str | None = None) -> bool:
     """Add one run; False (with one warning line) when the history cannot be written."""
     path = db_path(results_root)
+    if os.environ.get("TLSH_HISTORY") == "off":      # a campaign's child run: the campaign records
+        return False
     try:
         con = connect(path)
         row = _row(out, kind, scenario, params, campaign)

@@ -5,6 +5,7 @@ TLS library).  One module per family of commands:
 - matrix.py     compare, mitigations, demo, report
 - servers.py    target, watch (servers tlsharness did not build)
 - catalogue.py  scenarios, libs, probe
+- campaigns.py  campaign plan | run | merge (here, sharded, or on Dask workers)
 - records.py    history (the run history in results/history.sqlite)
 
 Exit codes of `run`: 0 clean, 1 failure found, 2 usage error,
@@ -18,7 +19,7 @@ import os
 import sys
 
 from harness import __version__
-from harness.cli import catalogue, matrix, records, runs, servers
+from harness.cli import campaigns, catalogue, matrix, records, runs, servers
 from harness.cli.common import ArgParser
 from harness.verdicts import EXIT_HARNESS, EXIT_USAGE, bisect_code
 
@@ -32,7 +33,7 @@ def main(argv=None) -> int:
                   "for TLS libraries inside multi-process servers.")
     p.add_argument("--version", action="version", version=f"tlsharness {__version__}")
     sub = p.add_subparsers(dest="cmd", required=True, parser_class=ArgParser)
-    for module in (runs, matrix, servers, catalogue, records):
+    for module in (runs, matrix, campaigns, servers, catalogue, records):
         module.add_parsers(sub)
     server_cmd = []
     if argv and argv[0] == "target" and "--" in argv:     # target cmd [flags] -- COMMAND...
