@@ -109,11 +109,26 @@ def execute(args: list[str], timeout: float) -> dict:
     return out
 
 
-def run_packed(state: dict, spec: dict) -> bytes:
-    """A Dask task: run one spec in a scratch folder on the worker, return it packed."""
+def _attempts_queue(name: str):
+    from distributed import Queue
+    return Queue(f"tlsh-attempts-{name}")
+
+
+def run_packed(state: dict, spec: dict, campaign_name: str = "") -> bytes:
+    """A Dask task: run one spec in a scratch folder on the worker, return it
+    packed.  Each attempt announces itself first, so that an attempt lost with
+    its worker (Dask runs the task again elsewhere) is known to the client."""
     import tempfile
+    from distributed import get_worker
+    me = get_worker().address
+    try:
+        _attempts_queue(campaign_name).put({"id": spec["id"], "worker": me,
+                                            "host": socket.gethostname(), "t": time.time()})
+    except Exception:                               # no queue: the run still counts
+        pass
     with tempfile.TemporaryDirectory(prefix="tlsh-task-") as tmp:
         out = execute(run_args(state, spec, tmp), _timeout(state))
+        out["worker"] = me
         (Path(tmp) / "result.json").write_text(json.dumps(out, default=str))
         buf = io.BytesIO()
         with tarfile.open(fileobj=buf, mode="w:gz") as tar:
@@ -161,7 +176,11 @@ def record(d: Path, spec: dict, out: dict) -> dict:
 def run_embedded(d: Path, state: dict, specs: list[dict], progress=None) -> None:
     for k, spec in enumerate(specs):
         dest = Path(d) / "runs" / spec["id"]
+        shutil.rmtree(dest, ignore_errors=True)          # a half-made attempt from an interruption
         out = execute(run_args(state, spec, str(dest)), _timeout(state))
+        if out.get("verdict") == "interrupted" or out.get("exit_code") == 130:
+            shutil.rmtree(dest, ignore_errors=True)
+            raise KeyboardInterrupt
         record(d, spec, out)
         if progress:
             progress(k + 1, len(specs), spec, out)
@@ -176,13 +195,33 @@ def run_dask(d: Path, state: dict, specs: list[dict], scheduler: str, progress=N
         client = Client(scheduler, timeout=10)
     except (OSError, TimeoutError) as e:
         raise CampaignError(f"cannot reach the Dask scheduler {scheduler}: {e}") from None
+    name = Path(d).name
+    attempts: dict[str, list] = {}
+
+    def note_lost(spec, winner):
+        """Attempts of this spec on other workers than the one that finished it: lost."""
+        try:
+            q = _attempts_queue(name)
+            while q.qsize():
+                a = q.get(timeout=1)
+                attempts.setdefault(a["id"], []).append(a)
+        except Exception:
+            pass
+        for a in attempts.pop(spec["id"], []):
+            if a["worker"] != winner:
+                lost = Path(d) / "runs" / spec["id"]
+                lost.mkdir(parents=True, exist_ok=True)
+                results.write_json(lost / f"lost-{int(a['t'] * 1000)}.json",
+                                   {"verdict": "lost", "reason": "worker lost during the run "
+                                    "(Dask ran it again elsewhere)", **a})
     try:
-        futs = {client.submit(run_packed, state, s, key=f"tlsh-{Path(d).name}-{s['id']}",
+        futs = {client.submit(run_packed, state, s, name, key=f"tlsh-{name}-{s['id']}",
                               resources={"stand": 1}, pure=False, retries=1): s for s in specs}
         for k, fut in enumerate(as_completed(futs)):
             spec = futs[fut]
             try:
                 out = unpack(d, spec, fut.result())
+                note_lost(spec, out.get("worker"))
             except Exception as e:             # KilledWorker and the like: the attempt was lost
                 out = {"verdict": "lost", "reason": f"{type(e).__name__}: {str(e)[:200]}"}
                 lost = Path(d) / "runs" / spec["id"]

@@ -148,10 +148,56 @@ def rates(con: sqlite3.Connection, by=("lib", "lib_version", "scenario"), where:
         for chunk in (r[len(by) + 4] or "").split("|"):
             for f in json.loads(chunk) if chunk else []:
                 fams[f] = fams.get(f, 0) + 1
+        from harness.compare import wilson
+        lo, hi = wilson(k, n)
         out.append(dict(zip(by, r[:len(by)])) | {"runs": n, "failures": k, "rate": k / n if n else None,
+                                                 "ci95": [round(lo, 3), round(hi, 3)],
                                                  "first": r[len(by) + 2], "last": r[len(by) + 3],
                                                  "families": fams})
     return out
+
+
+def trend(con: sqlite3.Connection, by=("lib", "scenario"), where: dict | None = None) -> dict:
+    """Per group, per day: (day, runs, failures) — the failure rate over time."""
+    cols = ", ".join(by)
+    cond, args = [], []
+    for k, v in (where or {}).items():
+        if v:
+            cond.append(f"{k} = ?")
+            args.append(v)
+    judged = "verdict NOT IN ('inconclusive', 'unsupported', 'interrupted', 'error', 'overload', 'stopped')"
+    sql = (f"SELECT {cols}, substr(recorded_at, 1, 10), COUNT(*), "
+           f"SUM(verdict IN ({', '.join('?' for _ in FAILED)})) FROM runs "
+           f"WHERE {' AND '.join(cond + [judged])} GROUP BY {cols}, substr(recorded_at, 1, 10) "
+           f"ORDER BY 1")
+    out: dict[str, list] = {}
+    for r in con.execute(sql, list(FAILED) + args):
+        key = " | ".join(str(x or "-") for x in r[:len(by)])
+        out.setdefault(key, []).append((r[len(by)], r[len(by) + 1], r[len(by) + 2] or 0))
+    return out
+
+
+def trend_png(series: dict, path) -> None:
+    """The failure rate per day of each group, one line each, with its 95% interval."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from datetime import date
+    from harness.compare import wilson
+    fig, ax = plt.subplots(figsize=(9, 4.5))
+    for key, pts in sorted(series.items())[:12]:
+        days = [date.fromisoformat(d) for d, _, _ in pts]
+        rate = [k / n for _, n, k in pts]
+        ci = [wilson(k, n) for _, n, k in pts]
+        ax.plot(days, rate, marker="o", label=key)
+        ax.fill_between(days, [c[0] for c in ci], [c[1] for c in ci], alpha=0.15)
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_ylabel("failure rate")
+    ax.set_title("failure rate per day (95% intervals)")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
+    fig.autofmt_xdate()
+    fig.savefig(str(path), dpi=90, bbox_inches="tight")
+    plt.close(fig)
 
 
 def recent(con: sqlite3.Connection, limit: int = 20) -> list[dict]:

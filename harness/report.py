@@ -209,6 +209,11 @@ def compare_report(d: Path) -> tuple[Path, Path]:
                                      f"{html.escape(','.join(c['mitigations']) or 'none')}: {o['verdict']}</h3>"
                                      f"<p><code>{html.escape(o['run_dir'])}</code></p><img src='data:image/png;base64,{png}'>")
     imgs = "".join(f"<img src='data:image/png;base64,{p}'>" for p in plots.values())
+    trend = _trend(d.parent / "history.sqlite", state)
+    if trend:
+        imgs += (f"<h2>Trend (run history)</h2><p>failure rate per day of these libraries and "
+                 f"scenarios in <code>{html.escape(str(d.parent / 'history.sqlite'))}</code></p>"
+                 f"<img src='data:image/png;base64,{trend}'>")
     page = (f"<!doctype html><html><head><meta charset='utf-8'><title>tlsharness comparison</title>"
             f"<style>{CSS}</style></head><body><h1>tlsharness comparison</h1>"
             f"<p>{html.escape(state.get('created', ''))} · {state['repeat']} runs per cell · "
@@ -220,6 +225,28 @@ def compare_report(d: Path) -> tuple[Path, Path]:
     (d / "report.html").write_text(page)
     (d / "report.md").write_text("# tlsharness comparison\n\n" + "\n".join(md) + "\n")
     return d / "report.html", d / "report.md"
+
+
+def _trend(db: Path, state: dict) -> str | None:
+    """The history's failure rate per day for this comparison's libraries and
+    scenarios (base64 PNG), when a history is there."""
+    if not db.exists():
+        return None
+    import tempfile
+    from harness import history
+    try:
+        con = history.connect(db)
+        series = {k: v for k, v in history.trend(con, ("lib", "scenario")).items()
+                  if k.split(" | ")[0] in state.get("libs", [])
+                  and k.split(" | ")[1] in state.get("scenarios", [])}
+        con.close()
+    except (history.HistoryError, OSError):
+        return None
+    if not series:
+        return None
+    with tempfile.NamedTemporaryFile(suffix=".png") as f:
+        history.trend_png(series, f.name)
+        return base64.b64encode(Path(f.name).read_bytes()).decode()
 
 
 def run_report(d: Path) -> tuple[Path, Path]:

@@ -51,10 +51,16 @@ def cmd_campaign(ns, argv) -> int:
                           f"{','.join(spec['mitigations']) or 'none'} #{spec['rep']}: "
                           f"{out.get('verdict')} ({out.get('host') or '-'}, "
                           f"{out.get('seconds') or '-'} s)", file=sys.stderr, flush=True)
-            if ns.scheduler:
-                campaign.run_dask(d, state, specs, ns.scheduler, shown)
-            else:
-                campaign.run_embedded(d, state, specs, shown)
+            try:
+                if ns.scheduler:
+                    campaign.run_dask(d, state, specs, ns.scheduler, shown)
+                else:
+                    campaign.run_embedded(d, state, specs, shown)
+            except KeyboardInterrupt:
+                left = len(campaign.todo(d, state, campaign.parse_shard(ns.shard)))
+                print(f"campaign {d}: interrupted, {len(specs) - left} done, {left} left "
+                      f"(campaign run {d} goes on from there)")
+                return 130
             left = len(campaign.todo(d, state, campaign.parse_shard(ns.shard)))
             print(f"campaign {d}: {len(specs) - left} done, {left} left"
                   + (" (lost attempts run again next time)" if left else ""))

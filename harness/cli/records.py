@@ -7,7 +7,8 @@ from pathlib import Path
 
 from harness.verdicts import EXIT_USAGE
 
-GROUPS = ("lib", "lib_version", "scenario", "kind", "verdict", "campaign", "git_commit")
+GROUPS = ("lib", "lib_version", "scenario", "mitigations", "kind", "verdict", "campaign",
+          "git_commit")
 
 
 def cmd_history(ns, argv) -> int:
@@ -25,10 +26,13 @@ def cmd_history(ns, argv) -> int:
         return EXIT_USAGE
     try:
         con = history.connect(path)
+        where = {"lib": ns.lib, "scenario": ns.scenario}
         if ns.runs:
             rows = history.recent(con, ns.runs)
         else:
-            rows = history.rates(con, by, {"lib": ns.lib, "scenario": ns.scenario}, ns.since)
+            rows = history.rates(con, by, where, ns.since)
+        if ns.plot:
+            history.trend_png(history.trend(con, by, where), ns.plot)
         con.close()
     except history.HistoryError as e:
         print(f"tlsharness: error: {e}", file=sys.stderr)
@@ -44,12 +48,15 @@ def cmd_history(ns, argv) -> int:
             print(f"{r['recorded_at']}  {r['kind']:7} {r['lib'] or '-':16} {r['scenario'] or '-':24} "
                   f"{r['verdict']:12} {', '.join(json.loads(r['families'] or '[]'))}")
         return 0
-    head = [*by, "runs", "failed", "rate", "families", "first", "last"]
+    head = [*by, "runs", "failed", "rate (95% CI)", "families", "first", "last"]
     print("  ".join(head))
     for r in rows:
         fams = ", ".join(f"{k} {v}" for k, v in sorted(r["families"].items(), key=lambda x: -x[1]))
         print("  ".join([*(str(r[k] or "-") for k in by), str(r["runs"]), str(r["failures"]),
-                         f"{r['rate']:.0%}", fams or "-", r["first"][:10], r["last"][:10]]))
+                         f"{r['rate']:.0%} ({r['ci95'][0]:.0%}-{r['ci95'][1]:.0%})", fams or "-",
+                         r["first"][:10], r["last"][:10]]))
+    if ns.plot:
+        print(f"trend plot: {ns.plot}")
     return 0
 
 
@@ -65,4 +72,5 @@ def add_parsers(sub) -> None:
     h.add_argument("--since", help="only runs recorded since this date (YYYY-MM-DD)")
     h.add_argument("--runs", type=int, metavar="N", help="list the last N runs instead")
     h.add_argument("--json", action="store_true", help="print the rows as JSON")
+    h.add_argument("--plot", metavar="PNG", help="also draw the failure rate per day of each group")
     h.set_defaults(fn=cmd_history)
