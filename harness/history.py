@@ -57,7 +57,10 @@ class HistoryError(RuntimeError):
 
 
 def db_path(results_root) -> Path:
-    return Path(results_root) / "history.sqlite"
+    """<results>/history.sqlite, or $TLSH_HISTORY_DB: one history for runs
+    made into many results folders (a CI suite's temporary ones, say)."""
+    env = os.environ.get("TLSH_HISTORY_DB")
+    return Path(env) if env else Path(results_root) / "history.sqlite"
 
 
 def connect(path: Path) -> sqlite3.Connection:
