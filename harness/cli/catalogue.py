@@ -56,6 +56,10 @@ def cmd_libs(ns, argv) -> int:
         where = inf.get("prefix") or ("system" if built else reason)
         ver = inf.get("version", "") or ("" if built else "-")
         print(f"{name:16} {'built' if built else 'missing':8} {ver:22} {where}")
+    from harness import native
+    if not native.build_report():
+        print("no native extension is built here: in a checkout of tlsharness, run `make setup` "
+              "(Debian packages, then `python -m native_shim.build`)")
     return 0
 
 
