@@ -95,7 +95,8 @@ class RunConfig:
             if v not in allowed:
                 raise ConfigError(f"--{k.replace('_', '-')} must be one of {', '.join(allowed)} (got {v!r})")
         _range("workers", self.workers, 1, 254)
-        _range("conns", self.conns, 1, 4096)
+        _range("conns", self.conns, 1, 20000)
+        fd_limit(self.conns)
         _range("duration", self.duration, 0.5, 3600)
         _range("window", self.window, 1, 64)
         _range("clients", self.clients, 1, 16)
@@ -192,6 +193,29 @@ def parse_fault(text: str) -> dict:
     if not 0 <= d.get("after_ms", 0) <= 86_400_000:
         raise ConfigError(f"--fault AFTER_MS must be 0..86400000 (got {d['after_ms']})")
     return d
+
+
+FD_MARGIN = 256        # the stand's own descriptors beside its connections
+
+
+def fd_limit(conns: int) -> None:
+    """The stand's listener holds every connection: conns + a margin
+    descriptors, within the hard RLIMIT_NOFILE (the soft one is raised)."""
+    import resource
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    need = conns + FD_MARGIN
+    if hard != resource.RLIM_INFINITY and need > hard:
+        raise ConfigError(f"--conns {conns} needs about {need} file descriptors in the stand's "
+                          f"listener; this system allows {hard} (ulimit -Hn): raise that limit or "
+                          f"use --conns {max(1, hard - FD_MARGIN)} or fewer")
+
+
+def raise_fd_limit() -> None:
+    """The soft file-descriptor limit up to the hard one (stand, load generators)."""
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 def parse_tls(text: str) -> int:

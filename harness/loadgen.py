@@ -17,6 +17,8 @@ def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     cfg = json.loads(open(argv[0]).read())
     fd, index, controller = int(argv[1]), int(argv[2]), int(argv[3])
+    from harness.config import raise_fd_limit
+    raise_fd_limit()                        # one descriptor per client connection
     from harness import native
     ffi, lib = native.load("_tlsh_loadgen")
     if lib.tlsh_set_pdeathsig(signal.SIGKILL, controller) != 0:

@@ -29,6 +29,8 @@ def main(argv=None) -> int:
     cfg = json.loads(open(argv[0]).read())
     status_fd, controller = int(argv[1]), int(argv[2])
     _guard_libcrypto()
+    from harness.config import raise_fd_limit
+    raise_fd_limit()                        # the listener holds every connection
 
     from harness import backends
     be = backends.get(cfg["lib"])

@@ -140,3 +140,15 @@ def test_bisect_skips_a_commit_whose_stand_cannot_start(tmp_path):
     r = tool(tmp_path, "run", "baseline-private", "--duration", "1", "-q", "--out", "res",
              env=env, timeout=120)
     assert r.returncode == 4
+
+
+def test_conns_beyond_the_descriptor_limit_is_one_line(tmp_path):
+    """--conns needs a descriptor per connection in the stand's listener: a
+    system limit lower than that is named before anything starts."""
+    import resource
+    r = subprocess.run([sys.executable, "-m", "harness", "run", "--conns", "5000", "--out",
+                        str(tmp_path / "out")], capture_output=True, text=True, timeout=60,
+                       preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (2048, 2048)))
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert "allows 2048 (ulimit -Hn)" in r.stderr and "--conns 1792 or fewer" in r.stderr
+    assert not (tmp_path / "out").exists()

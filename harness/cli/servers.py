@@ -54,9 +54,11 @@ def cmd_target(ns, argv) -> int:
     try:
         if ns.kind == "cmd" and not cmd:
             raise ConfigError("target cmd needs a server command after --")
+        from harness.config import fd_limit
+        fd_limit(ns.conns)                  # the load generator's descriptors
         if ns.kind == "cmd" and ns.port is None:
             raise ConfigError("target cmd needs --port (the server's TLS port on 127.0.0.1)")
-        for name, v, lo, hi in (("workers", ns.workers, 1, 64), ("conns", ns.conns, 1, 4096),
+        for name, v, lo, hi in (("workers", ns.workers, 1, 64), ("conns", ns.conns, 1, 20000),
                                 ("duration", ns.duration, 0.5, 3600),
                                 ("ready-timeout", ns.ready_timeout, 0.5, 600),
                                 ("clients", ns.clients, 1, 64), ("window", ns.window, 1, 65536),
