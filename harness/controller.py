@@ -208,6 +208,7 @@ class Run:
         t0 = time.monotonic_ns()
         self.t0 = t0
         self.cpu_at_load = None
+        self.all_open_ns = None                # when every connection had been opened once
         end = t0 + int(cfg.duration * 1e9)
         stop_at = None
         next_log = t0
@@ -222,6 +223,8 @@ class Run:
                 s = self._sample(now)
                 if self.cpu_at_load is None and s["lg"].get("ready"):
                     self.cpu_at_load = _stand_cpu(s)
+                if self.all_open_ns is None and s["lg"].get("handshakes", 0) >= cfg.conns:
+                    self.all_open_ns = now            # every connection opened once
                 v = wd.observe(s)
                 if v is not None and verdict_first is None:
                     verdict_first = v
@@ -320,6 +323,8 @@ class Run:
             "cross_handoffs": s["hdr"]["cross_handoffs"] if s else 0,
             "t0_ns": self.t0, "load_start_ns": load_start,
             "conns_open": s["hdr"]["conns_open"] if s else 0,
+            "all_conns_open_s": rel(self.all_open_ns) / 1000 if rel(self.all_open_ns) is not None
+            else None,
             "rand_method": {"calls": s["hdr"]["rand_calls"], "reentries": s["hdr"]["rand_reentries"]}
             if s and (self.cfg.rand_lock != "none" or "locked-rand" in self.cfg.mitigations) else None,
             "rejected_handshakes": lg.get("rejected", 0), "rekeys": lg.get("rekeys", 0),

@@ -110,3 +110,14 @@ def test_controller_never_loads_a_tls_library(tmp_path):
                         "--memory", "private", "--out", str(tmp_path)],
                        capture_output=True, text=True, timeout=60, cwd=str(ROOT))
     assert r.stdout.strip().splitlines()[-1] == "CLEAN", r.stdout + r.stderr
+
+
+def test_many_connections_are_admitted_without_a_storm(tmp_path):
+    """1,200 connections from one client process: opened as the server takes
+    them (admission), none refused or timed out, and the outcome says when
+    every one had been opened."""
+    out = run(tmp_path, "--memory", "private", "--conns", "1200", "--workers", "8",
+              "--duration", "5")
+    assert out["verdict"] == "pass", out["reason"]
+    assert out["conn_errors"] == 0 and out["all_conns_open_s"] is not None
+    assert out["all_conns_open_s"] < 5

@@ -101,7 +101,18 @@ struct lg {
     int nidle;                  /* connections waiting to reconnect */
     SSL_CTX *reject_ctx;        /* verifies the server against no CA: aborts with unknown_ca */
     uint64_t attempts;          /* TLS handshakes started */
+    int opening;                /* connections connecting or in their handshake */
+    int admit;                  /* admission: at most this many opening at once (0: no cap) */
 };
+
+/* Admission (many connections, no --ramp): connections are opened at the rate
+ * the server takes them, not all at once.  The cap on connections opening at
+ * once grows by one per completed handshake and halves on a failed connect or
+ * handshake (additive increase, multiplicative decrease), within these bounds. */
+#define ADMIT_FROM_CONNS 256
+#define ADMIT_START 32
+#define ADMIT_MIN 4
+#define ADMIT_MAX 512
 
 static void set_error(struct tlsh_lg_counters *c, const char *fmt, ...)
 {
@@ -197,6 +208,10 @@ static void conn_close(struct lg *g, struct lgconn *cn, int graceful)
 static void conn_fail(struct lg *g, struct lgconn *cn, int64_t now)
 {
     g->c->conn_errors++;
+    if (cn->state == ST_CONNECTING || cn->state == ST_HANDSHAKE) {
+        g->opening--;
+        if (g->admit && (g->admit /= 2) < ADMIT_MIN) g->admit = ADMIT_MIN;
+    }
     conn_close(g, cn, 0);
     cn->state = ST_IDLE;
     cn->since_ns = now + 10000000LL + (int64_t)(rnd_next(g) % 40000000ULL);  /* 10-50 ms */
@@ -207,6 +222,7 @@ static void start_tls(struct lg *g, struct lgconn *cn, int64_t now);
 
 static void start_connect(struct lg *g, struct lgconn *cn, int64_t now)
 {
+    g->opening++;
     cn->state = ST_CONNECTING;
     cn->since_ns = now;
     cn->fd = socket(g->family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -235,6 +251,8 @@ static void do_handshake(struct lg *g, struct lgconn *cn, int64_t now)
         if (SSL_session_reused(cn->ssl)) c->resumed++;
         if (!c->ready) c->ready_ns = now;
         c->ready = 1;
+        g->opening--;
+        if (g->admit && g->admit < ADMIT_MAX) g->admit++;
         cn->state = ST_OPEN;
         ep_set(g, cn, EPOLLIN);
         fill(g, cn, now);
@@ -246,6 +264,7 @@ static void do_handshake(struct lg *g, struct lgconn *cn, int64_t now)
     else if (cn->rejecting && SSL_get_verify_result(cn->ssl) != X509_V_OK) {
         /* as planned: the server's certificate refused, alert sent */
         g->c->rejected++;
+        g->opening--;
         conn_close(g, cn, 0);
         cn->state = ST_IDLE;
         cn->since_ns = now;             /* reconnect at the next scan */
@@ -519,7 +538,10 @@ static void scan(struct lg *g, int64_t now)
         struct lgconn *cn = &g->conns[i];
         switch (cn->state) {
         case ST_IDLE:
-            if (now >= cn->since_ns) { g->nidle--; start_connect(g, cn, now); }
+            if (now >= cn->since_ns && (!g->admit || g->opening < g->admit)) {
+                g->nidle--;
+                start_connect(g, cn, now);
+            }
             else nidle++;
             break;
         case ST_CONNECTING:
@@ -701,8 +723,15 @@ int tlsh_loadgen_run(const struct tlsh_lg_config *cfg, struct tlsh_lg_counters *
         tick_ms = per < 1 ? 1 : (per > 50 ? 50 : (int)ceil(per));
     }
 
+    g->admit = (cfg->ramp_s <= 0 && g->n > ADMIT_FROM_CONNS) ? ADMIT_START : 0;
     for (int i = 0; i < g->n; i++) {
-        if (cfg->ramp_s > 0 && i > 0) {
+        if (g->admit && i >= g->admit) {
+            /* admission: the scan opens the rest as handshakes complete */
+            struct lgconn *cn = &g->conns[i];
+            cn->state = ST_IDLE;
+            cn->since_ns = start;
+            g->nidle++;
+        } else if (cfg->ramp_s > 0 && i > 0) {
             /* connections arrive over the ramp, not all at once (scan starts them) */
             struct lgconn *cn = &g->conns[i];
             cn->state = ST_IDLE;
