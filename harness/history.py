@@ -22,8 +22,11 @@ import sys
 import time
 from pathlib import Path
 
+from harness.verdicts import FAILURES, NOT_HANGS, NOT_JUDGED
+
 SCHEMA_VERSION = 1
-FAILED = ("degraded", "deadlock", "livelock", "mixed", "crash", "corruption", "leak")
+FAILED = tuple(sorted(FAILURES))
+UNJUDGED = tuple(sorted(NOT_JUDGED | NOT_HANGS))       # kept, not counted in the rates
 
 MIGRATIONS = {
     1: """
@@ -128,11 +131,10 @@ def record(results_root, out: dict, kind: str = "run", scenario: str | None = No
         return False
 
 
-def rates(con: sqlite3.Connection, by=("lib", "lib_version", "scenario"), where: dict | None = None,
-          since: str | None = None) -> list[dict]:
-    """Failure rate per group: runs, failures, rate, first and last run, families."""
-    cols = ", ".join(by)
-    cond, args = [], []
+def _where(where: dict | None, since: str | None) -> tuple[str, list]:
+    """The WHERE clause of the judged runs matching `where` (column = value) and `since`."""
+    cond = [f"verdict NOT IN ({', '.join('?' for _ in UNJUDGED)})"]
+    args: list = list(UNJUDGED)
     for k, v in (where or {}).items():
         if v:
             cond.append(f"{k} = ?")
@@ -140,10 +142,17 @@ def rates(con: sqlite3.Connection, by=("lib", "lib_version", "scenario"), where:
     if since:
         cond.append("recorded_at >= ?")
         args.append(since)
-    judged = "verdict NOT IN ('inconclusive', 'unsupported', 'interrupted', 'error', 'overload', 'stopped')"
+    return " AND ".join(cond), args
+
+
+def rates(con: sqlite3.Connection, by=("lib", "lib_version", "scenario"), where: dict | None = None,
+          since: str | None = None) -> list[dict]:
+    """Failure rate per group: runs, failures, rate, first and last run, families."""
+    cols = ", ".join(by)
+    cond, args = _where(where, since)
     sql = (f"SELECT {cols}, COUNT(*), SUM(verdict IN ({', '.join('?' for _ in FAILED)})), "
            f"MIN(recorded_at), MAX(recorded_at), GROUP_CONCAT(families, '|') FROM runs "
-           f"WHERE {' AND '.join(cond + [judged])} GROUP BY {cols} ORDER BY {cols}")
+           f"WHERE {cond} GROUP BY {cols} ORDER BY {cols}")
     out = []
     for r in con.execute(sql, list(FAILED) + args):
         n, k = r[len(by)], r[len(by) + 1] or 0
@@ -163,16 +172,10 @@ def rates(con: sqlite3.Connection, by=("lib", "lib_version", "scenario"), where:
 def trend(con: sqlite3.Connection, by=("lib", "scenario"), where: dict | None = None) -> dict:
     """Per group, per day: (day, runs, failures) — the failure rate over time."""
     cols = ", ".join(by)
-    cond, args = [], []
-    for k, v in (where or {}).items():
-        if v:
-            cond.append(f"{k} = ?")
-            args.append(v)
-    judged = "verdict NOT IN ('inconclusive', 'unsupported', 'interrupted', 'error', 'overload', 'stopped')"
+    cond, args = _where(where, None)
     sql = (f"SELECT {cols}, substr(recorded_at, 1, 10), COUNT(*), "
            f"SUM(verdict IN ({', '.join('?' for _ in FAILED)})) FROM runs "
-           f"WHERE {' AND '.join(cond + [judged])} GROUP BY {cols}, substr(recorded_at, 1, 10) "
-           f"ORDER BY 1")
+           f"WHERE {cond} GROUP BY {cols}, substr(recorded_at, 1, 10) ORDER BY 1")
     out: dict[str, list] = {}
     for r in con.execute(sql, list(FAILED) + args):
         key = " | ".join(str(x or "-") for x in r[:len(by)])
