@@ -2,6 +2,7 @@
 segment and the load counters, judging, logging) while it watches N workers.
 
     python bench/watchdog_cost.py [--workers 64] [--hz 20] [--duration 20]
+    python bench/watchdog_cost.py --workers 16,64,128,254 --plot cost.png   # its growth
 
 Reads the controller's own utime+stime from /proc between 5 s and the end of
 the load, so start-up (imports, certificates) is not counted.
@@ -24,26 +25,47 @@ def cpu(pid):
     return (int(rest[11]) + int(rest[12])) / TCK
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--workers", type=int, default=64)
-    ap.add_argument("--hz", type=float, default=20)
-    ap.add_argument("--duration", type=float, default=20)
-    a = ap.parse_args()
+def measure(workers: int, hz: float, duration: float) -> float:
+    """The controller's CPU share (of one core) while it watches `workers` workers."""
     with tempfile.TemporaryDirectory() as out:
         p = subprocess.Popen([sys.executable, "-m", "harness", "run", "-q", "--out", out,
                               "--memory", "private", "--handoff", "pinned", "--workers",
-                              str(a.workers), "--conns", str(max(50, a.workers * 2)),
-                              "--duration", str(a.duration), "--sample-hz", str(a.hz)],
+                              str(workers), "--conns", str(max(50, workers * 2)),
+                              "--duration", str(duration), "--sample-hz", str(hz)],
                              cwd=str(ROOT), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         time.sleep(5)
         c0, t0 = cpu(p.pid), time.monotonic()
-        time.sleep(a.duration - 7)
+        time.sleep(duration - 7)
         c1, t1 = cpu(p.pid), time.monotonic()
-        p.communicate(timeout=a.duration + 60)
+        p.communicate(timeout=duration + 60)
     share = (c1 - c0) / (t1 - t0)
-    print(f"controller watching {a.workers} workers (+ listener, stand) at {a.hz:g} Hz: "
-          f"{share * 100:.1f}% of one core ({(c1 - c0) * 1000:.0f} ms CPU in {t1 - t0:.1f} s)")
+    print(f"controller watching {workers} workers (+ listener, stand) at {hz:g} Hz: "
+          f"{share * 100:.1f}% of one core ({(c1 - c0) * 1000:.0f} ms CPU in {t1 - t0:.1f} s)",
+          flush=True)
+    return share
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--workers", default="64", help="a number, or several comma-separated")
+    ap.add_argument("--hz", type=float, default=20)
+    ap.add_argument("--duration", type=float, default=20)
+    ap.add_argument("--plot", metavar="PNG", help="draw the cost against the number of workers")
+    a = ap.parse_args()
+    sizes = [int(x) for x in a.workers.split(",") if x]
+    shares = [measure(n, a.hz, a.duration) for n in sizes]
+    if a.plot:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        fig, ax = plt.subplots(figsize=(6, 3.5))
+        ax.plot(sizes, [x * 100 for x in shares], marker="o")
+        ax.set_xlabel("workers watched")
+        ax.set_ylabel("controller CPU, % of one core")
+        ax.set_title(f"watchdog cost at {a.hz:g} Hz")
+        ax.set_ylim(bottom=0)
+        fig.savefig(a.plot, dpi=90, bbox_inches="tight")
+        print(f"plot: {a.plot}")
 
 
 if __name__ == "__main__":
