@@ -255,12 +255,7 @@ def merge(d: Path, others: list[Path]) -> dict:
         if not f.exists():
             continue
         res = json.loads(f.read_text())
-        keep = {k: res.get(k) for k in ("verdict", "reason", "run_dir", "time_to_failure_ms",
-                                        "replies", "replies_per_s", "latency_ms",
-                                        "handshakes_client", "load_seconds", "arena",
-                                        "arena_bytes_per_conn", "stand_cpu_s", "families", "bad",
-                                        "lib_version", "memory", "exit_code")}
-        cells[spec["cell"]]["runs"].append(keep)
+        cells[spec["cell"]]["runs"].append(compare.kept(res))
         t = timing.setdefault(res.get("host") or "?", {"runs": 0, "seconds": 0.0})
         t["runs"] += 1
         t["seconds"] += res.get("seconds") or 0

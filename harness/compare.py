@@ -143,7 +143,17 @@ def load_state(d: Path) -> dict:
     return state
 
 
-def _params(cfg) -> dict:
+KEPT = ("verdict", "reason", "run_dir", "time_to_failure_ms", "replies", "replies_per_s",
+        "latency_ms", "handshakes_client", "load_seconds", "arena", "arena_bytes_per_conn",
+        "stand_cpu_s", "families", "bad", "lib_version", "memory", "exit_code")
+
+
+def kept(o: dict) -> dict:
+    """What a comparison keeps of one run's outcome (compare.json, campaign merge)."""
+    return {k: o.get(k) for k in KEPT}
+
+
+def run_params(cfg) -> dict:
     """A run's parameters for the history (its configuration, as given)."""
     import dataclasses
     return {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("out", "seed")}
@@ -170,16 +180,12 @@ def run_matrix(d: Path, state: dict, progress=None) -> dict:
             raise KeyboardInterrupt
         if cfg.tls == 12 and "tls" not in scenario.load(cell.scenario).params:
             o["reason"] = (o.get("reason") or "") + " [TLS 1.2: no TLS 1.3 in this build]"
-        keep = {k: o.get(k) for k in ("verdict", "reason", "run_dir", "time_to_failure_ms",
-                                      "replies", "replies_per_s", "latency_ms", "handshakes_client",
-                                      "load_seconds", "arena", "arena_bytes_per_conn", "stand_cpu_s",
-                                      "families", "bad", "lib_version", "memory", "exit_code")}
-        state["cells"][i]["runs"].append(keep)
+        state["cells"][i]["runs"].append(kept(o))
         results.write_json(d / "compare.json", state)
         if o.get("run_dir"):
             history.record(d.parent, dict(o, lib=cell.lib, mitigations=list(cell.mitigations)),
                            state.get("tool", "compare").split()[-1], scenario=cell.scenario,
-                           params=_params(cfg), campaign=d.name)
+                           params=run_params(cfg), campaign=d.name)
         done += 1
         if progress:
             el = time.monotonic() - t_start

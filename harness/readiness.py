@@ -125,6 +125,19 @@ def probe(port: int, tls: int, timeout: float) -> dict:
     return {"ready": True, "tls": version, "status": 200}
 
 
+def probe_in_child(port: int, tls: int, timeout: float = 2.0) -> dict:
+    """probe() in a child process (the controller never loads a TLS library)."""
+    import subprocess
+    from harness import results
+    try:
+        r = subprocess.run([sys.executable, "-m", "harness.readiness", str(port), str(tls),
+                            str(timeout)], capture_output=True, text=True, timeout=timeout * 10,
+                           cwd=str(results.ROOT))
+        return json.loads(r.stdout.strip().splitlines()[-1])
+    except (subprocess.TimeoutExpired, ValueError, IndexError):
+        return {"ready": False, "cause": "probe", "detail": "the readiness probe itself failed"}
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     port, tls, timeout = int(argv[0]), int(argv[1]), float(argv[2])

@@ -10,18 +10,16 @@ stopped by process group at the end, also after a crash or a hang.
 """
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness import certs, history, results
+from harness import certs, history, readiness, results
 from harness.watchdog import families, procfs
 from harness.watchdog.foreign import (ForeignSampler, ForeignWatchdog, observe, stuck_summary,
                              take_stacks)
@@ -239,12 +237,7 @@ def wait_ready(server, port: int, tls: int, timeout: float, log: Path) -> dict:
         if server.poll() is not None:
             raise TargetError(f"server exited with {server.returncode} before it was ready: "
                               f"{_tail(log)}")
-        try:
-            r = subprocess.run([sys.executable, "-m", "harness.readiness", str(port), str(tls), "2"],
-                               capture_output=True, text=True, timeout=20, cwd=str(results.ROOT))
-            res = json.loads(r.stdout.strip().splitlines()[-1])
-        except (subprocess.TimeoutExpired, ValueError, IndexError):
-            res = {"ready": False, "cause": "probe", "detail": "the readiness probe itself failed"}
+        res = readiness.probe_in_child(port, tls)
         if res["ready"]:
             return res
         same = same + 1 if last and last["cause"] == res["cause"] else 1

@@ -71,14 +71,8 @@ class Counter:
 
 def why_unanswered(port: int, tls: int) -> str:
     """The readiness probe's one line on a port that answered no OPTIONS."""
-    import json
-    import sys
-    try:
-        r = subprocess.run([sys.executable, "-m", "harness.readiness", str(port), str(tls), "2"],
-                           capture_output=True, text=True, timeout=20, cwd=str(results.ROOT))
-        res = json.loads(r.stdout.strip().splitlines()[-1])
-    except (subprocess.TimeoutExpired, ValueError, IndexError):
-        return "and the readiness probe could not tell why"
+    from harness import readiness
+    res = readiness.probe_in_child(port, tls)
     return res.get("detail") or "it answers now (too slow during the watch?)"
 
 

@@ -95,7 +95,7 @@ def cmd_run(ns, argv) -> int:
         from harness import compare, history, report
         report.index(Path(out["run_dir"]).parent)
         history.record(Path(out["run_dir"]).parent, out, "run", scenario=sc.name if sc else None,
-                       params=compare._params(cfg))
+                       params=compare.run_params(cfg))
     print(json.dumps(out, indent=2, default=str) if ns.json else summary(out))
     return bisect_code(out["exit_code"]) if ns.bisect else out["exit_code"]
 
@@ -218,7 +218,7 @@ def cmd_repro(ns, argv) -> int:
             from pathlib import Path
             from harness import compare, history
             history.record(Path(out["run_dir"]).parent, out, "repro",
-                           scenario=sc.name if sc else None, params=compare._params(cfg))
+                           scenario=sc.name if sc else None, params=compare.run_params(cfg))
         return out
 
     def shown(i, out):

@@ -26,12 +26,7 @@ class ForeignWatchdog(Watchdog):
         self.hist.append(s)
         if self.load_start_ns is None and s["lg"].get("start_ns"):
             self.load_start_ns = s["lg"]["start_ns"]
-        if self.first is None:
-            v = self.judge()
-            if v.failed or v.verdict in ("overload", "stopped"):
-                self.first = v
-                return v
-        return None
+        return self._decide()
 
     def _offered(self, s: dict) -> bool:
         """Requests outstanding (sent, not yet settled), when a load generator is known."""
@@ -80,7 +75,7 @@ class ForeignWatchdog(Watchdog):
                 stuck.append((w, why))
         if spin:
             replies = self._progress(th.progress_s) if self.progress_source else 0
-            if stuck or (offered and replies == 0) or (not self.progress_source and stuck):
+            if stuck or (offered and replies == 0):
                 stuck += spin
         return stuck
 
@@ -139,7 +134,7 @@ class ForeignWatchdog(Watchdog):
             d["futex"]["in_arena"] = False
             d["futex"]["in_shared_mapping"] = bool(w.get("mapping"))
             d["futex"]["mapping"] = w.get("mapping")
-        if w["activity"] == "lock_wait" and not (s["procs"].get(w["pid"]) or {}).get("syscall"):
+        if w["activity"] == "lock_wait" and "futex" not in d:
             d["wait"] = "semaphore"
         return d
 

@@ -220,16 +220,15 @@ class ForeignSampler:
     def _shared_mapping(self, tr: Track, addr: int, now: int) -> str | None:
         """The shared mapping holding addr: maps read at the first suspect wait,
         again only when the address is not in the known ones (a new mapping)."""
-        for attempt in range(2):
-            if tr.shared is None or attempt:
-                if attempt and now - tr.maps_ns < 200_000_000:
-                    break
-                tr.shared = procfs.shared_mappings(tr.pid) or []
-                tr.maps_ns = now
-            for lo, hi, label in tr.shared:
-                if lo <= addr < hi:
-                    return f"{label} +{addr - lo:#x}"
-        return None
+        def lookup():
+            return next((f"{label} +{addr - lo:#x}" for lo, hi, label in tr.shared or []
+                         if lo <= addr < hi), None)
+        found = lookup()
+        if found is None and (tr.shared is None or now - tr.maps_ns >= 200_000_000):
+            tr.shared = procfs.shared_mappings(tr.pid) or []
+            tr.maps_ns = now
+            found = lookup()
+        return found
 
     def _find_workers(self, now: int, live: set) -> None:
         """Processes that hold a connection accepted on the server's port are

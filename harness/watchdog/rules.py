@@ -72,6 +72,10 @@ class Watchdog(History):
                 self.sleep_streak[w["pid"]] = (w["since_ns"], n + 1 if since == w["since_ns"] else 1)
             else:
                 self.sleep_streak.pop(w["pid"], None)
+        return self._decide()
+
+    def _decide(self) -> Verdict | None:
+        """Judge the newest sample; the first failure (or no-hang stall) is kept and returned."""
         if self.first is None:
             v = self.judge()
             if v.failed or v.verdict in NOT_HANGS:
