@@ -44,7 +44,7 @@ def build(tmp: Path) -> list[str]:
     subprocess.run(["cc", "-O2", "-g", "-Wall", "-rdynamic", "-o", str(EXE), str(src), "-lssl",
                     "-lcrypto", "-ldl", "-lpthread"], check=True)
     sys.path.insert(0, str(ROOT))
-    from harness.certs import make_cert
+    from harness.spec.certs import make_cert
     cert, key = make_cert(tmp, "ec")
     return [str(EXE), "--cert", cert, "--key", key]
 

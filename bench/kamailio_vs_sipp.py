@@ -21,7 +21,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from harness.target import kamailio_config  # noqa: E402
+from harness.control.target import kamailio_config  # noqa: E402
 
 OPTIONS_XML = """<?xml version="1.0" encoding="ISO-8859-1" ?>
 <scenario name="options">
@@ -118,7 +118,7 @@ def main():
             if sipp_rate:
                 print(f"ratio loadgen/SIPp : {ours['replies_per_s'] / sipp_rate:.2f}")
         finally:
-            from harness.children import wait_group_gone
+            from harness.control.children import wait_group_gone
             for p in procs:                    # ours only, by process group
                 try:
                     os.killpg(p.pid, signal.SIGKILL)

@@ -10,7 +10,7 @@ import mmap
 import os
 import struct
 
-from harness import native
+from harness.builds import native
 
 ACTIVITIES = ["starting", "idle", "accept", "handshake", "read", "write",
               "lock_wait", "close", "fault", "exited", "attach", "random"]

@@ -80,8 +80,8 @@ EXTENSIONS = [
 KIND_LIBS = {"openssl": ["ssl", "crypto"], "wolfssl": ["wolfssl"],
              "mbedtls": ["mbedtls", "mbedx509", "mbedcrypto"], "gnutls": ["gnutls"]}
 def user_libs_file() -> Path:
-    """The builds the user added (never in the checkout): see harness.native.user_dir."""
-    from harness import native
+    """The builds the user added (never in the checkout): see harness.builds.native.user_dir."""
+    from harness.builds import native
     return native.user_dir() / "libs.toml"
 
 
@@ -134,7 +134,7 @@ def variant_extensions(user: bool = False) -> list[tuple[Extension, dict]]:
 
 CAPS_PY = """
 import json, sys
-from harness import native
+from harness.builds import native
 ffi, lib = native.load("{mod}")
 c = ffi.new("struct tlsh_lib_caps *"); lib.tlsh_lib_caps(c)
 print(json.dumps({{"alloc_hook": bool(c.alloc_hook), "lock_hook": bool(c.lock_hook),
@@ -189,8 +189,8 @@ def make_ffi(ext: Extension, flags: dict):
 
 def build(only: str | None = None, quiet: bool = False, user: bool = False) -> dict:
     """Build into harness/_native; with user, only the user's prefixes, into
-    the per-user cache (harness.native.user_native)."""
-    from harness import native
+    the per-user cache (harness.builds.native.user_native)."""
+    from harness.builds import native
     out_dir = native.user_native() if user else OUT
     out_dir.mkdir(parents=True, exist_ok=True)
     (OUT / "__init__.py").touch()

@@ -1,7 +1,7 @@
 """The sound baseline: each connection's TLS objects in the heap of the
 worker that owns it; connections still go back to the listener after every
 message, but always return to their owner."""
-from harness.scenario import Scenario, passes
+from harness.spec.scenario import Scenario, passes
 
 SCENARIO = Scenario(
     summary="private memory, per-message dispatch back to the owner (sound baseline)",

@@ -1,7 +1,7 @@
 """The server context replaced every 20 ms under handshake churn, as
 Kamailio's tls.reload does: new sessions take the new SSL_CTX, old ones keep
 a reference to theirs; each old context is freed by the reloading process."""
-from harness.scenario import Scenario, fails, passes
+from harness.spec.scenario import Scenario, fails, passes
 
 SCENARIO = Scenario(
     summary="certificate/context reload every 20 ms under handshake churn",

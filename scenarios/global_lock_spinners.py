@@ -1,6 +1,6 @@
 """OpenSIPS 3.2's tls_global_lock around all TLS work: when the holder
 blocks in the library, every other worker spins for the global lock."""
-from harness.scenario import Scenario, fails
+from harness.spec.scenario import Scenario, fails
 
 SCENARIO = Scenario(
     summary="global TLS lock (spin): a blocked holder, every other worker spinning",

@@ -1,5 +1,5 @@
 """Handshake in one worker, all I/O of the connection in another."""
-from harness.scenario import Scenario, fails, passes
+from harness.spec.scenario import Scenario, fails, passes
 
 SCENARIO = Scenario(
     summary="per-connection handoff: handshake in one worker, I/O in another",

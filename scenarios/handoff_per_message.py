@@ -4,7 +4,7 @@ Connections go back to the listener after each batch of requests and are
 handed to the least busy worker; each new owner calls SSL_set_fd with its
 own fd number.
 """
-from harness.scenario import Scenario, fails, passes
+from harness.spec.scenario import Scenario, fails, passes
 
 SCENARIO = Scenario(
     summary="per-message handoff, TLS objects in the shared arena (OpenSIPS model)",

@@ -1,7 +1,7 @@
 """A new TLS connection for every request: concurrent handshakes in several
 workers all the time (ApacheBench -c 100 against WSS in OpenSIPS #1590;
 SIPp with a socket per call in #1755)."""
-from harness.scenario import Scenario, fails, passes
+from harness.spec.scenario import Scenario, fails, passes
 
 SCENARIO = Scenario(
     summary="handshake churn: one request per connection, handoff per message",

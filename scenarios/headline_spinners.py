@@ -7,7 +7,7 @@ arena) while holding connection locks, and the next worker that needs one of
 those connections spins on it (test-and-set + sched_yield) at full CPU.
 Connections arrive over one second, so that the cold first handshakes do not
 all collide (they deadlock otherwise, which is another story)."""
-from harness.scenario import Scenario, fails, passes
+from harness.spec.scenario import Scenario, fails, passes
 
 SCENARIO = Scenario(
     summary="high CPU, no SIP processing: replies written by other workers, blocked writers, spinners",

@@ -4,7 +4,7 @@ created in the arena and every worker inherits it as its own.  Even with the
 locks shared and the TLS contexts built in a throwaway thread, failing
 handshakes (which put errors on that queue) then race on one object.  Fix:
 pthread_atfork(prepare = OPENSSL_thread_stop), OpenSIPS PR #3841."""
-from harness.scenario import Scenario, fails, passes
+from harness.spec.scenario import Scenario, fails, passes
 
 SCENARIO = Scenario(
     summary="library used in the parent before fork: inherited per-thread error state",

@@ -1,6 +1,6 @@
 """Shared SSL_CTX vs one per worker, with an RSA key (RSA blinding keyed by
 pthread_self(), identical in every forked worker)."""
-from harness.scenario import Scenario
+from harness.spec.scenario import Scenario
 
 SCENARIO = Scenario(
     summary="RSA certificate, per-worker SSL_CTX (compare with --ctx shared)",

@@ -3,7 +3,7 @@ memory (OpenSIPS 2.4.7): if the library calls back into the method while
 the lock is held, the process spins on a lock it holds itself.  The run
 counts the calls and the re-entries (outcome.json: rand_method); the
 watchdog names a waiter on its own lock "self-deadlock"."""
-from harness.scenario import Scenario, passes
+from harness.spec.scenario import Scenario, passes
 
 SCENARIO = Scenario(
     summary="RAND method under a non-recursive shared lock (self-deadlock if re-entered)",

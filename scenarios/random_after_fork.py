@@ -1,7 +1,7 @@
 """Random bytes right after fork, in every worker: two workers drawing the
 same block share generator state (copied by fork, or shared in the arena).
 Checked for every library, private memory included."""
-from harness.scenario import Scenario, fails, passes
+from harness.spec.scenario import Scenario, fails, passes
 
 SCENARIO = Scenario(
     summary="random bytes after fork: identical blocks in two workers are corruption",

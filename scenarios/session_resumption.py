@@ -1,6 +1,6 @@
 """Churn with session resumption: the server's session cache and ticket keys
 live in the shared SSL_CTX, used by every worker."""
-from harness.scenario import Scenario, fails
+from harness.spec.scenario import Scenario, fails
 
 SCENARIO = Scenario(
     summary="churn with session resumption (shared session cache / tickets)",

@@ -1,7 +1,7 @@
 """Shutdown: every worker leaves through exit(), so OpenSSL's atexit cleanup
 runs in each of them on the same objects in the arena.  Fix: no atexit
 cleanup (OPENSSL_INIT_NO_ATEXIT, OpenSIPS #1304)."""
-from harness.scenario import Scenario, fails, passes
+from harness.spec.scenario import Scenario, fails, passes
 
 SCENARIO = Scenario(
     summary="graceful shutdown: every worker runs the library's atexit cleanup",

@@ -3,7 +3,7 @@ arena.  In use it must level off; steady growth per closed connection with
 the same number open is a `leak` verdict (OpenSIPS #2604: wolfSSL 4.7.1 leaked
 shm at ~15k TLS connections/min, ~500 open).  Lengthen with --duration for a
 real soak; --fault leak:1:0 shows what a leak looks like."""
-from harness.scenario import Scenario, fails, passes
+from harness.spec.scenario import Scenario, fails, passes
 
 SCENARIO = Scenario(
     summary="soak: arena growth under churn (leak verdict)",

@@ -1,7 +1,7 @@
 """TLS 1.2 with a CBC cipher: every record needs a random IV, so the data
 path itself goes through the DRBG's lock; replies written under spinlocks
 produce the spinners of "high CPU, no SIP processing"."""
-from harness.scenario import Scenario, fails
+from harness.spec.scenario import Scenario, fails
 
 SCENARIO = Scenario(
     summary="TLS 1.2 CBC: the DRBG on every record (window 4)",

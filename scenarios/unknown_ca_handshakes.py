@@ -1,7 +1,7 @@
 """Handshakes that fail concurrently in several workers: every third client
 does not trust the server's CA and aborts with alert unknown_ca, so failing
 accepts push errors onto the (shared) error state of the workers."""
-from harness.scenario import Scenario, fails, passes
+from harness.spec.scenario import Scenario, fails, passes
 
 SCENARIO = Scenario(
     summary="concurrently failing handshakes (clients reject the CA: unknown ca)",

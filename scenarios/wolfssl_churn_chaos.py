@@ -3,7 +3,7 @@ wolfSSL_free take the CTX's mutex, which lives in the arena PROCESS_PRIVATE.
 Without help the race takes tens of seconds (measured: 4 of 5 60-s runs,
 median 27 s); the contention amplifier makes it immediate, and shows that
 the pshared fix holds under the same pressure."""
-from harness.scenario import Scenario, fails, passes
+from harness.spec.scenario import Scenario, fails, passes
 
 SCENARIO = Scenario(
     summary="wolfSSL handshake churn + contention amplifier: lost wake-up in wc_LockMutex",

@@ -1,5 +1,5 @@
 """A worker dies (SIGKILL) while it holds a connection lock."""
-from harness.scenario import Scenario, fails
+from harness.spec.scenario import Scenario, fails
 
 SCENARIO = Scenario(
     summary="a worker killed while holding a connection lock",

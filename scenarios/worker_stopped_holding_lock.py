@@ -1,6 +1,6 @@
 """A worker stopped (SIGSTOP, as a debugger would) while holding a lock: the
 watchdog must say 'stopped', never call it a hang."""
-from harness.scenario import Scenario, fails
+from harness.spec.scenario import Scenario, fails
 
 SCENARIO = Scenario(
     summary="a worker stopped while holding a connection lock (never a hang)",

@@ -3,5 +3,5 @@ import pytest
 
 @pytest.fixture(scope="session")
 def core():
-    from harness import native
+    from harness.builds import native
     return native.core()

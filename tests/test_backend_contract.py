@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from support import ROOT, tlsharness
-from harness import backends
+from harness.stand import backends
 
 AVAIL = backends.availability()
 LIBS = [pytest.param(n, marks=pytest.mark.skipif(not ok, reason=f"{n} not built: {why}"))
@@ -19,7 +19,7 @@ LIBS = [pytest.param(n, marks=pytest.mark.skipif(not ok, reason=f"{n} not built:
 
 PROBE = r"""
 import json, sys
-from harness import backends
+from harness.stand import backends
 be = backends.get(sys.argv[1])
 ffi, lib = be.ffi, be.lib
 arena = lib.tlsh_arena_create(64 << 20)
@@ -61,7 +61,7 @@ def tls_for(lib: str) -> str:
 
 @pytest.fixture(scope="module")
 def cert(tmp_path_factory):
-    from harness.certs import make_cert
+    from harness.spec.certs import make_cert
     return make_cert(tmp_path_factory.mktemp("cert"), "ec")
 
 

@@ -2,7 +2,7 @@
 import json
 import sqlite3
 
-from harness import history
+from harness.analysis import history
 from support import tlsharness
 
 

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from support import tlsharness
-from harness import backends
+from harness.stand import backends
 
 AVAIL = backends.availability()
 

@@ -6,8 +6,8 @@ import string
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from harness import runflags, scenario
-from harness.config import ConfigError
+from harness.spec import runflags, scenario
+from harness.spec.config import ConfigError
 
 
 # values a user might type for any flag: numbers of every size and sign, words, junk
@@ -60,7 +60,7 @@ PARAM_VALUES = st.one_of(st.integers(-10**6, 10**9), st.floats(allow_nan=True),
 def test_any_scenario_params_load_or_name_the_file(tmp_path_factory, params):
     d = tmp_path_factory.mktemp("sc")
     f = d / "sc.py"
-    f.write_text("from harness.scenario import Scenario\n"
+    f.write_text("from harness.spec.scenario import Scenario\n"
                  f"SCENARIO = Scenario(summary='x', params={params!r})\n")
     try:
         sc = scenario.load(str(f))

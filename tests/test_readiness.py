@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.certs import make_cert
+from harness.spec.certs import make_cert
 
 TINY = Path(__file__).resolve().parent / "helpers" / "tinyserver.py"
 

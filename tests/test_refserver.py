@@ -27,7 +27,7 @@ def refserver(tmp_path_factory):
                             str(SRC), "-lssl", "-lcrypto", "-ldl", "-lpthread"],
                            capture_output=True, text=True)
         assert r.returncode == 0, r.stderr
-    from harness.certs import make_cert
+    from harness.spec.certs import make_cert
     cert, key = make_cert(tmp_path_factory.mktemp("refcert"), "ec")
     return [str(exe), "--cert", cert, "--key", key]
 

@@ -5,9 +5,10 @@ import json
 import pytest
 
 from support import tlsharness
-from harness import compare, repro
-from harness.compare import wilson
-from harness.scenario import Scenario
+from harness.analysis import compare
+from harness.control import repro
+from harness.analysis.compare import wilson
+from harness.spec.scenario import Scenario
 from harness.verdicts import FAILURES
 
 
@@ -264,7 +265,7 @@ def test_repro_scenario_end_to_end(tmp_path):
 @pytest.mark.stress
 def test_mitigations_end_to_end(tmp_path):
     sc = tmp_path / "tiny_family.py"
-    sc.write_text('from harness.scenario import Scenario, passes\n'
+    sc.write_text('from harness.spec.scenario import Scenario, passes\n'
                   'SCENARIO = Scenario(summary="tiny", family="test family",\n'
                   '    params=dict(memory="private", handoff="per-message", workers=2, conns=10),\n'
                   '    expect={"openssl": passes()})\n')

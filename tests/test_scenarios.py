@@ -5,7 +5,7 @@ import json
 import pytest
 
 from support import tlsharness
-from harness import scenario
+from harness.spec import scenario
 
 
 def test_catalogue_loads_without_broken_files():
@@ -26,7 +26,7 @@ def test_catalogue_loads_without_broken_files():
 ])
 def test_a_broken_scenario_names_file_and_line(tmp_path, body, needle):
     f = tmp_path / "bad.py"
-    f.write_text("from harness.scenario import Scenario, fails, passes\n" + body)
+    f.write_text("from harness.spec.scenario import Scenario, fails, passes\n" + body)
     with pytest.raises(scenario.ScenarioError) as e:
         scenario.load(str(f))
     assert str(f) in str(e.value) and needle in str(e.value)

@@ -63,7 +63,7 @@ def test_four_tls_workers_crash_with_double_free_evidence(tmp_path):
 
 def test_cmd_target_sip_deaf_server_is_a_clear_error(tmp_path):
     """Processes alive, port open, no SIP: openssl s_server answers TLS only."""
-    from harness.certs import make_cert
+    from harness.spec.certs import make_cert
     cert, key = make_cert(tmp_path, "ec")
     import socket
     with socket.socket() as s:
@@ -81,7 +81,7 @@ def test_cmd_target_sip_deaf_server_is_a_clear_error(tmp_path):
 
 
 def test_cmd_target_runs_any_server_command(tmp_path):
-    from harness.target import kamailio_config
+    from harness.control.target import kamailio_config
     import socket
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -42,7 +42,9 @@ def main(argv=None) -> int:
     ns = p.parse_args(argv)
     if server_cmd:
         ns.command = server_cmd
-    from harness import certs, native, results
+    from harness.builds import native
+    from harness.control import results
+    from harness.spec import certs
     try:
         return ns.fn(ns, argv)
     except results.ResultsError as e:

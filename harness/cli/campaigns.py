@@ -10,7 +10,10 @@ from harness.verdicts import EXIT_USAGE
 
 
 def cmd_campaign(ns, argv) -> int:
-    from harness import backends, campaign, compare, report, results, scenario
+    from harness.analysis import compare, report
+    from harness.control import campaign, results
+    from harness.spec import scenario
+    from harness.stand import backends
     try:
         if ns.action == "plan":
             if ns.emit == "github-matrix":

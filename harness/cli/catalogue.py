@@ -8,7 +8,7 @@ from harness.verdicts import EXIT_USAGE
 
 
 def cmd_probe(ns, argv) -> int:
-    from harness import probe
+    from harness.control import probe
     try:
         rows = probe.run(ns.lib or None)
     except probe.ProbeError as e:
@@ -25,7 +25,7 @@ def cmd_probe(ns, argv) -> int:
 
 
 def cmd_scenarios(ns, argv) -> int:
-    from harness import scenario
+    from harness.spec import scenario
     rows = scenario.catalogue()
     width = max((len(s.name) for s in rows), default=10)
     for s in rows:
@@ -37,9 +37,9 @@ def cmd_scenarios(ns, argv) -> int:
 
 
 def cmd_libs(ns, argv) -> int:
-    from harness import backends
+    from harness.stand import backends
     if ns.action == "add":
-        from harness import userlibs
+        from harness.builds import userlibs
         if not (ns.name and ns.prefix):
             print("tlsharness: error: libs add NAME --prefix PATH [--kind openssl]", file=sys.stderr)
             return EXIT_USAGE
@@ -56,7 +56,7 @@ def cmd_libs(ns, argv) -> int:
         where = inf.get("prefix") or ("system" if built else reason)
         ver = inf.get("version", "") or ("" if built else "-")
         print(f"{name:16} {'built' if built else 'missing':8} {ver:22} {where}")
-    from harness import native
+    from harness.builds import native
     if not native.build_report():
         print("no native extension is built here: in a checkout of tlsharness, run `make setup` "
               "(Debian packages, then `python -m native_shim.build`)")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import sys
 
-from harness.config import ConfigError
+from harness.spec.config import ConfigError
 from harness.verdicts import EXIT_USAGE
 from harness.cli.runs import _lib_error
 
@@ -13,7 +13,9 @@ def cmd_mitigations(ns, argv) -> int:
     library, N runs each: which sets cure which family.  compare.py's machinery
     (compare.json, resumable), plus matrix.md / matrix.json."""
     from pathlib import Path
-    from harness import compare, config, report, results, scenario
+    from harness.analysis import compare, report
+    from harness.control import results
+    from harness.spec import config, scenario
     try:
         if ns.resume:
             d = Path(ns.resume)
@@ -75,7 +77,7 @@ def cmd_mitigations(ns, argv) -> int:
 def _scenario_id(sc) -> str:
     """How a cell names its scenario: the catalogue name, or the file's absolute path."""
     from pathlib import Path
-    from harness import scenario
+    from harness.spec import scenario
     try:
         if scenario.load(sc.name).path == sc.path:
             return sc.name
@@ -105,7 +107,7 @@ def cmd_demo(ns, argv) -> int:
 def run_matrix_cli(ns, d, state: dict, cmd: str):
     """Run (or finish) a matrix with a progress line per run; the new state,
     or an exit code when interrupted (130) or refused (2)."""
-    from harness import compare
+    from harness.analysis import compare
 
     def prog(done, total, cell, verdict, eta):
         if not ns.quiet:
@@ -124,7 +126,10 @@ def run_matrix_cli(ns, d, state: dict, cmd: str):
 def cmd_compare(ns, argv) -> int:
     """Libraries × scenarios × mitigations, N runs each; resumable; a report."""
     from pathlib import Path
-    from harness import backends, compare, report, results, scenario
+    from harness.analysis import compare, report
+    from harness.control import results
+    from harness.spec import scenario
+    from harness.stand import backends
     try:
         if ns.resume:
             d = Path(ns.resume)
@@ -161,7 +166,7 @@ def cmd_compare(ns, argv) -> int:
 
 def cmd_report(ns, argv) -> int:
     from pathlib import Path
-    from harness import report
+    from harness.analysis import report
     d = Path(ns.path).absolute()
     try:
         if (d / "compare.json").exists():

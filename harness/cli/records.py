@@ -12,7 +12,7 @@ GROUPS = ("lib", "lib_version", "scenario", "mitigations", "kind", "verdict", "c
 
 
 def cmd_history(ns, argv) -> int:
-    from harness import history
+    from harness.analysis import history
     path = Path(ns.db) if ns.db else history.db_path(ns.out)
     if not path.exists():
         print(f"tlsharness: error: no run history at {path} (runs record there; or give --db)",

@@ -5,8 +5,8 @@ import argparse
 import json
 import sys
 
-from harness.config import ConfigError
-from harness.runflags import add_run_flags as _add_run_flags, config_from_args
+from harness.spec.config import ConfigError
+from harness.spec.runflags import add_run_flags as _add_run_flags, config_from_args
 from harness.verdicts import EXIT_HARNESS, EXIT_USAGE, bisect_code
 from harness.cli.common import ArgParser
 
@@ -46,7 +46,7 @@ def summary(out: dict) -> str:
 
 def with_scenario(ns, argv):
     """Scenario params first, the user's own flags after them (so they win)."""
-    from harness import scenario
+    from harness.spec import scenario
     sc = scenario.load(ns.scenario)
     user = list(argv[1:])
     user.remove(ns.scenario)
@@ -61,14 +61,14 @@ def with_scenario(ns, argv):
 
 
 def scenario_tokens(sc):
-    from harness.runflags import tokens
+    from harness.spec.runflags import tokens
     return tokens(sc.params)
 
 
 def cmd_run(ns, argv) -> int:
-    from harness import scenario
-    from harness.controller import HarnessError, Run
-    from harness.progress import Progress
+    from harness.spec import scenario
+    from harness.control.controller import HarnessError, Run
+    from harness.control.progress import Progress
     sc = None
     if ns.scenario:
         try:
@@ -92,7 +92,7 @@ def cmd_run(ns, argv) -> int:
         check_expectation(sc, cfg, out)
     if out.get("run_dir"):
         from pathlib import Path
-        from harness import compare, history, report
+        from harness.analysis import compare, history, report
         report.index(Path(out["run_dir"]).parent)
         history.record(Path(out["run_dir"]).parent, out, "run", scenario=sc.name if sc else None,
                        params=compare.run_params(cfg))
@@ -103,7 +103,7 @@ def cmd_run(ns, argv) -> int:
 def check_expectation(sc, cfg, out: dict) -> None:
     """Record whether the run came out as the scenario expects for this
     library and these mitigations (in outcome.json too)."""
-    from harness import results
+    from harness.control import results
     from pathlib import Path
     out["scenario"] = sc.name
     e = sc.expectation(cfg.lib, sorted(cfg.mitigations))
@@ -141,7 +141,7 @@ def checked_config(ns):
     """The run configuration of ns, with --lib-prefix built and registered
     first and the library checked to be built here (ConfigError otherwise)."""
     if ns.lib_prefix:
-        from harness import userlibs
+        from harness.builds import userlibs
         try:
             ns.lib = userlibs.add(userlibs.name_for(ns.lib_prefix, ns.lib_kind), ns.lib_prefix,
                                   ns.lib_kind)
@@ -155,7 +155,7 @@ def checked_config(ns):
 
 
 def _lib_error(lib: str) -> str | None:
-    from harness import backends
+    from harness.stand import backends
     built = backends.availability()
     if lib not in built:
         return f"unknown --lib {lib!r} (known: {', '.join(sorted(built))})"
@@ -167,11 +167,12 @@ def _lib_error(lib: str) -> str | None:
 def cmd_repro(ns, argv) -> int:
     """N runs of one configuration (or scenario); bad (1) when the failure
     reproduces in at least --min-rate of them, good (0) when no run failed and
-    every run was judged, 125 otherwise; prints the statistics (harness/repro.py)."""
+    every run was judged, 125 otherwise; prints the statistics (harness/control/repro.py)."""
     from pathlib import Path
-    from harness import repro, results, scenario
-    from harness.controller import HarnessError, Run
-    from harness.progress import Progress
+    from harness.control import repro, results
+    from harness.spec import scenario
+    from harness.control.controller import HarnessError, Run
+    from harness.control.progress import Progress
     sc = None
     try:
         if ns.scenario:                 # scenario params first, the user's flags after them
@@ -216,7 +217,7 @@ def cmd_repro(ns, argv) -> int:
             check_expectation(sc, cfg, out)
         if out.get("run_dir") and out.get("exit_code") != 130:
             from pathlib import Path
-            from harness import compare, history
+            from harness.analysis import compare, history
             history.record(Path(out["run_dir"]).parent, out, "repro",
                            scenario=sc.name if sc else None, params=compare.run_params(cfg))
         return out

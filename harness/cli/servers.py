@@ -6,12 +6,12 @@ import os
 import shutil
 import sys
 
-from harness.config import ConfigError, parse_tls
+from harness.spec.config import ConfigError, parse_tls
 from harness.verdicts import EXIT_USAGE
 
 
 def cmd_watch(ns, argv) -> int:
-    from harness.watch import WatchConfig, WatchError, watch
+    from harness.control.watch import WatchConfig, WatchError, watch
     try:
         if not ns.pid:
             raise ConfigError("watch needs at least one --pid")
@@ -49,12 +49,12 @@ def print_stuck(stuck: list[dict], limit: int = 8) -> None:
 
 
 def cmd_target(ns, argv) -> int:
-    from harness.target import TargetConfig, TargetError, run_target
+    from harness.control.target import TargetConfig, TargetError, run_target
     cmd = list(ns.command or [])
     try:
         if ns.kind == "cmd" and not cmd:
             raise ConfigError("target cmd needs a server command after --")
-        from harness.config import fd_limit
+        from harness.spec.config import fd_limit
         fd_limit(ns.conns)                  # the load generator's descriptors
         if ns.kind == "cmd" and ns.port is None:
             raise ConfigError("target cmd needs --port (the server's TLS port on 127.0.0.1)")
@@ -68,7 +68,7 @@ def cmd_target(ns, argv) -> int:
             if not lo <= v <= hi:
                 raise ConfigError(f"--{name} must be between {lo} and {hi} (got {v})")
         if ns.kind == "kamailio":
-            from harness.target import KAMAILIO_MODULES, check_kamailio
+            from harness.control.target import KAMAILIO_MODULES, check_kamailio
             ns.kamailio_modules = ns.kamailio_modules or KAMAILIO_MODULES
             check_kamailio(ns.kamailio_bin, ns.kamailio_modules)
             if not 16 <= ns.shm_mb <= 65536:

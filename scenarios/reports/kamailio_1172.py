@@ -2,7 +2,7 @@
 __lll_lock_wait <- pthread_rwlock_unlock <- CRYPTO_THREAD_unlock <- SSL_do_handshake
 (a private futex).  Kamailio hands each accepted connection to a TCP reader
 process.  OpenSSL 3.0 stands in for 1.1.0."""
-from harness.scenario import Scenario, fails, passes
+from harness.spec.scenario import Scenario, fails, passes
 
 SCENARIO = Scenario(
     summary="Kamailio #1172: TLS accepts handed to reader processes, locks in shm private",

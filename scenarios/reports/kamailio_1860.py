@@ -1,7 +1,7 @@
 """Kamailio #1860 (5.2.2, OpenSSL 1.1): SIGSEGV in CRYPTO_THREAD_lock_free <-
 BIO_free <- SSL_free with more than one TCP child: the session freed by
 another process than the one that created it."""
-from harness.scenario import Scenario, fails, passes
+from harness.spec.scenario import Scenario, fails, passes
 
 SCENARIO = Scenario(
     summary="Kamailio #1860: SSL_free in another process than SSL_new (children > 1)",

@@ -1,6 +1,6 @@
 """Kamailio #3222 (5.6, OpenSSL 3.0): shared memory corruption above 200-250 new
 TLS connections/s with up to 500 persistent ones (1.1.1 copes with 500/s)."""
-from harness.scenario import Scenario, fails, passes
+from harness.spec.scenario import Scenario, fails, passes
 
 SCENARIO = Scenario(
     summary="Kamailio #3222: 250 new TLS connections/s next to persistent ones, OpenSSL 3.0",

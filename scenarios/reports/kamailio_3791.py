@@ -2,7 +2,7 @@
 freed pointer" under concurrent handshakes.  Kamailio shares the library's
 locks (TLS_PTHREAD_MUTEX_SHARED); fixed by tls_threads_mode (per-thread state
 not inherited), not in 5.6.3."""
-from harness.scenario import Scenario, fails, passes
+from harness.spec.scenario import Scenario, fails, passes
 
 SCENARIO = Scenario(
     summary="Kamailio #3791: concurrent handshakes, OpenSSL 3.0, locks shared, no threads mode",

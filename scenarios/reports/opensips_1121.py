@@ -1,6 +1,6 @@
 """OpenSIPS #1121 / #1304 (2.4, OpenSSL 1.1.0): crash at exit, every process
 running OPENSSL_cleanup on the same shared objects."""
-from harness.scenario import Scenario, fails, passes
+from harness.spec.scenario import Scenario, fails, passes
 
 SCENARIO = Scenario(
     summary="OpenSIPS #1121: crash at shutdown, OPENSSL_cleanup in every process",

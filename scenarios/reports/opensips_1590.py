@@ -1,7 +1,7 @@
 """OpenSIPS #1590 (2.4.4, OpenSSL 1.1.0): hang and segfault under ApacheBench -c 100
 against WSS: a hundred concurrent handshakes.  OpenSSL 1.1.1w stands in for
 1.1.0 (same lock design)."""
-from harness.scenario import Scenario, fails, passes
+from harness.spec.scenario import Scenario, fails, passes
 
 SCENARIO = Scenario(
     summary="OpenSIPS #1590: 100 concurrent connections, a handshake per request",

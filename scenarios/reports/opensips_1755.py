@@ -2,7 +2,7 @@
 TLS with a socket per call at 75 calls/s hung within seconds at 500-750
 concurrent calls.  Here: 500 client sockets, three requests per socket
 (INVITE, ACK, BYE) at 225 requests/s = 75 calls/s, OpenSSL 1.1.1w."""
-from harness.scenario import Scenario, fails, passes
+from harness.spec.scenario import Scenario, fails, passes
 
 SCENARIO = Scenario(
     summary="OpenSIPS #1755: socket per call, 75 calls/s, 500 concurrent sockets, OpenSSL 1.1",

@@ -3,7 +3,7 @@ get_lock on a connection's write_lock, with TLS presence traffic (NOTIFYs
 written to connections that other processes read, many in flight).  OpenSSL
 1.1.1w, TLS 1.2 with a CBC cipher; replies written by another worker than the
 reader; connections arriving over a second."""
-from harness.scenario import Scenario, fails, passes
+from harness.spec.scenario import Scenario, fails, passes
 
 SCENARIO = Scenario(
     summary="OpenSIPS #1767: workers spinning on a connection write lock whose holder is blocked",

@@ -1,7 +1,7 @@
 """OpenSIPS #1799 (3.1-dev, OpenSSL 1.1.1): SIGSEGV in EVP_DecryptUpdate <- ctr_df
 and most handshakes rejected, with parallel handshakes in several workers;
 the server already shared the library's locks (pshared)."""
-from harness.scenario import Scenario, fails, passes
+from harness.spec.scenario import Scenario, fails, passes
 
 SCENARIO = Scenario(
     summary="OpenSIPS #1799: parallel handshakes, OpenSSL 1.1.1, locks shared, one SSL_CTX",

@@ -1,6 +1,6 @@
 """OpenSIPS #2362 (3.1, OpenSSL 1.1.1): SIGABRT "freed already ... crypto/err/err.c"
 when accepts fail concurrently (clients answering unknown ca)."""
-from harness.scenario import Scenario, fails, passes
+from harness.spec.scenario import Scenario, fails, passes
 
 SCENARIO = Scenario(
     summary="OpenSIPS #2362: concurrently failing accepts (unknown ca), OpenSSL 1.1.1",

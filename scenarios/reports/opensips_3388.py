@@ -1,7 +1,7 @@
 """OpenSIPS #3388 (3.x, OpenSSL 3): crash in ERR_pop_to_mark / double free in
 err_local.h when OpenSSL was used before fork by another module (libcurl,
 redis TLS).  Fixed by pthread_atfork(OPENSSL_thread_stop), PR #3841."""
-from harness.scenario import Scenario, fails, passes
+from harness.spec.scenario import Scenario, fails, passes
 
 SCENARIO = Scenario(
     summary="OpenSIPS #3388: OpenSSL used by another module before fork",

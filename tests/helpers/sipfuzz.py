@@ -7,7 +7,7 @@ the C code fails one test instead of killing the test session.
 import random
 import sys
 
-from harness import native
+from harness.builds import native
 
 PIECES = [b"\r\n", b"\r\n\r\n", b":", b"Content-Length: ", b"l:", b"9", b"0", b"Via: x",
           b"To: y", b"CSeq: 1 A", b"Call-ID: z", b"From: f", b" ", b"\t", b"OPTIONS s S\r\n",

@@ -29,10 +29,10 @@ def main(argv=None) -> int:
     cfg = json.loads(open(argv[0]).read())
     status_fd, controller = int(argv[1]), int(argv[2])
     _guard_libcrypto()
-    from harness.config import raise_fd_limit
+    from harness.spec.config import raise_fd_limit
     raise_fd_limit()                        # the listener holds every connection
 
-    from harness import backends
+    from harness.stand import backends
     be = backends.get(cfg["lib"])
     ffi, lib = be.ffi, be.lib
     if lib.tlsh_set_pdeathsig(signal.SIGKILL, controller) != 0:
@@ -252,11 +252,3 @@ def _reap(lib, st, alive, children, block=False) -> bool:
         if block:
             break
     return reaped
-
-
-if __name__ == "__main__":
-    rc = main()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(rc)     # never the library's atexit cleanup here: the arena's objects are the workers'
-

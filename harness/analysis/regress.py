@@ -10,7 +10,8 @@ import sys
 
 import pytest
 
-from harness import backends, results
+from harness.control import results
+from harness.stand import backends
 from harness.verdicts import FAILURES
 
 

@@ -1,5 +1,5 @@
 """Library builds the user made (LibreSSL, BoringSSL, a patched OpenSSL...):
-registered in the per-user cache (harness.native.user_dir: libs.toml, the
+registered in the per-user cache (harness.builds.native.user_dir: libs.toml, the
 adapters in native/), never in the checkout, and compiled against the
 adapter of their kind by native_shim.build in a child process (the
 controller never loads a TLS library).  A build is kept only once its
@@ -11,7 +11,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from harness import backends, native, results
+from harness.builds import native
+from harness.control import results
+from harness.stand import backends
 
 KINDS = ("openssl", "wolfssl", "mbedtls", "gnutls")
 

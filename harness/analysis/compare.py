@@ -17,8 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.verdicts import FAILURES, exit_code
-from harness import history, results, runflags, scenario
-from harness.config import ConfigError
+from harness.analysis import history
+from harness.control import results
+from harness.spec import runflags, scenario
+from harness.spec.config import ConfigError
 
 
 class CompareError(ValueError):
@@ -114,7 +116,7 @@ def cell_config(cell: Cell, duration: float | None, out_dir: Path, quiet: bool =
         args += ["--mitigate", ",".join(mits)]
     if duration:
         args += ["--duration", str(duration)]
-    from harness import backends
+    from harness.stand import backends
     caps = backends.info(cell.lib).get("caps") or {}
     tls12 = caps.get("tls13") is False and str(sc.params.get("tls", "1.3")) in ("1.3", "13")
     if tls12:                                # this build has no TLS 1.3: compare at 1.2, labelled
@@ -161,8 +163,8 @@ def run_params(cfg) -> dict:
 
 def run_matrix(d: Path, state: dict, progress=None) -> dict:
     """Run every missing run of the matrix; compare.json is rewritten after each."""
-    from harness.controller import HarnessError, Run
-    from harness.progress import Progress
+    from harness.control.controller import HarnessError, Run
+    from harness.control.progress import Progress
     cells = [Cell(c["lib"], c["scenario"], tuple(c["mitigations"])) for c in state["cells"]]
     repeat = state["repeat"]
     todo = [(i, c) for i, c in enumerate(cells) for _ in range(repeat - len(state["cells"][i]["runs"]))]
@@ -200,7 +202,7 @@ def run_matrix(d: Path, state: dict, progress=None) -> dict:
 
 def new_state(libs, scenarios, mitigation_sets, repeat, duration) -> dict:
     """The comparison's plan; every argument checked before a folder exists."""
-    from harness.config import MITIGATIONS
+    from harness.spec.config import MITIGATIONS
     if duration is not None and not 0.5 <= duration <= 3600:
         raise CompareError(f"--duration must be between 0.5 and 3600 (got {duration:g})")
     if not libs:

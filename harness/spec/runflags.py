@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from harness.config import RunConfig, parse_fault, parse_tls
+from harness.spec.config import RunConfig, parse_fault, parse_tls
 
 
 class FlagError(ValueError):

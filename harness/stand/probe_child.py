@@ -1,4 +1,4 @@
-"""One probe process: ``python -m harness.probe_proc LIB CERT KEY PORTFILE``.
+"""One probe process: ``python -m harness.stand.probe_child LIB CERT KEY PORTFILE``.
 
 Runs under LD_PRELOAD=libtlsh_count.so.  Measures, for one library build:
 allocator hook (accepted? arena allocations during real handshakes), lock
@@ -53,7 +53,7 @@ def elf_tls_bytes(path: str) -> int | None:
 
 def main(argv=None) -> int:
     name, cert, key, portfile = (sys.argv[1:] if argv is None else argv)[:4]
-    from harness import backends
+    from harness.stand import backends
     out = {"lib": name}
     c0 = counts()
     be = backends.get(name)

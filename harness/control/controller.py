@@ -17,11 +17,14 @@ import sys
 import time
 from pathlib import Path
 
-from harness import certs, native, results, verdicts
+from harness import verdicts
+from harness.builds import native
+from harness.control import results
+from harness.spec import certs
 from harness.watchdog import families, procfs, stacks
-from harness.children import Children, start_loadgens
-from harness.config import RunConfig, results_root
-from harness.progress import Progress
+from harness.control.children import Children, start_loadgens
+from harness.spec.config import RunConfig, results_root
+from harness.control.progress import Progress
 from harness.segments import LoadgenView, StatusView, hist_quantile
 from harness.verdicts import exit_code
 from harness.watchdog.history import cpu_stall_us

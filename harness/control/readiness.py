@@ -1,5 +1,5 @@
 """Is a server ready, and if not, why: one probe, run as a child process
-(``python -m harness.readiness PORT TLS TIMEOUT``; the controller never
+(``python -m harness.control.readiness PORT TLS TIMEOUT``; the controller never
 loads a TLS library).  Prints one JSON line:
 
   {"ready": true, "tls": "TLSv1.3", "status": 200}
@@ -128,9 +128,9 @@ def probe(port: int, tls: int, timeout: float) -> dict:
 def probe_in_child(port: int, tls: int, timeout: float = 2.0) -> dict:
     """probe() in a child process (the controller never loads a TLS library)."""
     import subprocess
-    from harness import results
+    from harness.control import results
     try:
-        r = subprocess.run([sys.executable, "-m", "harness.readiness", str(port), str(tls),
+        r = subprocess.run([sys.executable, "-m", "harness.control.readiness", str(port), str(tls),
                             str(timeout)], capture_output=True, text=True, timeout=timeout * 10,
                            cwd=str(results.ROOT))
         return json.loads(r.stdout.strip().splitlines()[-1])

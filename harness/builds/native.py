@@ -12,7 +12,7 @@ import os
 import sys
 from pathlib import Path
 
-NATIVE_DIR = Path(__file__).resolve().parent / "_native"
+NATIVE_DIR = Path(__file__).resolve().parent.parent / "_native"
 
 
 def user_dir() -> Path:

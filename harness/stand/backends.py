@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 
-from harness import native
+from harness.builds import native
 
 # name -> extension module (system libraries); variants (other versions,
 # user prefixes: "openssl@1.1.1") come from the build report

@@ -1,6 +1,6 @@
 """Scenario files: short, declarative Python in scenarios/ (one per file).
 
-    from harness.scenario import Scenario, fails, passes
+    from harness.spec.scenario import Scenario, fails, passes
 
     SCENARIO = Scenario(
         summary="every request may be served by another worker (the OpenSIPS model)",
@@ -24,11 +24,11 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness import runflags
-from harness.config import ConfigError
+from harness.spec import runflags
+from harness.spec.config import ConfigError
 from harness.verdicts import FAILURES
 
-SCENARIO_DIR = Path(__file__).resolve().parent.parent / "scenarios"
+SCENARIO_DIR = Path(__file__).resolve().parents[2] / "scenarios"
 
 
 class ScenarioError(ValueError):

@@ -30,7 +30,8 @@ import tarfile
 import time
 from pathlib import Path
 
-from harness import compare, results
+from harness.analysis import compare
+from harness.control import results
 
 
 class CampaignError(ValueError):
@@ -166,7 +167,7 @@ def record(d: Path, spec: dict, out: dict) -> dict:
     dest = Path(d) / "runs" / spec["id"]
     dest.mkdir(parents=True, exist_ok=True)
     results.write_json(dest / "result.json", out)
-    from harness import history
+    from harness.analysis import history
     if out.get("verdict") not in ("lost",):
         history.record(Path(d).parent, dict(out, lib=spec["lib"], mitigations=spec["mitigations"]),
                        "campaign", scenario=spec["scenario"], campaign=Path(d).name)

@@ -178,7 +178,7 @@ def compare_report(d: Path) -> tuple[Path, Path]:
     if state is None or not isinstance(state.get("cells"), list):
         raise ReportError(f"{d / 'compare.json'}: damaged (truncated, not UTF-8, not JSON or "
                           "not a comparison)")
-    from harness.compare import cell_stats
+    from harness.analysis.compare import cell_stats
     for c in state["cells"]:
         c["stats"] = cell_stats(c["runs"])
     plots = matrix_plots(state)
@@ -233,7 +233,7 @@ def _trend(db: Path, state: dict) -> str | None:
     if not db.exists():
         return None
     import tempfile
-    from harness import history
+    from harness.analysis import history
     try:
         con = history.connect(db)
         series = {k: v for k, v in history.trend(con, ("lib", "scenario")).items()

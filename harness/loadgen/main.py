@@ -17,9 +17,9 @@ def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     cfg = json.loads(open(argv[0]).read())
     fd, index, controller = int(argv[1]), int(argv[2]), int(argv[3])
-    from harness.config import raise_fd_limit
+    from harness.spec.config import raise_fd_limit
     raise_fd_limit()                        # one descriptor per client connection
-    from harness import native
+    from harness.builds import native
     ffi, lib = native.load("_tlsh_loadgen")
     if lib.tlsh_set_pdeathsig(signal.SIGKILL, controller) != 0:
         os._exit(70)
@@ -50,7 +50,3 @@ def main(argv=None) -> int:
               file=sys.stderr, flush=True)
     sys.stdout.flush()
     os._exit(0 if rc == 0 else 1)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

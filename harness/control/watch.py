@@ -15,9 +15,10 @@ import subprocess
 import time
 from dataclasses import dataclass
 
-from harness import history, results
+from harness.analysis import history
+from harness.control import results
 from harness.watchdog import families, procfs
-from harness.children import Children, start_loadgens
+from harness.control.children import Children, start_loadgens
 from harness.watchdog.foreign import ForeignSampler, ForeignWatchdog, observe, stuck_summary, take_stacks
 from harness.verdicts import exit_code
 from harness.watchdog import Thresholds, Verdict
@@ -71,7 +72,7 @@ class Counter:
 
 def why_unanswered(port: int, tls: int) -> str:
     """The readiness probe's one line on a port that answered no OPTIONS."""
-    from harness import readiness
+    from harness.control import readiness
     res = readiness.probe_in_child(port, tls)
     return res.get("detail") or "it answers now (too slow during the watch?)"
 

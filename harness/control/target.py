@@ -19,11 +19,13 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness import certs, history, readiness, results
+from harness.analysis import history
+from harness.control import readiness, results
+from harness.spec import certs
 from harness.watchdog import families, procfs
 from harness.watchdog.foreign import (ForeignSampler, ForeignWatchdog, observe, stuck_summary,
                              take_stacks)
-from harness.children import Children, start_loadgens
+from harness.control.children import Children, start_loadgens
 from harness.verdicts import exit_code
 from harness.watchdog import Thresholds
 

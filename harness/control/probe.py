@@ -1,6 +1,6 @@
 """`tlsharness probe`: the library comparison, measured.
 
-For each library build, a fresh probe process (harness/probe_proc.py) runs
+For each library build, a fresh probe process (harness/stand/probe_child.py) runs
 under an LD_PRELOAD counter with a load generator as its client; this module
 orchestrates and renders the table (terminal, JSON, Markdown).
 """
@@ -14,8 +14,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from harness import backends, certs, native, results
-from harness.children import Children, start_loadgens
+from harness.builds import native
+from harness.control import results
+from harness.spec import certs
+from harness.stand import backends
+from harness.control.children import Children, start_loadgens
 
 
 class ProbeError(RuntimeError):
@@ -29,7 +32,7 @@ def probe_one(name: str, workdir: Path, timeout: float = 30.0) -> dict:
     env = dict(os.environ)
     if counter.exists():
         env["LD_PRELOAD"] = str(counter)
-    p = subprocess.Popen([sys.executable, "-m", "harness.probe_proc", name, cert, key, str(portfile)],
+    p = subprocess.Popen([sys.executable, "-m", "harness.stand.probe_child", name, cert, key, str(portfile)],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
                          cwd=str(results.ROOT), start_new_session=True)
     children = Children(workdir)

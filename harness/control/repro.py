@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from harness.compare import quantile, wilson
+from harness.analysis.compare import quantile, wilson
 from harness.verdicts import EXIT_BISECT_SKIP, EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_PASS, FAILURES
 
 EXIT_GOOD, EXIT_BAD, EXIT_SKIP = EXIT_PASS, EXIT_FAILURE, EXIT_BISECT_SKIP

@@ -1,0 +1,1 @@
+"""Analysis of finished runs: comparison tables, reports, the run history, regression checks."""

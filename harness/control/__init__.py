@@ -1,0 +1,2 @@
+"""The controller side: runs the other processes, samples them, writes results.
+Never loads a TLS library."""

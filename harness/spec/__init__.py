@@ -1,0 +1,1 @@
+"""What a run is: its parameters, flags, scenario files and certificates."""
