@@ -202,7 +202,7 @@ def run_matrix(d: Path, state: dict, progress=None) -> dict:
 
 def new_state(libs, scenarios, mitigation_sets, repeat, duration) -> dict:
     """The comparison's plan; every argument checked before a folder exists."""
-    from harness.spec.config import MITIGATIONS
+    from harness.spec.params import MITIGATIONS
     if duration is not None and not 0.5 <= duration <= 3600:
         raise CompareError(f"--duration must be between 0.5 and 3600 (got {duration:g})")
     if not libs:
@@ -235,7 +235,7 @@ def set_label(mits) -> str:
 def default_sets(known) -> list[tuple]:
     """none, each single mitigation (but write-dup, wolfSSL-only), and the
     combination the servers ship (pshared,prefork-thread).  `known` is
-    config.MITIGATIONS, read when called (it grows)."""
+    params.MITIGATIONS, read when called (it grows)."""
     sets = [()] + [(m,) for m in known if m != "write-dup"]
     if "pshared" in known and "prefork-thread" in known:
         sets.append(("pshared", "prefork-thread"))

@@ -15,7 +15,7 @@ def cmd_mitigations(ns, argv) -> int:
     from pathlib import Path
     from harness.analysis import compare, report
     from harness.control import results
-    from harness.spec import config, scenario
+    from harness.spec import params, scenario
     try:
         if ns.resume:
             d = Path(ns.resume)
@@ -32,7 +32,7 @@ def cmd_mitigations(ns, argv) -> int:
                 raise ConfigError(f"--repeat must be between 1 and 1000 (got {ns.repeat})")
             if ns.duration is not None and not 0.5 <= ns.duration <= 3600:
                 raise ConfigError(f"--duration must be between 0.5 and 3600 (got {ns.duration})")
-            known = dict(config.MITIGATIONS)            # read now: the list grows
+            known = dict(params.MITIGATIONS)            # read now: the list grows
             sets = (compare.parse_sets(ns.sets, known) if ns.sets is not None
                     else compare.default_sets(known))
             wanted = [f for f in (ns.families or "").split(",") if f.strip()]

@@ -6,7 +6,8 @@ import os
 import shutil
 import sys
 
-from harness.spec.config import ConfigError, parse_tls
+from harness.spec.config import ConfigError
+from harness.spec.params import parse_tls
 from harness.verdicts import EXIT_USAGE
 
 

@@ -61,20 +61,15 @@ class Children:
         self.logs = []
 
 
-def start_loadgens(children: Children, port: int, conns: int, clients: int, window: int,
-                   churn: int, resume: bool, tls: int, rate: float, duration: float,
-                   timeout: float, ciphers: str = "", reject_every: int = 0,
-                   rekey_every: int = 0, ramp_s: float = 0.0) -> tuple[LoadgenView, list]:
-    """K load generator processes sharing `conns` connections to 127.0.0.1:port."""
+def start_loadgens(children: Children, port: int, conns: int, clients: int,
+                   fields: dict) -> tuple[LoadgenView, list]:
+    """K load generator processes sharing `conns` connections to 127.0.0.1:port;
+    `fields` fill each one's struct tlsh_lg_config (harness.spec.params.c_fields)."""
     view = LoadgenView(clients)
     procs, base = [], 0
     for i in range(clients):
         n = conns // clients + (1 if i < conns % clients else 0)
-        lc = {"host": "127.0.0.1", "port": port, "nconns": n, "conn_base": base, "window": window,
-              "churn": churn, "resume": resume, "tls": tls, "rate": rate / clients,
-              "duration": duration, "timeout": timeout, "ciphers": ciphers,
-              "reject_every": reject_every, "rekey_every": rekey_every,
-              "ramp_s": ramp_s}
+        lc = {**fields, "host": "127.0.0.1", "port": port, "nconns": n, "conn_base": base}
         base += n
         path = children.dir / f"loadgen-{i}.json"
         path.write_text(json.dumps(lc))

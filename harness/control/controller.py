@@ -24,6 +24,7 @@ from harness.spec import certs
 from harness.watchdog import families, procfs, stacks
 from harness.control.children import Children, start_loadgens
 from harness.spec.config import RunConfig, results_root
+from harness.spec.params import c_fields
 from harness.control.progress import Progress
 from harness.segments import LoadgenView, StatusView, hist_quantile
 from harness.verdicts import exit_code
@@ -121,14 +122,9 @@ class Run:
         cfg = self.cfg
         cert, key = certs.make_cert(self.dir, cfg.cert)
         self.status = StatusView(cfg.workers + 1)
-        sc = {"lib": cfg.lib, "workers": cfg.workers, "memory": cfg.memory, "handoff": cfg.handoff,
-              "lock": cfg.lock, "tls": cfg.tls, "ctx": cfg.ctx, "cert": cert, "key": key,
-              "ciphers": cfg.ciphers, "tickets": cfg.tickets, "arena_mb": cfg.arena_mb,
-              "max_conns": cfg.max_conns, "fault": cfg.fault, "seed": cfg.seed,
-              "stacks_dir": str(self.dir / "stacks"), "global_lock": cfg.global_lock,
-              "mitigations": cfg.mitigations, "check_random": cfg.check_random, "chaos": cfg.chaos,
-              "parent_use": cfg.parent_use, "shutdown": cfg.shutdown, "rand_lock": cfg.rand_lock,
-              "reload_ms": cfg.reload_ms, "reply_by": cfg.reply_by}
+        # the whole configuration for the stand's own Python, and the fields of its C struct
+        sc = {**cfg.to_dict(), "cert": cert, "key": key, "stacks_dir": str(self.dir / "stacks"),
+              "c": c_fields(cfg, "stand")}
         (self.dir / "stand.json").write_text(json.dumps(sc, indent=2))
         env, preload = {}, []
         if cfg.memory == "interpose":        # forced mode: the whole stand's heap in the arena
@@ -161,11 +157,8 @@ class Run:
 
     def _start_loadgens(self) -> None:
         cfg = self.cfg
-        self.lg, self.loadgens = start_loadgens(
-            self.children, self.status.s.port, cfg.conns, cfg.clients, cfg.window,
-            cfg.churn_every if cfg.load == "churn" else 0, cfg.resume, cfg.tls, cfg.rate,
-            cfg.duration, cfg.timeout, cfg.ciphers, cfg.reject_every,
-            cfg.rekey_every, cfg.ramp)
+        self.lg, self.loadgens = start_loadgens(self.children, self.status.s.port, self.cfg.conns,
+                                                self.cfg.clients, c_fields(self.cfg, "loadgen"))
 
     def _start_hog(self) -> None:
         """The 'hog' fault: one busy loop per CPU outside the stand, the stand at nice 19,

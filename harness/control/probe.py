@@ -19,6 +19,7 @@ from harness.control import results
 from harness.spec import certs
 from harness.stand import backends
 from harness.control.children import Children, start_loadgens
+from harness.spec.params import c_fields, defaults
 
 
 class ProbeError(RuntimeError):
@@ -45,8 +46,8 @@ def probe_one(name: str, workdir: Path, timeout: float = 30.0) -> dict:
                 return {"lib": name, "error": (err[-1] if err else "probe process died")}
             time.sleep(0.02)
         port, tls = (int(x) for x in portfile.read_text().split())
-        lg, _ = start_loadgens(children, port, conns=1, clients=1, window=1, churn=1, resume=False,
-                               tls=tls, rate=0, duration=8, timeout=2.0)
+        lg, _ = start_loadgens(children, port, 1, 1, c_fields(defaults(
+            window=1, load="churn", churn_every=1, tls=tls, duration=8, timeout=2.0), "loadgen"))
         out, err = p.communicate(timeout=timeout)
         if p.returncode != 0 or not out.strip():
             return {"lib": name, "error": (err.strip().splitlines() or ["probe failed"])[-1]}

@@ -26,6 +26,7 @@ from harness.watchdog import families, procfs
 from harness.watchdog.foreign import (ForeignSampler, ForeignWatchdog, observe, stuck_summary,
                              take_stacks)
 from harness.control.children import Children, start_loadgens
+from harness.spec.params import c_fields, defaults
 from harness.verdicts import exit_code
 from harness.watchdog import Thresholds
 
@@ -171,9 +172,9 @@ def run_target(cfg: TargetConfig, progress=None) -> dict:
         if progress:
             progress(f"server ready on 127.0.0.1:{port} ({len(procfs.tree(server.pid))} processes, "
                      f"{ready['tls']})")
-        lg, _ = start_loadgens(children, port, cfg.conns, cfg.clients, cfg.window,
-                               cfg.churn_every if cfg.load == "churn" else 0, False, cfg.tls,
-                               cfg.rate, cfg.duration, 2.0)
+        lg, _ = start_loadgens(children, port, cfg.conns, cfg.clients, c_fields(defaults(
+            window=cfg.window, load=cfg.load, churn_every=cfg.churn_every, tls=cfg.tls,
+            rate=cfg.rate, clients=cfg.clients, duration=cfg.duration, timeout=2.0), "loadgen"))
         out = _watch(cfg, d, server, port, lg, roles, progress)
         out["tls_negotiated"] = ready["tls"]
         results.write_json(d / "outcome.json", out)

@@ -19,6 +19,7 @@ from harness.analysis import history
 from harness.control import results
 from harness.watchdog import families, procfs
 from harness.control.children import Children, start_loadgens
+from harness.spec.params import c_fields, defaults
 from harness.watchdog.foreign import ForeignSampler, ForeignWatchdog, observe, stuck_summary, take_stacks
 from harness.verdicts import exit_code
 from harness.watchdog import Thresholds, Verdict
@@ -90,9 +91,9 @@ def watch(cfg: WatchConfig, progress=None) -> dict:
     lg = None
     try:
         if cfg.port:
-            lg, _ = start_loadgens(children, cfg.port, conns=1, clients=1, window=1, churn=0,
-                                   resume=False, tls=cfg.tls, rate=cfg.probe_rate,
-                                   duration=cfg.duration + 5, timeout=1.0)
+            lg, _ = start_loadgens(children, cfg.port, 1, 1, c_fields(defaults(
+                window=1, tls=cfg.tls, rate=cfg.probe_rate, duration=cfg.duration + 5,
+                timeout=1.0), "loadgen"))
         counter = Counter(cfg.counter_cmd) if cfg.counter_cmd else None
         t0 = time.monotonic_ns()
 

@@ -28,21 +28,8 @@ def main(argv=None) -> int:
     mm = mmap.mmap(fd, stride * (index + 1))
     counters = ffi.cast("struct tlsh_lg_counters *", ffi.from_buffer(mm)) + index
     c = ffi.new("struct tlsh_lg_config *")
-    c.host = cfg["host"].encode()
-    c.port = cfg["port"]
-    c.nconns = cfg["nconns"]
-    c.conn_base = cfg["conn_base"]
-    c.window = cfg["window"]
-    c.churn = cfg["churn"]
-    c.resume = int(cfg["resume"])
-    c.tls_version = cfg["tls"]
-    c.rate = cfg["rate"]
-    c.duration_s = cfg["duration"]
-    c.timeout_s = cfg["timeout"]
-    c.ciphers = cfg.get("ciphers", "").encode()
-    c.reject_every = cfg.get("reject_every", 0)
-    c.rekey_every = cfg.get("rekey_every", 0)
-    c.ramp_s = cfg.get("ramp_s", 0.0)
+    for name, value in cfg.items():          # field by field, as the controller declared them
+        setattr(c, name, value.encode() if isinstance(value, str) else value)
     stop = ffi.new("int *")
     rc = lib.tlsh_loadgen_run(c, counters, stop)
     if rc != 0:

@@ -141,24 +141,8 @@ def main(argv=None) -> int:
         setter.argtypes = [ctypes.c_size_t, ctypes.c_size_t]
         setter(int(st.arena_base), int(st.arena_size))
     c = ffi.new("struct tlsh_stand_cfg *")
-    c.nworkers = cfg["workers"]
-    c.memory = {"shared": lib.TLSH_MEM_SHARED, "interpose": lib.TLSH_MEM_SHARED,
-                "private": lib.TLSH_MEM_PRIVATE}[cfg["memory"]]
-    c.handoff = {"pinned": lib.TLSH_HANDOFF_PINNED, "per-connection": lib.TLSH_HANDOFF_PER_CONN,
-                 "per-message": lib.TLSH_HANDOFF_PER_MSG}[cfg["handoff"]]
-    c.lock_flavor = {"spin": lib.TLSH_LOCK_SPIN, "futex": lib.TLSH_LOCK_FUTEX,
-                     "robust": lib.TLSH_LOCK_ROBUST}[cfg["lock"]]
-    c.max_conns = cfg["max_conns"]
-    c.port = 0                                   # the listener binds an ephemeral port
-    fault = cfg.get("fault") or {}
-    c.fault_kind = {"none": 0, "block": 1, "spin": 2, "die": 3, "stop": 4, "crash": 5,
-                    "leak": 6, "hog": 0}[fault.get("kind", "none")]    # hog is the controller's
-    c.fault_slot = fault.get("slot", 1)
-    c.fault_after_ms = fault.get("after_ms", 500)
-    c.global_lock = int(cfg.get("global_lock", False))
-    c.check_random = int(cfg.get("check_random", False))
-    c.exit_on_term = int(cfg.get("shutdown") == "exit")
-    c.reply_other = int(cfg.get("reply_by") == "other")
+    for name, value in cfg["c"].items():     # field by field, as the controller declared them
+        setattr(c, name, value)
     if cfg.get("stacks_dir"):
         os.makedirs(cfg["stacks_dir"], exist_ok=True)
         c.crash_dir = cfg["stacks_dir"].encode()[:199]
