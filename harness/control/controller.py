@@ -157,8 +157,8 @@ class Run:
 
     def _start_loadgens(self) -> None:
         cfg = self.cfg
-        self.lg, self.loadgens = start_loadgens(self.children, self.status.s.port, self.cfg.conns,
-                                                self.cfg.clients, c_fields(self.cfg, "loadgen"))
+        self.lg, self.loadgens = start_loadgens(self.children, self.status.s.port, cfg.conns,
+                                                cfg.clients, c_fields(cfg, "loadgen"))
 
     def _start_hog(self) -> None:
         """The 'hog' fault: one busy loop per CPU outside the stand, the stand at nice 19,
