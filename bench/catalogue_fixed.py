@@ -17,6 +17,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from harness import backends, scenario  # noqa: E402  (no TLS library is loaded here)
+from harness.verdicts import V
 
 
 def run(name, lib, mits, duration, out):
@@ -28,7 +29,7 @@ def run(name, lib, mits, duration, out):
     try:
         return json.loads(r.stdout)
     except json.JSONDecodeError:
-        return {"verdict": "error", "reason": (r.stderr.strip().splitlines() or ["?"])[-1]}
+        return {"verdict": V.ERROR, "reason": (r.stderr.strip().splitlines() or ["?"])[-1]}
 
 
 def main() -> int:
@@ -49,7 +50,7 @@ def main() -> int:
             if lib not in built:
                 continue
             outs = [run(sc.name, lib, mits, a.duration, out) for _ in range(a.repeat)]
-            good = sum(1 for o in outs if exp.check(o)[0] if o["verdict"] != "error")
+            good = sum(1 for o in outs if exp.check(o)[0] if o["verdict"] != V.ERROR)
             verd = ", ".join(o["verdict"] for o in outs)
             rows.append((sc.name, key, exp.outcome, f"{good}/{len(outs)}", verd,
                          next((o.get("reason", "")[:90] for o in outs if not exp.check(o)[0]), "")

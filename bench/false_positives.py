@@ -15,6 +15,8 @@ import tempfile
 from collections import Counter
 from pathlib import Path
 
+from harness.verdicts import V
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -43,7 +45,7 @@ def main():
                                    timeout=a.duration + 120)
                 o = json.loads(r.stdout)
                 verdicts[o["verdict"]] += 1
-                if o["verdict"] not in ("pass", "overload"):
+                if o["verdict"] not in (V.PASS, V.OVERLOAD):
                     bad.append(o)
                 print(f"{i + 1:3} {o['verdict']:9} {o['replies_per_s']:>9,.0f} replies/s "
                       f"{o['reason'][:80]}", flush=True)

@@ -13,6 +13,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from harness.verdicts import V
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -35,7 +37,7 @@ def main() -> int:
             continue
         v = json.loads((Path(o["run_dir"]) / "verdict.json").read_text())
         cpus = [p.get("cpu") or 0 for p in v.get("spinning", [])]
-        ok = o["verdict"] in ("livelock", "mixed") and cpus and min(cpus) >= a.min_cpu
+        ok = o["verdict"] in (V.LIVELOCK, V.MIXED) and cpus and min(cpus) >= a.min_cpu
         hits += bool(ok)
         if ok and o.get("time_to_failure_ms") is not None:
             ttf.append(o["time_to_failure_ms"])

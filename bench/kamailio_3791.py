@@ -15,6 +15,8 @@ import tempfile
 from collections import Counter
 from pathlib import Path
 
+from harness.verdicts import V
+
 ROOT = Path(__file__).resolve().parent.parent
 K6 = ROOT / "build" / "kamailio6"
 
@@ -26,7 +28,7 @@ def run(out: Path, extra: list[str], duration: float) -> dict:
     try:
         return json.loads(r.stdout)
     except ValueError:
-        return {"verdict": "error", "reason": r.stderr.strip()[-200:], "families": []}
+        return {"verdict": V.ERROR, "reason": r.stderr.strip()[-200:], "families": []}
 
 
 def main():
@@ -54,7 +56,7 @@ def main():
               f"ttf median {statistics.median(ttf) / 1000 if ttf else '-'} s; "
               f"replies/s median {statistics.median(rps):.0f}", flush=True)
         for o in outs:
-            if o["verdict"] not in ("pass", "crash"):
+            if o["verdict"] not in (V.PASS, V.CRASH):
                 print(f"    {o['verdict']}: {o.get('reason', '')[:160]}")
 
 

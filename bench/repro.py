@@ -7,6 +7,7 @@ and time to failure, then the distribution, the median and p90 time to
 failure, and checks that no process or /dev/shm entry was left behind.
 """
 import argparse
+from harness.verdicts import V
 import json
 import os
 import statistics
@@ -57,7 +58,7 @@ def main():
             print(f"{i + 1:3} {o['verdict']:11} ttf={o['time_to_failure_ms']!s:>8} ms  "
                   f"{o['replies_per_s']:>9,.0f} replies/s  {o['reason'][:90]}", flush=True)
         left = leftovers(out)
-    failed = sum(n for v, n in verdicts.items() if v not in ("pass", "inconclusive", "overload", "stopped"))
+    failed = sum(n for v, n in verdicts.items() if v not in (V.PASS, V.INCONCLUSIVE, V.OVERLOAD, V.STOPPED))
     print(f"failed {failed}/{a.runs}: " + ", ".join(f"{v} {n}" for v, n in verdicts.most_common()))
     if ttf:
         q = statistics.quantiles(ttf, n=10) if len(ttf) > 1 else [ttf[0]] * 9

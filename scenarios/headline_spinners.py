@@ -8,6 +8,7 @@ those connections spins on it (test-and-set + sched_yield) at full CPU.
 Connections arrive over one second, so that the cold first handshakes do not
 all collide (they deadlock otherwise, which is another story)."""
 from harness.spec.scenario import Scenario, fails, passes
+from harness.verdicts import V
 
 SCENARIO = Scenario(
     summary="high CPU, no SIP processing: replies written by other workers, blocked writers, spinners",
@@ -15,7 +16,7 @@ SCENARIO = Scenario(
     params=dict(memory="shared", handoff="per-message", lock="spin", reply_by="other", tls="1.2",
                 ciphers="ECDHE-ECDSA-AES128-SHA256", window=8, workers=4, conns=12, ramp=1,
                 duration=15, linger=3),
-    expect={"openssl": fails(verdicts=["mixed", "livelock"],
+    expect={"openssl": fails(verdicts=[V.MIXED, V.LIVELOCK],
                              families=["application spinlock on a blocked holder"]),
             "openssl+pshared,prefork-thread": passes()},
     refs=["OpenSIPS #1755", "OpenSIPS #1767"],

@@ -4,6 +4,7 @@ the same number open is a `leak` verdict (OpenSIPS #2604: wolfSSL 4.7.1 leaked
 shm at ~15k TLS connections/min, ~500 open).  Lengthen with --duration for a
 real soak; --fault leak:1:0 shows what a leak looks like."""
 from harness.spec.scenario import Scenario, fails, passes
+from harness.verdicts import V
 
 SCENARIO = Scenario(
     summary="soak: arena growth under churn (leak verdict)",
@@ -14,6 +15,6 @@ SCENARIO = Scenario(
     # SIGSEGV in mp_mul <- wc_ecc_check_key <- wc_EccPrivateKeyDecode <- wolfSSL_accept_TLSv13
     # within ~400 handshakes, with the locks shared (pshared)
     expect={"wolfssl+pshared": passes(), "openssl+pshared,prefork-thread": passes(),
-            "wolfssl@4.6+pshared": fails(verdicts=["crash"])},
+            "wolfssl@4.6+pshared": fails(verdicts=[V.CRASH])},
     refs=["OpenSIPS #2604", "Kamailio #4567"],
 )

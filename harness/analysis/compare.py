@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.verdicts import FAILURES, exit_code
+from harness.verdicts import FAILURES, V, exit_code
 from harness.analysis import history
 from harness.control import results
 from harness.spec import runflags, scenario
@@ -67,11 +67,11 @@ def cell_stats(runs: list[dict]) -> dict:
     verdicts: dict[str, int] = {}
     for o in runs:
         verdicts[o["verdict"]] = verdicts.get(o["verdict"], 0) + 1
-    judged = [o for o in runs if o["verdict"] not in ("unsupported",)]
+    judged = [o for o in runs if o["verdict"] not in (V.UNSUPPORTED,)]
     k = sum(1 for o in judged if o["verdict"] in FAILURES)
     lo, hi = wilson(k, len(judged))
     ttf = [o["time_to_failure_ms"] for o in runs if o.get("time_to_failure_ms") is not None]
-    healthy = [o for o in runs if o["verdict"] == "pass"]
+    healthy = [o for o in runs if o["verdict"] == V.PASS]
     rps = [o["replies_per_s"] for o in healthy]
     hs = [o["handshakes_client"] / o["load_seconds"] for o in healthy if o.get("load_seconds")]
     p50 = [o["latency_ms"]["p50"] for o in healthy if (o.get("latency_ms") or {}).get("p50") is not None]
@@ -92,7 +92,7 @@ def cell_stats(runs: list[dict]) -> dict:
         "arena_bytes_per_conn": statistics.median(per_conn) if per_conn else None,
         "arena_peak": max(peaks) if peaks else None,
         "cpu_s_per_1k_replies": statistics.median(cpu_k) if cpu_k else None,
-        "unsupported": next((o["reason"] for o in runs if o["verdict"] == "unsupported"), None),
+        "unsupported": next((o["reason"] for o in runs if o["verdict"] == V.UNSUPPORTED), None),
     }
 
 
@@ -176,8 +176,8 @@ def run_matrix(d: Path, state: dict, progress=None) -> dict:
         try:
             o = Run(cfg, ["run", *args], Progress(quiet=True)).execute()
         except HarnessError as e:                 # (Unsupported is a verdict of execute())
-            o = {"verdict": "error", "reason": str(e), "replies": 0, "replies_per_s": 0,
-                 "exit_code": exit_code("error")}
+            o = {"verdict": V.ERROR, "reason": str(e), "replies": 0, "replies_per_s": 0,
+                 "exit_code": exit_code(V.ERROR)}
         if o.get("exit_code") == 130:             # interrupted: not a finished run
             raise KeyboardInterrupt
         if cfg.tls == 12 and "tls" not in scenario.load(cell.scenario).params:
@@ -286,10 +286,10 @@ def pick_family_scenarios(cat: list, wanted: list[str], lib: str, explicit: bool
 def matrix_cell(runs: list[dict]) -> dict:
     """One scenario × one mitigation set: 'failed k/N (most common failure verdict)',
     'n/a' when the library cannot do it (every run unsupported)."""
-    unsup = [o for o in runs if o["verdict"] == "unsupported"]
-    judged = [o for o in runs if o["verdict"] != "unsupported"]
+    unsup = [o for o in runs if o["verdict"] == V.UNSUPPORTED]
+    judged = [o for o in runs if o["verdict"] != V.UNSUPPORTED]
     fails = [o["verdict"] for o in judged if o["verdict"] in FAILURES]
-    other = [o["verdict"] for o in judged if o["verdict"] != "pass" and o["verdict"] not in FAILURES]
+    other = [o["verdict"] for o in judged if o["verdict"] != V.PASS and o["verdict"] not in FAILURES]
     other += ["n/a"] * (len(unsup) if judged else 0)
     top = max(dict.fromkeys(fails), key=fails.count) if fails else None
     fams = [f for o in judged if o["verdict"] in FAILURES for f in (o.get("families") or [])]

@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 from harness.verdicts import FAILURES, NOT_HANGS, NOT_JUDGED
+from harness.verdicts import V
 
 SCHEMA_VERSION = 1
 FAILED = tuple(sorted(FAILURES))
@@ -106,7 +107,7 @@ def _row(out: dict, kind: str, scenario: str | None, params: dict | None, campai
         "lib_version": out.get("lib_version"), "scenario": scenario,
         "params": json.dumps(params or {}, sort_keys=True, default=str),
         "mitigations": json.dumps(out.get("mitigations") or []),
-        "verdict": out.get("verdict", "error"), "families": json.dumps(out.get("families") or []),
+        "verdict": out.get("verdict", V.ERROR), "families": json.dumps(out.get("families") or []),
         "time_to_failure_ms": out.get("time_to_failure_ms"),
         "replies_per_s": out.get("replies_per_s"), "tool_version": __version__,
         "git_commit": results.git_revision(), "campaign": campaign, "run_dir": run_dir,

@@ -12,7 +12,7 @@ import pytest
 
 from harness.control import results
 from harness.stand import backends
-from harness.verdicts import FAILURES
+from harness.verdicts import FAILURES, V
 
 
 def describe(o: dict) -> str:
@@ -77,7 +77,7 @@ class Runner:
         for i in range(self._repeat(repeat)):
             o = self.run(**params)
             outs.append(o)
-            if o["verdict"] != "pass":
+            if o["verdict"] != V.PASS:
                 pytest.fail(f"expected pass, run {i + 1} of {self._repeat(repeat)} gave "
                             + describe(o), pytrace=False)
         return outs

@@ -9,6 +9,8 @@ import io
 import json
 from pathlib import Path
 
+from harness.verdicts import V
+
 ACTS = ["starting", "idle", "accept", "handshake", "read", "write", "lock_wait", "close",
         "fault", "exited", "attach", "random"]
 
@@ -130,7 +132,7 @@ def matrix_plots(state: dict) -> dict[str, str]:
         s = c.get("stats") or {}
         i, j = rows.index((c["lib"], ",".join(c["mitigations"]) or "none")), cols.index(c["scenario"])
         if s.get("unsupported"):
-            text[i][j] = "unsupported"
+            text[i][j] = V.UNSUPPORTED
         elif s.get("rate") is not None:
             grid[i][j] = s["rate"]
             text[i][j] = f"{s['failures']}/{s['judged']}\n" + ", ".join(
@@ -195,12 +197,12 @@ def compare_report(d: Path) -> tuple[Path, Path]:
                 _fmt(s["replies_per_s"]),
                 f"{_fmt(s['latency_ms_p50'], 2)} / {_fmt(s['latency_ms_p99'], 2)}" if s["latency_ms_p50"] else "",
                 _fmt(s["arena_bytes_per_conn"]), _fmt(s["cpu_s_per_1k_replies"], 3)]
-        cls = "fail" if s["failures"] else "" if s["unsupported"] or not s["runs"] else "pass"
+        cls = "fail" if s["failures"] else "" if s["unsupported"] or not s["runs"] else V.PASS
         rows.append(f"<tr class='{cls}'>" + "".join(f"<td>{html.escape(x)}</td>" for x in cols) + "</tr>")
         md.append("| " + " | ".join(cols) + " |")
     timelines = []
     for c in state["cells"]:
-        picks = [o for o in c["runs"] if o["verdict"] != "pass"][:1] + [o for o in c["runs"] if o["verdict"] == "pass"][:1]
+        picks = [o for o in c["runs"] if o["verdict"] != V.PASS][:1] + [o for o in c["runs"] if o["verdict"] == V.PASS][:1]
         for o in picks:
             if o.get("run_dir") and Path(o["run_dir"], "samples.jsonl").exists():
                 png = timeline(Path(o["run_dir"]))

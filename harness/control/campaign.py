@@ -32,6 +32,7 @@ from pathlib import Path
 
 from harness.analysis import compare
 from harness.control import results
+from harness.verdicts import V
 
 
 class CampaignError(ValueError):
@@ -101,11 +102,11 @@ def execute(args: list[str], timeout: float) -> dict:
                            text=True, timeout=timeout, cwd=str(results.ROOT),
                            env=dict(os.environ, TLSH_HISTORY="off"))
         out = json.loads(r.stdout) if r.stdout.strip() else {
-            "verdict": "error", "reason": (r.stderr.strip().splitlines() or ["no output"])[-1]}
+            "verdict": V.ERROR, "reason": (r.stderr.strip().splitlines() or ["no output"])[-1]}
     except subprocess.TimeoutExpired:
-        out = {"verdict": "error", "reason": f"run did not end within {timeout:g} s"}
+        out = {"verdict": V.ERROR, "reason": f"run did not end within {timeout:g} s"}
     except ValueError:
-        out = {"verdict": "error", "reason": "run printed no outcome"}
+        out = {"verdict": V.ERROR, "reason": "run printed no outcome"}
     out["host"], out["seconds"] = socket.gethostname(), round(time.time() - t0, 2)
     return out
 
@@ -179,7 +180,7 @@ def run_embedded(d: Path, state: dict, specs: list[dict], progress=None) -> None
         dest = Path(d) / "runs" / spec["id"]
         shutil.rmtree(dest, ignore_errors=True)          # a half-made attempt from an interruption
         out = execute(run_args(state, spec, str(dest)), _timeout(state))
-        if out.get("verdict") == "interrupted" or out.get("exit_code") == 130:
+        if out.get("verdict") == V.INTERRUPTED or out.get("exit_code") == 130:
             shutil.rmtree(dest, ignore_errors=True)
             raise KeyboardInterrupt
         record(d, spec, out)

@@ -30,6 +30,7 @@ from harness.segments import LoadgenView, StatusView, hist_quantile
 from harness.verdicts import exit_code
 from harness.watchdog.history import cpu_stall_us
 from harness.watchdog import BUSY, Thresholds, Verdict, Watchdog
+from harness.verdicts import V
 
 
 
@@ -77,7 +78,7 @@ class Run:
         try:
             return self._execute()
         except Unsupported as e:
-            out = {"verdict": "unsupported", "outcome": "unsupported", "reason": str(e),
+            out = {"verdict": V.UNSUPPORTED, "outcome": V.UNSUPPORTED, "reason": str(e),
                    "exit_code": 3, "run_dir": str(self.dir), "lib": self.cfg.lib,
                    "replies": 0, "replies_per_s": 0, "bad": 0, "timed_out": 0,
                    "cross_handoffs": 0, "time_to_failure_ms": None,
@@ -87,7 +88,7 @@ class Run:
         except (Interrupted, KeyboardInterrupt) as e:
             self._kill_all()
             name = str(e) if isinstance(e, Interrupted) and str(e) else "SIGINT"
-            out = {"verdict": "interrupted", "outcome": "interrupted",
+            out = {"verdict": V.INTERRUPTED, "outcome": V.INTERRUPTED,
                    "reason": f"controller received {name}", "exit_code": verdicts.EXIT_INTERRUPTED,
                    "run_dir": str(self.dir)}
             if self.lg is not None:                # the counters gathered so far
@@ -249,7 +250,7 @@ class Run:
             log.close()
         final = wd.final()
         self.progress.done()
-        if final.verdict not in ("pass", "inconclusive") and s is not None:
+        if final.verdict not in (V.PASS, V.INCONCLUSIVE) and s is not None:
             self._evidence(final, s)
         self._kill_all()
         return self._outcome(final, s, wd, t0, manifest)

@@ -12,6 +12,7 @@ from collections import Counter
 
 from harness.analysis.compare import quantile, wilson
 from harness.verdicts import EXIT_BISECT_SKIP, EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_PASS, FAILURES
+from harness.verdicts import V
 
 EXIT_GOOD, EXIT_BAD, EXIT_SKIP = EXIT_PASS, EXIT_FAILURE, EXIT_BISECT_SKIP
 
@@ -25,7 +26,7 @@ def is_failure(o: dict) -> bool:
 def is_judged(o: dict) -> bool:
     """pass or a failure; not inconclusive, overload, stopped, unsupported."""
     code = o.get("exit_code")
-    return code in (0, 1) if code is not None else (o.get("verdict") == "pass" or is_failure(o))
+    return code in (0, 1) if code is not None else (o.get("verdict") == V.PASS or is_failure(o))
 
 
 def run_series(run_one, n: int, until_fail: bool = False, on_result=None) -> tuple[list[dict], bool]:

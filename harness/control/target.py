@@ -29,6 +29,7 @@ from harness.control.children import Children, start_loadgens
 from harness.spec.params import c_fields, defaults
 from harness.verdicts import exit_code
 from harness.watchdog import Thresholds
+from harness.verdicts import V
 
 KAMAILIO_MODULES = "/usr/lib/x86_64-linux-gnu/kamailio/modules"
 DEATH_RE = re.compile(r"child process (\d+) exited by a signal (\d+)")
@@ -197,8 +198,8 @@ def _watch(cfg, d: Path, server, port: int, lg, roles: dict, progress) -> dict:
     text = (d / "server.log").read_text(errors="replace") if (d / "server.log").exists() else ""
     evidence = [l.strip() for l in text.splitlines() if EVIDENCE_RE.search(l)][:20]
     deaths = [(int(p), int(sig)) for p, sig in DEATH_RE.findall(text)]
-    if deaths and v.verdict != "crash":
-        v.verdict = "crash"
+    if deaths and v.verdict != V.CRASH:
+        v.verdict = V.CRASH
     for c in v.crashed:
         for p, sig in deaths:
             if c["pid"] == p:
@@ -206,7 +207,7 @@ def _watch(cfg, d: Path, server, port: int, lg, roles: dict, progress) -> dict:
     if deaths:
         v.reason = "; ".join(f"{roles.get(p, 'process')} {p} died of {signal.Signals(sig).name}"
                              for p, sig in deaths[:4]) + (f" (+{len(deaths) - 4} more)" if len(deaths) > 4 else "")
-    taken = take_stacks(v, sampler, d / "stacks") if v.failed and v.verdict != "crash" else []
+    taken = take_stacks(v, sampler, d / "stacks") if v.failed and v.verdict != V.CRASH else []
     v.evidence += evidence[:5]
     v.families = families.name(v.to_dict(), taken, [], text.splitlines())
     stats = kamcmd(d, "stats.get_statistics", "all") if cfg.kind == "kamailio" and server.poll() is None else None

@@ -23,6 +23,7 @@ from harness.spec.params import c_fields, defaults
 from harness.watchdog.foreign import ForeignSampler, ForeignWatchdog, observe, stuck_summary, take_stacks
 from harness.verdicts import exit_code
 from harness.watchdog import Thresholds, Verdict
+from harness.verdicts import V
 
 
 @dataclass
@@ -108,11 +109,11 @@ def watch(cfg: WatchConfig, progress=None) -> dict:
         v, s, _ = observe(sampler, wd, lg_total, cfg.duration, cfg.linger, cfg.sample_hz,
                           results.SampleLog(run_dir / "samples.jsonl"), progress)
         if counter is not None and counter.failures and not counter.ok:
-            v = Verdict("inconclusive", reason=f"--counter-cmd never printed a number "
+            v = Verdict(V.INCONCLUSIVE, reason=f"--counter-cmd never printed a number "
                         f"({counter.failures} tries; last: {counter.last_error})")
         elif lg is not None and (s is None or s["lg"].get("answered", 0) == 0) and not v.failed:
             why = why_unanswered(cfg.port, cfg.tls)
-            v = Verdict("inconclusive", reason=f"the SIP OPTIONS probe on 127.0.0.1:{cfg.port} "
+            v = Verdict(V.INCONCLUSIVE, reason=f"the SIP OPTIONS probe on 127.0.0.1:{cfg.port} "
                         f"was never answered: {why}")
         taken = take_stacks(v, sampler, run_dir / "stacks") if v.failed else []
         if v.failed:

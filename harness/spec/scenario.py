@@ -26,7 +26,7 @@ from pathlib import Path
 
 from harness.spec import runflags
 from harness.spec.config import ConfigError
-from harness.verdicts import FAILURES
+from harness.verdicts import FAILURES, V
 
 SCENARIO_DIR = Path(__file__).resolve().parents[2] / "scenarios"
 
@@ -44,7 +44,7 @@ class Expectation:
     def check(self, out: dict) -> tuple[bool, str]:
         v = out["verdict"]
         if self.outcome == "passes":
-            return v == "pass", "expected pass"
+            return v == V.PASS, "expected pass"
         want = set(self.verdicts or FAILURES)
         fams = set(out.get("families") or [])
         ok = v in want and set(self.families) <= fams

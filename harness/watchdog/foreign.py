@@ -8,6 +8,7 @@ import time
 from harness.watchdog.foreign_sampler import ForeignSampler
 from harness.watchdog.rules import Watchdog
 from harness.watchdog.verdict import Thresholds, Verdict, outstanding
+from harness.verdicts import V
 
 
 class ForeignWatchdog(Watchdog):
@@ -94,7 +95,7 @@ class ForeignWatchdog(Watchdog):
                 and self._progress(th.no_progress_s) == 0 and self._offered(s)):
             waits = [self._runq_wait(p) or 0 for p in s["procs"]]
             if waits and max(waits) >= th.overload_wait:
-                return Verdict("overload", reason=f"no replies for {th.no_progress_s:g} s while "
+                return Verdict(V.OVERLOAD, reason=f"no replies for {th.no_progress_s:g} s while "
                                f"the server's processes wait {max(waits):.2f} s/s for a CPU and "
                                "none is stuck: not a hang", detect_ns=t)
             if s["lg"].get("answered", 0) > 0 and self.unread is not None:
@@ -107,7 +108,7 @@ class ForeignWatchdog(Watchdog):
                                  f"while no server process is stuck (their conditions: "
                                  f"{', '.join(conds)}): the requests do not reach a worker, or "
                                  "it drops them")
-        return Verdict("pass")
+        return Verdict(V.PASS)
 
     def _deaf(self, s: dict) -> Verdict | None:
         """The server answered, then stopped: no reply for no_progress_s while
@@ -140,9 +141,9 @@ class ForeignWatchdog(Watchdog):
 
     def final(self) -> Verdict:
         v = super().final()
-        if v.verdict == "pass" and self.unjudged and self.first is None:
-            return Verdict("inconclusive", reason=self.unjudged)
-        if v.verdict == "inconclusive" and not self.progress_source:
+        if v.verdict == V.PASS and self.unjudged and self.first is None:
+            return Verdict(V.INCONCLUSIVE, reason=self.unjudged)
+        if v.verdict == V.INCONCLUSIVE and not self.progress_source:
             v.reason = ("no progress source (--port or --counter-cmd): crashes, stopped "
                         "processes, lost wake-ups and blocked or spinning processes were looked "
                         "for and not seen, but whether requests are answered is unknown")

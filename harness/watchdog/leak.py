@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from harness.watchdog.verdict import Thresholds, Verdict
+from harness.verdicts import V
 
 
 def leak_verdict(arena_track: list, load_start_ns: int | None, th: Thresholds) -> Verdict | None:
@@ -45,6 +46,6 @@ def leak_verdict(arena_track: list, load_start_ns: int | None, th: Thresholds) -
               f"({grown / dt / 1024:.0f} KiB/s), rising in {steady:.0%} of seconds"
               + (f", {per_conn:.0f} bytes per connection closed ({closed})" if closed else "")
               + f", about {o1:.0f} connections open at both ends"]
-        return Verdict("leak", reason=ev[0][len("arena growth: "):], onset_ns=t0,
+        return Verdict(V.LEAK, reason=ev[0][len("arena growth: "):], onset_ns=t0,
                        detect_ns=t1, evidence=ev)
     return None

@@ -10,7 +10,7 @@ overload, stopped, inconclusive.  Thresholds are `Thresholds` fields.
 """
 from __future__ import annotations
 
-from harness.verdicts import NOT_HANGS
+from harness.verdicts import NOT_HANGS, V
 from harness.watchdog.history import History
 from harness.watchdog.leak import leak_verdict
 from harness.watchdog.verdict import (Thresholds, Verdict, crash_reason, in_arena, outstanding,
@@ -18,6 +18,20 @@ from harness.watchdog.verdict import (Thresholds, Verdict, crash_reason, in_aren
 
 BUSY = {"handshake", "read", "write", "lock_wait", "close", "fault", "accept", "attach", "random"}
 NONBLOCKING = {"handshake", "read", "attach", "close", "fault", "random"}  # sockets are non-blocking
+
+
+# What a stall is called, in order of precedence: the first that holds names it.
+# A stopped process is never a hang; other workers still serving make it
+# degraded; then by what the stuck processes do.
+STALLS = (
+    (V.STOPPED, lambda g: g["stopped"], "{stopped} process(es) stopped (state T): not a hang"),
+    (V.DEGRADED, lambda g: g["progress"] > 0,
+     "{n} worker(s) stuck for good while {serving} still serve ({progress} replies in {window} s)"),
+    (V.MIXED, lambda g: g["blocked"] and g["spinning"],
+     "{blocked} blocked, {spinning} spinning, no progress"),
+    (V.LIVELOCK, lambda g: g["spinning"], "{spinning} process(es) burn CPU, no SIP processing"),
+    (V.DEADLOCK, lambda g: True, "{blocked} process(es) blocked, no progress"),
+)
 
 
 class Watchdog(History):
@@ -83,32 +97,40 @@ class Watchdog(History):
                 return v
         return None
 
+    # The checkers in order of precedence: the first that finds something gives
+    # the verdict.  Damage outranks liveness (a crash that stalls the others is a
+    # crash); a graceful shutdown is judged by its own rule; then liveness.
+    CHECKS = ("_crashed", "_corrupted", "_at_shutdown", "_liveness")
+
     def judge(self) -> Verdict:
         s = self.hist[-1]
-        v = self._damage(s)
-        if v is not None:
-            return v
-        return self._liveness(s)
+        for name in self.CHECKS:
+            v = getattr(self, name)(s)
+            if v is not None:
+                return v
+        raise AssertionError("_liveness always decides")
 
-    def _damage(self, s) -> Verdict | None:
-        """Crash, corruption, and (after a graceful shutdown began) stuck exits."""
-        t, th = s["t"], self.th
-        hdr = s["hdr"]
-        # crash: a stand process died by a signal (or exited) while the run was live
+    def _shutdown_note(self) -> list[str]:
+        return ["shutdown: workers were leaving through exit() (atexit handlers running)"] \
+            if self.shutdown_ns else []
+
+    def _crashed(self, s) -> Verdict | None:
+        """A stand process died by a signal (or exited) while the run was live."""
         sd = self.shutdown_ns
         crashed = [{"slot": w["slot"], "pid": w["pid"], "role": w["role"],
                     "signal": w["exit_signal"], "exit_code": w["exit_code"],
                     "activity": w["activity"], "at_ns": w["exit_ns"]}
                    for w in s["slots"] if w["state"] == "dead"
                    and not (sd and w["exit_ns"] >= sd and not w["exit_signal"] and w["exit_code"] == 0)]
-        at_shutdown = ["shutdown: workers were leaving through exit() (atexit handlers running)"] \
-            if sd else []
-        if crashed:
-            return Verdict("crash", reason=("at shutdown: " if sd else "") + crash_reason(crashed),
-                           onset_ns=min(c["at_ns"] for c in crashed), detect_ns=t,
-                           crashed=crashed, evidence=list(at_shutdown))
-        # corruption: evidence of damage, whatever else happens
-        ev = []
+        if not crashed:
+            return None
+        return Verdict(V.CRASH, reason=("at shutdown: " if sd else "") + crash_reason(crashed),
+                       onset_ns=min(c["at_ns"] for c in crashed), detect_ns=s["t"],
+                       crashed=crashed, evidence=self._shutdown_note())
+
+    def _corrupted(self, s) -> Verdict | None:
+        """Evidence of damage, whatever else happens."""
+        hdr, ev = s["hdr"], []
         if hdr["arena"]["double_free"]:
             ev.append(f"arena: {hdr['arena']['double_free']} double free(s)")
         if hdr["arena"]["wild_free"]:
@@ -126,28 +148,33 @@ class Watchdog(History):
         bad_slots = [w["slot"] for w in s["slots"] if not w["ok"] and w["state"] != "unused"]
         if not hdr["ok"] or bad_slots:
             ev.append(f"status segment overwritten (slots {bad_slots or 'header'})")
-        if ev:
-            return Verdict("corruption", reason=("at shutdown: " if sd else "") + "; ".join(ev),
-                           onset_ns=t, detect_ns=t, evidence=ev + at_shutdown)
-        if sd:
-            # leaving on purpose: no progress expected; but a worker that entered
-            # exit() and is still there is stuck in the library's exit handlers
-            # (or a worker still serving is stuck: another one's exit cleanup freed
-            # or took what it needs)
-            stuck_exit = [(w, (f"stuck inside exit() for {(t - w['since_ns']) / 1e9:.1f} s"
-                               if w["activity"] == "exited" else
-                               f"{w['activity']} for {(t - w['since_ns']) / 1e9:.1f} s while "
-                               "others exit"))
-                          for w in s["slots"] if w["state"] == "alive"
-                          and (w["activity"] == "exited" or w["activity"] in BUSY)
-                          and (t - w["since_ns"]) / 1e9 >= max(1.0, th.stall_s)]
-            if not stuck_exit:
-                return Verdict("pass")
-            v = self._classify(s, stuck_exit, 0)
-            v.reason = "at shutdown: " + v.reason
-            v.evidence += at_shutdown
-            return v
-        return None
+        if not ev:
+            return None
+        return Verdict(V.CORRUPTION, reason=("at shutdown: " if self.shutdown_ns else "") +
+                       "; ".join(ev), onset_ns=s["t"], detect_ns=s["t"],
+                       evidence=ev + self._shutdown_note())
+
+    def _at_shutdown(self, s) -> Verdict | None:
+        """Leaving on purpose: no progress expected; but a worker that entered
+        exit() and is still there is stuck in the library's exit handlers (or
+        a worker still serving is stuck: another one's exit cleanup freed or
+        took what it needs)."""
+        if not self.shutdown_ns:
+            return None
+        t, th = s["t"], self.th
+        stuck_exit = [(w, (f"stuck inside exit() for {(t - w['since_ns']) / 1e9:.1f} s"
+                           if w["activity"] == "exited" else
+                           f"{w['activity']} for {(t - w['since_ns']) / 1e9:.1f} s while "
+                           "others exit"))
+                      for w in s["slots"] if w["state"] == "alive"
+                      and (w["activity"] == "exited" or w["activity"] in BUSY)
+                      and (t - w["since_ns"]) / 1e9 >= max(1.0, th.stall_s)]
+        if not stuck_exit:
+            return Verdict(V.PASS)
+        v = self._classify(s, stuck_exit, 0)
+        v.reason = "at shutdown: " + v.reason
+        v.evidence += self._shutdown_note()
+        return v
 
     def _liveness(self, s) -> Verdict:
         """Stuck workers from the stand's activities and /proc."""
@@ -194,7 +221,7 @@ class Watchdog(History):
                     and self._progress(th.no_progress_s) == 0 and not s["lg"]["done"]
                     and outstanding(s["lg"]) > 0):
                 return self._no_progress(s)
-            return Verdict("pass")
+            return Verdict(V.PASS)
         return self._classify(s, stuck, progress)
 
     def _describe(self, s, w, why) -> dict:
@@ -240,31 +267,20 @@ class Watchdog(History):
         kw = dict(onset_ns=onset, detect_ns=s["t"], blocked=blocked, spinning=spinning,
                   stopped=stopped, progressing=progressing)
         if starved and not (blocked or spinning or stopped):
-            return Verdict("overload", reason=f"{len(starved)} process(es) runnable but waiting "
+            return Verdict(V.OVERLOAD, reason=f"{len(starved)} process(es) runnable but waiting "
                            "for a CPU: not a hang", detect_ns=s["t"], progressing=progressing,
                            evidence=[f"pid {d['pid']}: run-queue wait {d['runq_wait']} s/s"
                                      for d in starved])
-        if stopped:
-            return Verdict("stopped", reason=f"{len(stopped)} process(es) stopped (state T): "
-                           "not a hang", **kw)
-        n = len(stuck)
-        if progress > 0:
-            return Verdict("degraded", reason=f"{n} worker(s) stuck for good while "
-                           f"{len(progressing)} still serve ({progress} replies in "
-                           f"{th.progress_s} s)", **kw)
-        if blocked and spinning:
-            return Verdict("mixed", reason=f"{len(blocked)} blocked, {len(spinning)} spinning, "
-                           "no progress", **kw)
-        if spinning:
-            return Verdict("livelock", reason=f"{len(spinning)} process(es) burn CPU, no SIP "
-                           "processing", **kw)
-        return Verdict("deadlock", reason=f"{len(blocked)} process(es) blocked, no progress", **kw)
+        g = dict(n=len(stuck), blocked=len(blocked), spinning=len(spinning), stopped=len(stopped),
+                 serving=len(progressing), progress=progress, window=th.progress_s)
+        verdict, why = next((v, why) for v, holds, why in STALLS if holds(g))
+        return Verdict(verdict, reason=why.format(**g), **kw)
 
     def _no_progress(self, s) -> Verdict:
         """No reply for no_progress_s and no worker stuck in an activity."""
         waits = [self._runq_wait(p) or 0 for p in s["procs"]]
         if waits and max(waits) >= self.th.overload_wait:
-            return Verdict("overload", reason=f"no progress while processes wait "
+            return Verdict(V.OVERLOAD, reason=f"no progress while processes wait "
                            f"{max(waits):.2f} s/s for a CPU: not a hang", detect_ns=s["t"])
         stuck = [(w, "no replies") for w in s["slots"] if w["state"] == "alive"]
         v = self._classify(s, stuck, 0)
@@ -274,10 +290,10 @@ class Watchdog(History):
     def final(self) -> Verdict:
         """The verdict of the whole run, from the whole history."""
         if not self.hist:
-            return Verdict("inconclusive", reason="no samples")
+            return Verdict(V.INCONCLUSIVE, reason="no samples")
         if self.first is not None:
             v = self.judge()           # re-judged after the linger: stuck for good?
-            if v.verdict in ("pass",):
+            if v.verdict in (V.PASS,):
                 v = self.first         # recovered meanwhile: keep what was seen
             v.onset_ns = min(x for x in (v.onset_ns, self.first.onset_ns) if x) \
                 if (v.onset_ns or self.first.onset_ns) else None
@@ -292,11 +308,11 @@ class Watchdog(History):
             if s["lg"].get("conn_errors"):
                 errs.append(f"{s['lg']['conn_errors']} connection/handshake errors in the clients")
             if s["lg"].get("sent", 1) == 0 and not errs:
-                return Verdict("inconclusive", reason="no request was sent during the run "
+                return Verdict(V.INCONCLUSIVE, reason="no request was sent during the run "
                                "(is --rate too low for --duration?)")
-            return Verdict("inconclusive", reason="no load reached the stand"
+            return Verdict(V.INCONCLUSIVE, reason="no load reached the stand"
                            + (f" ({'; '.join(errs)})" if errs else ""))
         leak = leak_verdict(self.arena_track, self.load_start_ns, self.th)
         if leak is not None:
             return leak
-        return Verdict("pass", reason=f"{s['lg']['answered']} replies, every worker live")
+        return Verdict(V.PASS, reason=f"{s['lg']['answered']} replies, every worker live")
