@@ -33,7 +33,7 @@ def pytest_configure(config):
 
 @pytest.fixture
 def tlsharness(request, tmp_path_factory):
-    from harness.analysis.regress import Runner
+    from harness.control.regress import Runner
     return Runner(request, tmp_path_factory)
 
 
@@ -43,5 +43,5 @@ def pytest_runtest_makereport(item, call):
     rep = outcome.get_result()
     runs = getattr(item, "_tlsh_runs", None)
     if runs and rep.when == "call":
-        from harness.analysis.regress import describe
+        from harness.control.regress import describe
         rep.sections.append(("tlsharness runs", "\n".join(describe(o) for o in runs)))

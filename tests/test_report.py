@@ -10,7 +10,7 @@ import time
 import pytest
 
 from support import ROOT, tlsharness
-from harness.analysis.compare import cell_stats, wilson
+from harness.analysis.stats import cell_stats, wilson
 
 pytestmark = pytest.mark.stress
 

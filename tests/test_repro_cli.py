@@ -5,9 +5,10 @@ import json
 import pytest
 
 from support import tlsharness
-from harness.analysis import compare
+from harness.analysis import matrix
+from harness.control import compare
 from harness.control import repro
-from harness.analysis.compare import wilson
+from harness.analysis.stats import wilson
 from harness.spec.scenario import Scenario
 from harness.verdicts import FAILURES
 
@@ -202,7 +203,7 @@ def test_matrix_cells_and_plain_language():
                         "runs": [run("pass")] * 3},
                        {"lib": "openssl", "scenario": "s", "mitigations": ["write-dup"],
                         "runs": [run("unsupported")] * 3}]}
-    m = compare.mitigation_matrix(state)
+    m = matrix.mitigation_matrix(state)
     cells = m["rows"][0]["cells"]
     assert cells["none"]["text"] == "failed 3/3 (degraded)"
     assert cells["pshared"]["text"] == "failed 1/3 (mixed) [1 inconclusive]"
@@ -212,7 +213,7 @@ def test_matrix_cells_and_plain_language():
     assert "cured by pshared,prefork-thread" in line
     assert "still fails with none (3/3, degraded), pshared (1/3, mixed)" in line
     assert "not possible with this library: write-dup" in line
-    md = compare.matrix_markdown(m)
+    md = matrix.matrix_markdown(m)
     assert "| lost wake-up (s) | failed 3/3 (degraded) |" in md
 
 

@@ -96,7 +96,7 @@ def migrate(con: sqlite3.Connection) -> int:
 
 def _row(out: dict, kind: str, scenario: str | None, params: dict | None, campaign: str | None):
     from harness import __version__
-    from harness.control import results
+    from harness.analysis import results
     run_dir = out.get("run_dir") or ""
     return {
         "run_id": Path(run_dir).name if run_dir else None,
@@ -162,7 +162,7 @@ def rates(con: sqlite3.Connection, by=("lib", "lib_version", "scenario"), where:
         for chunk in (r[len(by) + 4] or "").split("|"):
             for f in json.loads(chunk) if chunk else []:
                 fams[f] = fams.get(f, 0) + 1
-        from harness.analysis.compare import wilson
+        from harness.analysis.stats import wilson
         lo, hi = wilson(k, n)
         out.append(dict(zip(by, r[:len(by)])) | {"runs": n, "failures": k, "rate": k / n if n else None,
                                                  "ci95": [round(lo, 3), round(hi, 3)],
@@ -191,7 +191,7 @@ def trend_png(series: dict, path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from datetime import date
-    from harness.analysis.compare import wilson
+    from harness.analysis.stats import wilson
     fig, ax = plt.subplots(figsize=(9, 4.5))
     for key, pts in sorted(series.items())[:12]:
         days = [date.fromisoformat(d) for d, _, _ in pts]

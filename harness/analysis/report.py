@@ -180,7 +180,7 @@ def compare_report(d: Path) -> tuple[Path, Path]:
     if state is None or not isinstance(state.get("cells"), list):
         raise ReportError(f"{d / 'compare.json'}: damaged (truncated, not UTF-8, not JSON or "
                           "not a comparison)")
-    from harness.analysis.compare import cell_stats
+    from harness.analysis.stats import cell_stats
     for c in state["cells"]:
         c["stats"] = cell_stats(c["runs"])
     plots = matrix_plots(state)

@@ -12,7 +12,8 @@ import os
 import sys
 from pathlib import Path
 
-NATIVE_DIR = Path(__file__).resolve().parent.parent / "_native"
+ROOT = Path(__file__).resolve().parents[2]          # the checkout (or the installed tree)
+NATIVE_DIR = ROOT / "harness" / "_native"
 
 
 def user_dir() -> Path:

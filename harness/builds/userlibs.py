@@ -12,7 +12,6 @@ import sys
 from pathlib import Path
 
 from harness.builds import native
-from harness.control import results
 from harness.stand import backends
 
 KINDS = ("openssl", "wolfssl", "mbedtls", "gnutls")
@@ -46,7 +45,7 @@ def add(name: str, prefix: str, kind: str = "openssl") -> str:
     libs.parent.mkdir(parents=True, exist_ok=True)
     libs.write_text("".join("[[variant]]" + b for b in keep + [entry]))
     r = subprocess.run([sys.executable, "-m", "native_shim.build", "--user", "--only", name, "--quiet"],
-                       capture_output=True, text=True, cwd=str(results.ROOT), timeout=600)
+                       capture_output=True, text=True, cwd=str(native.ROOT), timeout=600)
     ext = backends.registry().get(name)
     why = None
     if r.returncode != 0 or not backends.availability().get(name, (False,))[0]:
@@ -67,7 +66,7 @@ def _load_error(ext: str) -> str | None:
     """The loader's own words when the adapter cannot be loaded (in a child
     process: the controller never loads a TLS library); None when it loads."""
     r = subprocess.run([sys.executable, "-c", f"from harness import native; native.load({ext!r})"],
-                       capture_output=True, text=True, cwd=str(results.ROOT), timeout=60)
+                       capture_output=True, text=True, cwd=str(native.ROOT), timeout=60)
     if r.returncode == 0:
         return None
     lines = [l.strip() for l in r.stderr.splitlines() if l.strip()]

@@ -43,7 +43,7 @@ def main(argv=None) -> int:
     if server_cmd:
         ns.command = server_cmd
     from harness.builds import native
-    from harness.control import results
+    from harness.analysis import results
     from harness.spec import certs
     try:
         return ns.fn(ns, argv)

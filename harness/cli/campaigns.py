@@ -10,8 +10,10 @@ from harness.verdicts import EXIT_USAGE
 
 
 def cmd_campaign(ns, argv) -> int:
-    from harness.analysis import compare, report
-    from harness.control import campaign, results
+    from harness.analysis import report
+    from harness.control import compare
+    from harness.control import campaign
+    from harness.analysis import results
     from harness.spec import scenario
     from harness.stand import backends
     try:

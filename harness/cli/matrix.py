@@ -4,7 +4,7 @@ from __future__ import annotations
 import sys
 
 from harness.spec.config import ConfigError
-from harness.verdicts import EXIT_USAGE
+from harness.verdicts import EXIT_HARNESS, EXIT_USAGE
 from harness.cli.runs import _lib_error
 
 
@@ -13,8 +13,9 @@ def cmd_mitigations(ns, argv) -> int:
     library, N runs each: which sets cure which family.  compare.py's machinery
     (compare.json, resumable), plus matrix.md / matrix.json."""
     from pathlib import Path
-    from harness.analysis import compare, report
-    from harness.control import results
+    from harness.analysis import report, results
+    from harness.analysis.matrix import matrix_markdown, mitigation_matrix
+    from harness.control import compare
     from harness.spec import params, scenario
     try:
         if ns.resume:
@@ -57,14 +58,14 @@ def cmd_mitigations(ns, argv) -> int:
         return EXIT_USAGE
     except OSError as e:
         print(f"tlsharness: {e}", file=sys.stderr)
-        return 4
+        return EXIT_HARNESS
     print(f"mitigations {d}: {len(state['rows'])} scenarios × {len(state['mitigation_sets'])} sets × "
           f"{state['repeat']} runs ({state['libs'][0]})", file=sys.stderr, flush=True)
     state = run_matrix_cli(ns, d, state, "mitigations")
     if isinstance(state, int):
         return state
-    m = compare.mitigation_matrix(state)
-    md = compare.matrix_markdown(m, str(d))
+    m = mitigation_matrix(state)
+    md = matrix_markdown(m, str(d))
     results.write_json(d / "matrix.json", m)
     (d / "matrix.md").write_text(md)
     html_path, _ = report.compare_report(d)
@@ -95,8 +96,11 @@ def cmd_demo(ns, argv) -> int:
         cmp_args += ["--libs", ns.libs]
     if ns.quiet:
         cmp_args.append("-q")
-    from harness.cli import main           # the compare command, as a user would run it
-    rc = main(cmp_args)
+    import argparse                        # the compare command, as a user would run it
+    p = argparse.ArgumentParser(prog="tlsharness")
+    add_parsers(p.add_subparsers(dest="cmd"))
+    cns = p.parse_args(cmp_args)
+    rc = cns.fn(cns, cmp_args)
     if rc == 0:
         print("\nRead it as: a library that passes the baseline but fails in the shared arena breaks "
               "when its objects live in shared memory and move between processes; the baseline shows "
@@ -107,7 +111,7 @@ def cmd_demo(ns, argv) -> int:
 def run_matrix_cli(ns, d, state: dict, cmd: str):
     """Run (or finish) a matrix with a progress line per run; the new state,
     or an exit code when interrupted (130) or refused (2)."""
-    from harness.analysis import compare
+    from harness.control import compare
 
     def prog(done, total, cell, verdict, eta):
         if not ns.quiet:
@@ -126,8 +130,9 @@ def run_matrix_cli(ns, d, state: dict, cmd: str):
 def cmd_compare(ns, argv) -> int:
     """Libraries × scenarios × mitigations, N runs each; resumable; a report."""
     from pathlib import Path
-    from harness.analysis import compare, report
-    from harness.control import results
+    from harness.analysis import report
+    from harness.control import compare
+    from harness.analysis import results
     from harness.spec import scenario
     from harness.stand import backends
     try:

@@ -92,7 +92,8 @@ def cmd_run(ns, argv) -> int:
         check_expectation(sc, cfg, out)
     if out.get("run_dir"):
         from pathlib import Path
-        from harness.analysis import compare, history, report
+        from harness.analysis import history, report
+        from harness.control import compare
         report.index(Path(out["run_dir"]).parent)
         history.record(Path(out["run_dir"]).parent, out, "run", scenario=sc.name if sc else None,
                        params=compare.run_params(cfg))
@@ -103,7 +104,7 @@ def cmd_run(ns, argv) -> int:
 def check_expectation(sc, cfg, out: dict) -> None:
     """Record whether the run came out as the scenario expects for this
     library and these mitigations (in outcome.json too)."""
-    from harness.control import results
+    from harness.analysis import results
     from pathlib import Path
     out["scenario"] = sc.name
     e = sc.expectation(cfg.lib, sorted(cfg.mitigations))
@@ -169,7 +170,8 @@ def cmd_repro(ns, argv) -> int:
     reproduces in at least --min-rate of them, good (0) when no run failed and
     every run was judged, 125 otherwise; prints the statistics (harness/control/repro.py)."""
     from pathlib import Path
-    from harness.control import repro, results
+    from harness.control import repro
+    from harness.analysis import results
     from harness.spec import scenario
     from harness.control.controller import HarnessError, Run
     from harness.control.progress import Progress
@@ -217,7 +219,8 @@ def cmd_repro(ns, argv) -> int:
             check_expectation(sc, cfg, out)
         if out.get("run_dir") and out.get("exit_code") != 130:
             from pathlib import Path
-            from harness.analysis import compare, history
+            from harness.analysis import history
+            from harness.control import compare
             history.record(Path(out["run_dir"]).parent, out, "repro",
                            scenario=sc.name if sc else None, params=compare.run_params(cfg))
         return out

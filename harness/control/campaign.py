@@ -30,8 +30,9 @@ import tarfile
 import time
 from pathlib import Path
 
-from harness.analysis import compare
-from harness.control import results
+from harness.control import compare
+from harness.analysis import results
+from harness.analysis.stats import kept
 from harness.verdicts import V
 
 
@@ -257,7 +258,7 @@ def merge(d: Path, others: list[Path]) -> dict:
         if not f.exists():
             continue
         res = json.loads(f.read_text())
-        cells[spec["cell"]]["runs"].append(compare.kept(res))
+        cells[spec["cell"]]["runs"].append(kept(res))
         t = timing.setdefault(res.get("host") or "?", {"runs": 0, "seconds": 0.0})
         t["runs"] += 1
         t["seconds"] += res.get("seconds") or 0

@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from harness.control import results
+from harness.analysis import results
 from harness.segments import LoadgenView
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from harness import verdicts
 from harness.builds import native
-from harness.control import results
+from harness.analysis import results
 from harness.spec import certs
 from harness.watchdog import families, procfs, stacks
 from harness.control.children import Children, start_loadgens

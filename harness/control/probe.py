@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from harness.builds import native
-from harness.control import results
+from harness.analysis import results
 from harness.spec import certs
 from harness.stand import backends
 from harness.control.children import Children, start_loadgens

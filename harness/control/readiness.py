@@ -128,7 +128,7 @@ def probe(port: int, tls: int, timeout: float) -> dict:
 def probe_in_child(port: int, tls: int, timeout: float = 2.0) -> dict:
     """probe() in a child process (the controller never loads a TLS library)."""
     import subprocess
-    from harness.control import results
+    from harness.analysis import results
     try:
         r = subprocess.run([sys.executable, "-m", "harness.control.readiness", str(port), str(tls),
                             str(timeout)], capture_output=True, text=True, timeout=timeout * 10,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from harness.analysis.compare import quantile, wilson
+from harness.analysis.stats import quantile, wilson
 from harness.verdicts import EXIT_BISECT_SKIP, EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_PASS, FAILURES
 from harness.verdicts import V
 

@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.analysis import history
-from harness.control import readiness, results
+from harness.control import readiness
+from harness.analysis import results
 from harness.spec import certs
 from harness.watchdog import families, procfs
 from harness.watchdog.foreign import (ForeignSampler, ForeignWatchdog, observe, stuck_summary,

@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 
 from harness.analysis import history
-from harness.control import results
+from harness.analysis import results
 from harness.watchdog import families, procfs
 from harness.control.children import Children, start_loadgens
 from harness.spec.params import c_fields, defaults

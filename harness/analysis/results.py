@@ -10,7 +10,9 @@ import subprocess
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from harness.builds import native
+
+ROOT = native.ROOT
 
 
 class ResultsError(ValueError):

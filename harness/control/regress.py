@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from harness.control import results
+from harness.analysis import results
 from harness.stand import backends
 from harness.verdicts import FAILURES, V
 
