@@ -16,8 +16,8 @@ system-deps:
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(VPY) -m pip install -q --disable-pip-version-check "cffi>=1.15" "pytest>=7" "setuptools>=61" wheel psutil py-spy matplotlib hypothesis distributed
-	$(VPY) -m pip install -q --disable-pip-version-check --no-build-isolation -e .
+	$(VPY) -m pip install -q --disable-pip-version-check "setuptools>=61" wheel
+	$(VPY) -m pip install -q --disable-pip-version-check --no-build-isolation -e ".[test,campaign,stacks]"
 	@touch $@
 
 # other library versions (Debian bullseye builds in private prefixes under build/libs);

@@ -27,9 +27,10 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from harness.verdicts import HANGS, V
+
 ROOT = Path(__file__).resolve().parent.parent
 EXE = ROOT / "build" / "refserver"
-HANGS = {"degraded", "deadlock", "mixed", "livelock"}
 
 
 def free_port():
@@ -59,7 +60,7 @@ def target(out: Path, args: list[str], server: list[str] | None, duration: float
     try:
         return json.loads(r.stdout)
     except ValueError:
-        return {"verdict": "error", "reason": r.stderr.strip()[-200:], "families": []}
+        return {"verdict": V.ERROR, "reason": r.stderr.strip()[-200:], "families": []}
 
 
 def watch(out: Path, server: list[str], seconds: float) -> dict:
@@ -83,7 +84,7 @@ def watch(out: Path, server: list[str], seconds: float) -> dict:
         try:
             return json.loads(r.stdout)
         except ValueError:
-            return {"verdict": "error", "reason": r.stderr.strip()[-200:], "families": []}
+            return {"verdict": V.ERROR, "reason": r.stderr.strip()[-200:], "families": []}
     finally:
         for p in [srv, *load]:
             try:
@@ -148,7 +149,7 @@ def main():
         lost = sum(1 for o in outs if o["verdict"] in HANGS and "lost wake-up" in o.get("families", [])
                    and any((p.get("futex") or {}).get("mapping") for p in o.get("stuck", [])))
         stacks = sum(1 for o in outs if any(p.get("top") for p in o.get("stuck", [])))
-        rps = [o.get("replies_per_s", 0) for o in outs if o["verdict"] == "pass"]
+        rps = [o.get("replies_per_s", 0) for o in outs if o["verdict"] == V.PASS]
         print(f"{name:18} {len(outs):>4}  {dict(verdicts)} / {dict(fams)} / "
               f"{(statistics.median(det), max(det)) if det else '-'} / "
               f"{round(statistics.median(rps)) if rps else '-'}; hang naming lost wake-up with "

@@ -13,8 +13,6 @@ import pytest
 
 from support import tlsharness
 
-pytestmark = pytest.mark.stress
-
 
 def plan(tmp_path, *extra):
     r = tlsharness("campaign", "plan", "--libs", "openssl", "--scenarios", "baseline-private",
@@ -23,6 +21,7 @@ def plan(tmp_path, *extra):
     return Path(r.stdout.split()[1].rstrip(":"))
 
 
+@pytest.mark.stress
 def test_plan_is_stable_shards_run_resume_and_merge_into_the_compare_report(tmp_path):
     d = plan(tmp_path / "a", "--repeat", "2")
     again = plan(tmp_path / "b", "--repeat", "2")
@@ -108,6 +107,7 @@ class Dask:
                     pass
 
 
+@pytest.mark.stress
 def test_two_dask_workers_twelve_runs_one_worker_killed_mid_run(tmp_path):
     """A real scheduler and two workers (stand=1 each) on 127.0.0.1; one worker
     is killed in the middle of a run: Dask runs that task again on the other
@@ -144,6 +144,7 @@ def test_two_dask_workers_twelve_runs_one_worker_killed_mid_run(tmp_path):
     assert set(os.listdir("/dev/shm")) == shm
 
 
+@pytest.mark.stress
 def test_interrupted_campaign_resumes_without_repeating_a_run(tmp_path):
     d = plan(tmp_path, "--repeat", "4")
     p = subprocess.Popen([sys.executable, "-m", "harness", "campaign", "run", str(d)],
@@ -170,6 +171,7 @@ def _table(md: str) -> list[list[str]]:
     return [line.split("|")[1:7] for line in md.splitlines() if line.startswith("| openssl")]
 
 
+@pytest.mark.stress
 def test_embedded_campaign_and_three_shards_give_the_report_of_compare(tmp_path):
     c = tlsharness("compare", "--libs", "openssl", "--scenarios", "baseline-private",
                    "--repeat", "3", "--duration", "1.5", "--out", str(tmp_path / "cmp"), "-q",

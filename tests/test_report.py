@@ -12,8 +12,6 @@ import pytest
 from support import ROOT, tlsharness
 from harness.analysis.stats import cell_stats, wilson
 
-pytestmark = pytest.mark.stress
-
 
 def test_wilson_interval():
     lo, hi = wilson(10, 10)
@@ -45,6 +43,7 @@ def comparison(tmp_path_factory):
     return d if d.is_dir() else next(p for p in out.iterdir() if p.is_dir())
 
 
+@pytest.mark.stress
 def test_report_shows_openssl_failure_beside_wolfssl_pass(comparison):
     state = json.loads((comparison / "compare.json").read_text())
     by = {(c["lib"], c["scenario"]): c["runs"][0]["verdict"] for c in state["cells"]}
@@ -57,6 +56,7 @@ def test_report_shows_openssl_failure_beside_wolfssl_pass(comparison):
     assert "data:image/png;base64," in page and "http://" not in page and "https://" not in page
 
 
+@pytest.mark.stress
 def test_report_opens_in_headless_chromium(comparison, tmp_path):
     exe = shutil.which("chromium")
     if not exe:
@@ -79,6 +79,7 @@ def test_report_opens_in_headless_chromium(comparison, tmp_path):
     (comparison / "report-screenshot.png").write_bytes(shot.read_bytes())
 
 
+@pytest.mark.stress
 def test_report_regenerates_from_json(comparison):
     (comparison / "report.html").unlink()
     r = tlsharness("report", str(comparison), timeout=120)
@@ -86,6 +87,7 @@ def test_report_regenerates_from_json(comparison):
     assert comparison.name in (comparison.parent / "index.html").read_text()
 
 
+@pytest.mark.stress
 def test_interrupted_compare_resumes_without_rerunning(tmp_path):
     p = subprocess.Popen([sys.executable, "-m", "harness", "compare", "--libs", "openssl",
                           "--scenarios", "baseline-private", "--repeat", "3", "--duration", "2",

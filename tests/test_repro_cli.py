@@ -220,8 +220,8 @@ def test_matrix_cells_and_plain_language():
 # -- usage errors: one line, exit 2, nothing run ---------------------------------------
 
 @pytest.mark.parametrize("args,needle", [
-    (["repro", "--repeat", "0"], "--repeat must be between 1 and 1000 (got 0)"),
-    (["repro", "--runs", "1001"], "--repeat must be between 1 and 1000 (got 1001)"),
+    (["repro", "--repeat", "0"], "--repeat/--runs: must be between 1 and 1000 (got 0)"),
+    (["repro", "--runs", "1001"], "--repeat/--runs: must be between 1 and 1000 (got 1001)"),
     (["repro", "--repeat", "x"], "invalid int value"),
     (["repro", "--min-rate", "0"], "--min-rate must be in (0, 1]"),
     (["repro", "no-such-scenario"], "no scenario 'no-such-scenario'"),
@@ -231,7 +231,7 @@ def test_matrix_cells_and_plain_language():
     (["mitigations", "--lib", "nosuchtls"], "unknown --lib 'nosuchtls'"),
     (["mitigations", "--lib", "openssl", "--families", "no such family"], "unknown family 'no such family'"),
     (["mitigations", "--lib", "openssl", "--sets", "none;pshared,bogus"], "unknown mitigation 'bogus'"),
-    (["mitigations", "--lib", "openssl", "--repeat", "0"], "--repeat must be between 1 and 1000"),
+    (["mitigations", "--lib", "openssl", "--repeat", "0"], "--repeat: must be between 1 and 1000"),
 ])
 def test_usage_errors_one_line_exit_2(args, needle, tmp_path):
     r = tlsharness(*args, "--out", str(tmp_path), timeout=60)

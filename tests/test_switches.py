@@ -7,9 +7,8 @@ import pytest
 
 from support import procs_of, run, tlsharness, wait_gone
 
-pytestmark = pytest.mark.stress
 
-
+@pytest.mark.stress
 def test_reject_every_makes_failing_handshakes_and_counts_them(tmp_path):
     out = run(tmp_path, "--memory", "private", "--reject-every", "3", "--load", "churn",
               "--churn-every", "1", "--duration", "3")
@@ -20,6 +19,7 @@ def test_reject_every_makes_failing_handshakes_and_counts_them(tmp_path):
     assert out["replies"] > out["rejected_handshakes"]
 
 
+@pytest.mark.stress
 def test_rand_lock_wraps_the_rand_method_and_counts_calls(tmp_path):
     out = run(tmp_path, "--memory", "private", "--rand-lock", "plain", "--load", "churn",
               "--churn-every", "1", "--duration", "3")
@@ -30,6 +30,7 @@ def test_rand_lock_wraps_the_rand_method_and_counts_calls(tmp_path):
     assert out["rand_method"]["reentries"] == 0
 
 
+@pytest.mark.stress
 def test_reload_replaces_the_context_under_load(tmp_path):
     out = run(tmp_path, "--mitigate", "pshared,prefork-thread", "--reload-ms", "50", "--load",
               "churn", "--churn-every", "5", "--duration", "3")
@@ -39,11 +40,13 @@ def test_reload_replaces_the_context_under_load(tmp_path):
     assert n >= 20, log
 
 
+@pytest.mark.stress
 def test_parent_use_in_private_memory_is_harmless(tmp_path):
     out = run(tmp_path, "--memory", "private", "--parent-use", "--duration", "2")
     assert out["verdict"] == "pass", out["reason"]
 
 
+@pytest.mark.stress
 def test_graceful_exit_with_no_atexit_is_clean_and_all_workers_leave(tmp_path):
     out = run(tmp_path, "--mitigate", "pshared,prefork-thread,no-atexit", "--shutdown", "exit",
               "--duration", "2")
@@ -52,6 +55,7 @@ def test_graceful_exit_with_no_atexit_is_clean_and_all_workers_leave(tmp_path):
     assert all(w["state"] == "dead" and w["exit_signal"] == 0 for w in workers), workers
 
 
+@pytest.mark.stress
 def test_single_process_uses_one_worker(tmp_path):
     out = run(tmp_path, "--mitigate", "single-process", "--workers", "4", "--duration", "2")
     assert out["verdict"] == "pass", out["reason"]
@@ -59,6 +63,7 @@ def test_single_process_uses_one_worker(tmp_path):
     assert out["cross_handoffs"] == 0
 
 
+@pytest.mark.stress
 def test_reply_by_other_answers_everything_through_other_workers(tmp_path):
     """With the shipped fixes the model is sound: every request answered, none
     timed out, and the replies went out through other workers (write jobs
@@ -70,6 +75,7 @@ def test_reply_by_other_answers_everything_through_other_workers(tmp_path):
     assert sum(w["handoffs"] for w in out["workers"]) > out["cross_handoffs"] // 2
 
 
+@pytest.mark.stress
 def test_atfork_stop_is_unsupported_outside_openssl(tmp_path):
     r = tlsharness("run", "--lib", "wolfssl", "--mitigate", "atfork-stop", "--duration", "1",
                    "--out", str(tmp_path), "--json", "-q")

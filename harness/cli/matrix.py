@@ -5,6 +5,7 @@ import sys
 
 from harness.spec.config import ConfigError
 from harness.verdicts import EXIT_HARNESS, EXIT_USAGE
+from harness.cli.common import int_in
 from harness.cli.runs import _lib_error
 
 
@@ -16,7 +17,7 @@ def cmd_mitigations(ns, argv) -> int:
     from harness.analysis import report, results
     from harness.analysis.matrix import matrix_markdown, mitigation_matrix
     from harness.control import compare
-    from harness.spec import params, scenario
+    from harness.spec import scenario
     try:
         if ns.resume:
             d = Path(ns.resume)
@@ -24,35 +25,7 @@ def cmd_mitigations(ns, argv) -> int:
             if state.get("tool") != "tlsharness mitigations":
                 raise compare.CompareError(f"{d}: not a mitigations matrix (tlsharness compare --resume?)")
         else:
-            if not ns.lib:
-                raise ConfigError("mitigations needs --lib LIB (or --resume DIR)")
-            err = _lib_error(ns.lib)
-            if err:
-                raise ConfigError(err)
-            if not 1 <= ns.repeat <= 1000:
-                raise ConfigError(f"--repeat must be between 1 and 1000 (got {ns.repeat})")
-            if ns.duration is not None and not 0.5 <= ns.duration <= 3600:
-                raise ConfigError(f"--duration must be between 0.5 and 3600 (got {ns.duration})")
-            known = dict(params.MITIGATIONS)            # read now: the list grows
-            sets = (compare.parse_sets(ns.sets, known) if ns.sets is not None
-                    else compare.default_sets(known))
-            wanted = [f for f in (ns.families or "").split(",") if f.strip()]
-            named = [x for x in (ns.scenarios or "").split(",") if x.strip()]
-            cat = [scenario.load(x.strip()) for x in named] if named else scenario.catalogue()
-            picked, skipped = compare.pick_family_scenarios(cat, wanted, ns.lib, explicit=bool(named))
-            for sc, why in skipped:
-                print(f"skipping {sc.name}: {why}", file=sys.stderr)
-            ids = [_scenario_id(sc) for sc in picked]
-            for sid in ids:                             # every cell valid before any run
-                for m in sets:
-                    compare.cell_config(compare.Cell(ns.lib, sid, m), ns.duration, Path("."),
-                                        add_to_scenario=True)
-            state = compare.new_state([ns.lib], ids, sets, ns.repeat, ns.duration)
-            state.update(tool="tlsharness mitigations", mitigate_mode="add", families=wanted,
-                         rows=[{"scenario": sid, "name": sc.name, "family": sc.family,
-                                "base": compare.scenario_mitigations(sc)} for sid, sc in zip(ids, picked)])
-            d = results.new_run_dir(ns.out)
-            results.write_json(d / "compare.json", state)
+            d, state = _new_mitigations(ns)
     except (ConfigError, compare.CompareError, scenario.ScenarioError) as e:
         print(f"tlsharness: error: {e}", file=sys.stderr)
         return EXIT_USAGE
@@ -73,6 +46,42 @@ def cmd_mitigations(ns, argv) -> int:
     print(md)
     print(f"matrix: {d / 'matrix.md'}, {d / 'matrix.json'}; report: {html_path}")
     return 0
+
+
+def _new_mitigations(ns):
+    """The matrix's folder and plan, every cell checked before a folder exists."""
+    from pathlib import Path
+    from harness.analysis import results
+    from harness.control import compare
+    from harness.spec import params, scenario
+    if not ns.lib:
+        raise ConfigError("mitigations needs --lib LIB (or --resume DIR)")
+    err = _lib_error(ns.lib)
+    if err:
+        raise ConfigError(err)
+    if ns.duration is not None and not 0.5 <= ns.duration <= 3600:
+        raise ConfigError(f"--duration must be between 0.5 and 3600 (got {ns.duration})")
+    known = dict(params.MITIGATIONS)
+    sets = (compare.parse_sets(ns.sets, known) if ns.sets is not None
+            else compare.default_sets(known))
+    wanted = [f for f in (ns.families or "").split(",") if f.strip()]
+    named = [x for x in (ns.scenarios or "").split(",") if x.strip()]
+    cat = [scenario.load(x.strip()) for x in named] if named else scenario.catalogue()
+    picked, skipped = compare.pick_family_scenarios(cat, wanted, ns.lib, explicit=bool(named))
+    for sc, why in skipped:
+        print(f"skipping {sc.name}: {why}", file=sys.stderr)
+    ids = [_scenario_id(sc) for sc in picked]
+    for sid in ids:
+        for m in sets:
+            compare.cell_config(compare.Cell(ns.lib, sid, m), ns.duration, Path("."),
+                                add_to_scenario=True)
+    state = compare.new_state([ns.lib], ids, sets, ns.repeat, ns.duration)
+    state.update(tool="tlsharness mitigations", mitigate_mode="add", families=wanted,
+                 rows=[{"scenario": sid, "name": sc.name, "family": sc.family,
+                        "base": compare.scenario_mitigations(sc)} for sid, sc in zip(ids, picked)])
+    d = results.new_run_dir(ns.out)
+    results.write_json(d / "compare.json", state)
+    return d, state
 
 
 def _scenario_id(sc) -> str:
@@ -149,8 +158,6 @@ def cmd_compare(ns, argv) -> int:
             scens = [s for s in ns.scenarios.split(",") if s]
             mits = [tuple(m for m in part.split(",") if m and m != "none")
                     for part in ns.mitigations.split(";")]
-            if not 1 <= ns.repeat <= 1000:
-                raise ConfigError(f"--repeat must be between 1 and 1000 (got {ns.repeat})")
             state = compare.new_state(libs, scens, mits, ns.repeat, ns.duration)
             d = results.new_run_dir(ns.out)
             results.write_json(d / "compare.json", state)
@@ -196,7 +203,7 @@ def add_parsers(sub) -> None:
     mt = sub.add_parser("mitigations", help="failure families x mitigation sets for one library: "
                         "which sets cure which family")
     mt.add_argument("--lib", help="the TLS library (tlsharness libs)")
-    mt.add_argument("--repeat", type=int, default=5, help="runs per cell (default 5)")
+    mt.add_argument("--repeat", type=int_in(1, 1000), default=5, help="runs per cell (default 5)")
     mt.add_argument("--duration", type=float, default=None, help="override the scenarios' durations")
     mt.add_argument("--families", default="", help="comma-separated families (or scenario names); "
                     "default: every catalogue scenario that declares a family")
@@ -211,7 +218,7 @@ def add_parsers(sub) -> None:
     dm = sub.add_parser("demo", help="baseline vs shared-arena model, side by side")
     dm.add_argument("--libs", default="", help="default: every built system library")
     dm.add_argument("--duration", type=float, default=10.0, help="seconds per run (default 10)")
-    dm.add_argument("--repeat", type=int, default=2, help="runs per library and scenario (default 2)")
+    dm.add_argument("--repeat", type=int_in(1, 1000), default=2, help="runs per library and scenario (default 2)")
     dm.add_argument("--out", default="results", help="results folder (default ./results)")
     dm.add_argument("--quiet", "-q", action="store_true", help="no progress lines")
     dm.set_defaults(fn=cmd_demo)
@@ -220,7 +227,7 @@ def add_parsers(sub) -> None:
     cp.add_argument("--scenarios", default="handoff-per-message", help="comma-separated scenario names or files (default handoff-per-message)")
     cp.add_argument("--mitigations", default="none",
                     help="';'-separated sets, each comma-separated, e.g. 'none;pshared,prefork-thread'")
-    cp.add_argument("--repeat", type=int, default=3, help="runs per cell (default 3)")
+    cp.add_argument("--repeat", type=int_in(1, 1000), default=3, help="runs per cell (default 3)")
     cp.add_argument("--duration", type=float, default=None, help="override the scenarios' durations")
     cp.add_argument("--out", default="results", help="results folder (default ./results)")
     cp.add_argument("--resume", metavar="DIR", help="finish an interrupted comparison")

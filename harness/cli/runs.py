@@ -8,7 +8,7 @@ import sys
 from harness.spec.config import ConfigError
 from harness.spec.runflags import add_run_flags as _add_run_flags, config_from_args
 from harness.verdicts import EXIT_HARNESS, EXIT_USAGE, bisect_code
-from harness.cli.common import ArgParser
+from harness.cli.common import ArgParser, int_in
 
 
 def summary(out: dict) -> str:
@@ -129,7 +129,7 @@ def add_repro_flags(p: argparse.ArgumentParser) -> None:
     its --json FILE replaces run's --json)."""
     _add_run_flags(p)
     p.add_argument("scenario", nargs="?", help="a scenario name or file (tlsharness scenarios)")
-    p.add_argument("--repeat", "--runs", dest="repeat", type=int, default=3,
+    p.add_argument("--repeat", "--runs", dest="repeat", type=int_in(1, 1000), default=3,
                    help="number of runs (with --until-fail: at most); --runs is the old name (default 3)")
     p.add_argument("--min-rate", type=float, default=0.5,
                    help="share of failing runs that counts as reproduced (default 0.5)")
@@ -165,47 +165,42 @@ def _lib_error(lib: str) -> str | None:
     return None
 
 
-def cmd_repro(ns, argv) -> int:
-    """N runs of one configuration (or scenario); bad (1) when the failure
-    reproduces in at least --min-rate of them, good (0) when no run failed and
-    every run was judged, 125 otherwise; prints the statistics (harness/control/repro.py)."""
+def _repro_setup(ns, argv):
+    """(ns, scenario or None, checked config): a scenario's params first, the
+    user's flags after them; raises ConfigError / ScenarioError."""
     from pathlib import Path
-    from harness.control import repro
-    from harness.analysis import results
     from harness.spec import scenario
+    sc = None
+    if ns.scenario:
+        sc = scenario.load(ns.scenario)
+        user = list(argv[1:])
+        user.remove(ns.scenario)
+        sub = ArgParser(prog="tlsharness repro", conflict_handler="resolve")
+        add_repro_flags(sub)
+        skip = ns.bisect_usage_skip
+        ns = sub.parse_args([*scenario_tokens(sc), *user])
+        ns.bisect_usage_skip = skip
+        given = {a.split("=")[0][2:].replace("-", "_") for a in user if a.startswith("--")}
+        sc.overridden = sorted(k for k in sc.params if k in given)
+    if not 0 < ns.min_rate <= 1:
+        raise ConfigError(f"--min-rate must be in (0, 1] (got {ns.min_rate})")
+    if ns.json and not Path(ns.json).resolve().parent.is_dir():
+        raise ConfigError(f"--json {ns.json}: no such directory {Path(ns.json).resolve().parent}")
+    return ns, sc, checked_config(ns)
+
+
+class _Abort(Exception):
+    """A run of the series could not be done at all."""
+
+
+def _repro_one(ns, sc, run_argv, seed0):
+    """One run of the series, recorded in the history and checked against
+    the scenario's expectation."""
+    from pathlib import Path
+    from harness.analysis import history
+    from harness.control import compare
     from harness.control.controller import HarnessError, Run
     from harness.control.progress import Progress
-    sc = None
-    try:
-        if ns.scenario:                 # scenario params first, the user's flags after them
-            sc = scenario.load(ns.scenario)
-            user = list(argv[1:])
-            user.remove(ns.scenario)
-            sub = ArgParser(prog="tlsharness repro", conflict_handler="resolve")
-            add_repro_flags(sub)
-            skip = ns.bisect_usage_skip
-            ns = sub.parse_args([*scenario_tokens(sc), *user])
-            ns.bisect_usage_skip = skip
-            given = {a.split("=")[0][2:].replace("-", "_") for a in user if a.startswith("--")}
-            sc.overridden = sorted(k for k in sc.params if k in given)
-        if not 1 <= ns.repeat <= 1000:
-            raise ConfigError(f"--repeat must be between 1 and 1000 (got {ns.repeat})")
-        if not 0 < ns.min_rate <= 1:
-            raise ConfigError(f"--min-rate must be in (0, 1] (got {ns.min_rate})")
-        if ns.json and not Path(ns.json).resolve().parent.is_dir():
-            raise ConfigError(f"--json {ns.json}: no such directory {Path(ns.json).resolve().parent}")
-        cfg0 = checked_config(ns)
-    except (ConfigError, scenario.ScenarioError) as e:
-        print(f"tlsharness: error: {e}", file=sys.stderr)
-        return 125 if ns.bisect_usage_skip else EXIT_USAGE
-    probe = ArgParser(conflict_handler="resolve")
-    add_repro_flags(probe)
-    options = [o for a in probe._actions for o in a.option_strings if o.startswith("--")]
-    run_argv = ["run", *repro.strip_flags(argv[1:], REPRO_VALUE_FLAGS, REPRO_ALONE_FLAGS, options)]
-    n, seed0, done = ns.repeat, cfg0.seed, []
-
-    class Abort(Exception):
-        pass
 
     def one(i):
         cfg = config_from_args(ns)
@@ -213,28 +208,46 @@ def cmd_repro(ns, argv) -> int:
         try:
             out = Run(cfg, run_argv, Progress(quiet=True)).execute()
         except (HarnessError, OSError) as e:
-            raise Abort(str(e)) from None
+            raise _Abort(str(e)) from None
         out["seed"] = cfg.seed
-        if sc is not None and out.get("exit_code") != 130:
-            check_expectation(sc, cfg, out)
-        if out.get("run_dir") and out.get("exit_code") != 130:
-            from pathlib import Path
-            from harness.analysis import history
-            from harness.control import compare
-            history.record(Path(out["run_dir"]).parent, out, "repro",
-                           scenario=sc.name if sc else None, params=compare.run_params(cfg))
+        if out.get("exit_code") != 130:
+            if sc is not None:
+                check_expectation(sc, cfg, out)
+            if out.get("run_dir"):
+                history.record(Path(out["run_dir"]).parent, out, "repro",
+                               scenario=sc.name if sc else None, params=compare.run_params(cfg))
         return out
+    return one
+
+
+def cmd_repro(ns, argv) -> int:
+    """N runs of one configuration (or scenario); bad (1) when the failure
+    reproduces in at least --min-rate of them, good (0) when no run failed and
+    every run was judged, 125 otherwise; prints the statistics (harness/control/repro.py)."""
+    from pathlib import Path
+    from harness.analysis import results
+    from harness.control import repro
+    from harness.spec import scenario
+    try:
+        ns, sc, cfg0 = _repro_setup(ns, argv)
+    except (ConfigError, scenario.ScenarioError) as e:
+        print(f"tlsharness: error: {e}", file=sys.stderr)
+        return 125 if ns.bisect_usage_skip else EXIT_USAGE
+    probe = ArgParser(conflict_handler="resolve")
+    add_repro_flags(probe)
+    options = [o for a in probe._actions for o in a.option_strings if o.startswith("--")]
+    run_argv = ["run", *repro.strip_flags(argv[1:], REPRO_VALUE_FLAGS, REPRO_ALONE_FLAGS, options)]
+    n, done, aborted = ns.repeat, [], None
 
     def shown(i, out):
         done.append(out)
         print(repro.run_line(i + 1, n, out), flush=True)
-
-    aborted = None
     try:
-        outs, interrupted = repro.run_series(one, n, ns.until_fail, shown)
+        outs, interrupted = repro.run_series(_repro_one(ns, sc, run_argv, cfg0.seed), n,
+                                             ns.until_fail, shown)
     except KeyboardInterrupt:
         outs, interrupted = done, True
-    except Abort as e:
+    except _Abort as e:
         outs, interrupted, aborted = done, False, str(e)
         print(f"tlsharness: {e}", file=sys.stderr)
     s = repro.summarize(outs, scenario=sc.name if sc else None, lib=cfg0.lib,

@@ -201,50 +201,12 @@ class Run:
         wd = Watchdog(Thresholds(stall_s=cfg.stall_s), (hdr["arena_base"], hdr["arena_size"]))
         self._start_loadgens()
         log = results.SampleLog(self.dir / "samples.jsonl")
-        period = 1.0 / cfg.sample_hz
-        t0 = time.monotonic_ns()
-        self.t0 = t0
+        self.t0 = t0 = time.monotonic_ns()
         self.cpu_at_load = None
         self.all_open_ns = None                # when every connection had been opened once
-        end = t0 + int(cfg.duration * 1e9)
-        stop_at = None
-        next_log = t0
-        verdict_first: Verdict | None = None
-        s = None
-        hog_at = None
-        if cfg.fault.get("kind") == "hog":
-            hog_at = t0 + cfg.fault.get("after_ms", 500) * 1_000_000
         try:
-            while True:
-                now = time.monotonic_ns()
-                s = self._sample(now)
-                if self.cpu_at_load is None and s["lg"].get("ready"):
-                    self.cpu_at_load = _stand_cpu(s)
-                if self.all_open_ns is None and s["lg"].get("handshakes", 0) >= cfg.conns:
-                    self.all_open_ns = now            # every connection opened once
-                v = wd.observe(s)
-                if v is not None and verdict_first is None:
-                    verdict_first = v
-                    self.progress.event(f"{v.verdict} detected: {v.reason}")
-                    if cfg.stop_on_failure:
-                        stop_at = now + int(cfg.linger * 1e9)
-                if hog_at and now >= hog_at:
-                    self._start_hog()
-                    hog_at = None
-                if now >= next_log:
-                    log.write(_sample_record(s, t0, wd))
-                    next_log = now + 100_000_000
-                self.progress.update(s, (now - t0) / 1e9, cfg.duration)
-                if now >= end or (stop_at and now >= stop_at):
-                    break
-                if self.stand.poll() is not None:
-                    s = self._sample(time.monotonic_ns())
-                    wd.observe(s)
-                    break
-                if all(p.poll() is not None for p in self.loadgens) and wd.load_start_ns is None:
-                    break                     # every load generator gave up before any load
-                time.sleep(max(0.0, period - (time.monotonic_ns() - now) / 1e9))
-            if (cfg.shutdown == "exit" and verdict_first is None and self.stand.poll() is None):
+            s, first = self._observe(wd, log, t0)
+            if cfg.shutdown == "exit" and first is None and self.stand.poll() is None:
                 s = self._shutdown(wd, log, t0) or s
         finally:
             log.close()
@@ -254,6 +216,47 @@ class Run:
             self._evidence(final, s)
         self._kill_all()
         return self._outcome(final, s, wd, t0, manifest)
+
+    def _observe(self, wd: Watchdog, log, t0: int) -> tuple[dict | None, Verdict | None]:
+        """Sample, judge, log and show progress until the duration is over, the
+        linger after a first failure is over, the stand is gone, or every load
+        generator gave up before any load.  Returns the last sample and the
+        first verdict."""
+        cfg = self.cfg
+        period = 1.0 / cfg.sample_hz
+        end = t0 + int(cfg.duration * 1e9)
+        stop_at, next_log, first, s = None, t0, None, None
+        hog_at = t0 + cfg.fault.get("after_ms", 500) * 1_000_000 \
+            if cfg.fault.get("kind") == "hog" else None
+        while True:
+            now = time.monotonic_ns()
+            s = self._sample(now)
+            if self.cpu_at_load is None and s["lg"].get("ready"):
+                self.cpu_at_load = _stand_cpu(s)
+            if self.all_open_ns is None and s["lg"].get("handshakes", 0) >= cfg.conns:
+                self.all_open_ns = now            # every connection opened once
+            v = wd.observe(s)
+            if v is not None and first is None:
+                first = v
+                self.progress.event(f"{v.verdict} detected: {v.reason}")
+                if cfg.stop_on_failure:
+                    stop_at = now + int(cfg.linger * 1e9)
+            if hog_at and now >= hog_at:
+                self._start_hog()
+                hog_at = None
+            if now >= next_log:
+                log.write(_sample_record(s, t0, wd))
+                next_log = now + 100_000_000
+            self.progress.update(s, (now - t0) / 1e9, cfg.duration)
+            if now >= end or (stop_at and now >= stop_at):
+                return s, first
+            if self.stand.poll() is not None:
+                s = self._sample(time.monotonic_ns())
+                wd.observe(s)
+                return s, first
+            if all(p.poll() is not None for p in self.loadgens) and wd.load_start_ns is None:
+                return s, first               # every load generator gave up before any load
+            time.sleep(max(0.0, period - (time.monotonic_ns() - now) / 1e9))
 
     def _shutdown(self, wd: Watchdog, log, t0: int) -> dict | None:
         """--shutdown exit: the stand asks every worker to leave through exit()

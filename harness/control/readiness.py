@@ -52,76 +52,98 @@ def _speaks(port: int, timeout: float) -> list[str]:
     return out
 
 
+class _NotReady(Exception):
+    def __init__(self, cause: str, detail: str, **extra):
+        super().__init__(detail)
+        self.result = {"ready": False, "cause": cause, **extra, "detail": detail}
+
+
 def probe(port: int, tls: int, timeout: float) -> dict:
+    """One TLS handshake and one SIP OPTIONS: {"ready": True, "tls": version}
+    or {"ready": False, "cause": ..., "detail": one line naming what failed}."""
+    try:
+        s = _handshake(port, tls, timeout)
+        with s:
+            version = s.version()
+            data = _options(s, version, timeout)
+        return _answer(data, version)
+    except _NotReady as e:
+        return e.result
+
+
+def _handshake(port: int, tls: int, timeout: float):
     try:
         raw = _connect(port, timeout)
     except ConnectionRefusedError:
-        return {"ready": False, "cause": "port", "detail": f"nothing listens on 127.0.0.1:{port}"}
+        raise _NotReady("port", f"nothing listens on 127.0.0.1:{port}") from None
     except OSError as e:
-        return {"ready": False, "cause": "port", "detail": f"connect to 127.0.0.1:{port}: {e}"}
+        raise _NotReady("port", f"connect to 127.0.0.1:{port}: {e}") from None
     try:
-        s = _ctx(tls).wrap_socket(raw)
+        return _ctx(tls).wrap_socket(raw)
     except ssl.SSLError as e:
         raw.close()
         reason = (e.reason or str(e)).upper()
-        if "WRONG_VERSION_NUMBER" in reason or "RECORD_LAYER_FAILURE" in reason \
-                or "PACKET_LENGTH_TOO_LONG" in reason or "UNKNOWN_PROTOCOL" in reason:
-            return {"ready": False, "cause": "plain",
-                    "detail": f"127.0.0.1:{port} answers, but not with TLS ({e.reason})"}
-        if "PROTOCOL_VERSION" in reason or "UNSUPPORTED_PROTOCOL" in reason \
-                or "NO_PROTOCOLS" in reason or "VERSION_TOO" in reason:
+        if any(k in reason for k in ("WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE",
+                                     "PACKET_LENGTH_TOO_LONG", "UNKNOWN_PROTOCOL")):
+            raise _NotReady("plain", f"127.0.0.1:{port} answers, but not with TLS ({e.reason})") \
+                from None
+        if any(k in reason for k in ("PROTOCOL_VERSION", "UNSUPPORTED_PROTOCOL", "NO_PROTOCOLS",
+                                     "VERSION_TOO")):
             asked = {0: "1.2-1.3", 12: "1.2", 13: "1.3"}[tls]
             speaks = _speaks(port, timeout) if tls else []
-            return {"ready": False, "cause": "version",
-                    "detail": f"the server refuses TLS {asked}"
-                              + (f"; it speaks TLS {', '.join(speaks)} (use --tls {speaks[0]})"
-                                 if speaks else "")}
-        return {"ready": False, "cause": "alert", "detail": f"TLS handshake failed: {e.reason or e}"}
+            raise _NotReady("version", f"the server refuses TLS {asked}"
+                            + (f"; it speaks TLS {', '.join(speaks)} (use --tls {speaks[0]})"
+                               if speaks else "")) from None
+        raise _NotReady("alert", f"TLS handshake failed: {e.reason or e}") from None
     except socket.timeout:
         raw.close()
-        return {"ready": False, "cause": "plain",
-                "detail": f"no TLS handshake answer within {timeout:g} s (a plain TCP server?)"}
+        raise _NotReady("plain", f"no TLS handshake answer within {timeout:g} s (a plain TCP "
+                        "server?)") from None
     except (ConnectionResetError, BrokenPipeError, EOFError, OSError) as e:
         raw.close()
-        return {"ready": False, "cause": "closed",
-                "detail": f"the server closed the connection during the TLS handshake ({e})"}
-    with s:
-        version = s.version()
-        try:
-            s.sendall(REQUEST)
-            data = b""
-            while b"\r\n\r\n" not in data and len(data) < 65536:
-                chunk = s.recv(4096)
-                if not chunk:
-                    break
-                data += chunk
-        except socket.timeout:
-            return {"ready": False, "cause": "silent", "tls": version,
-                    "detail": f"TLS ({version}) works, but no SIP answer to OPTIONS within {timeout:g} s"}
-        except ssl.SSLError as e:
-            if "ALERT" in (e.reason or ""):
-                alert = e.reason.split("ALERT_", 1)[-1].lower().replace("_", " ")
-                return {"ready": False, "cause": "alert", "tls": version,
-                        "detail": f"TLS handshake failed: the server sent alert '{alert}'"
-                                  + (" (it wants a client certificate)" if "certificate" in alert
-                                     else "")}
-            return {"ready": False, "cause": "closed", "tls": version,
-                    "detail": f"TLS ({version}) works, then the connection failed: {e}"}
-        except OSError as e:
-            return {"ready": False, "cause": "closed", "tls": version,
-                    "detail": f"TLS ({version}) works, then the connection failed: {e}"}
+        raise _NotReady("closed", "the server closed the connection during the TLS handshake "
+                        f"({e})") from None
+
+
+def _options(s, version: str, timeout: float) -> bytes:
+    """Send OPTIONS, read the answer's head."""
+    try:
+        s.sendall(REQUEST)
+        data = b""
+        while b"\r\n\r\n" not in data and len(data) < 65536:
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+        return data
+    except socket.timeout:
+        raise _NotReady("silent", f"TLS ({version}) works, but no SIP answer to OPTIONS within "
+                        f"{timeout:g} s", tls=version) from None
+    except ssl.SSLError as e:
+        if "ALERT" in (e.reason or ""):
+            alert = e.reason.split("ALERT_", 1)[-1].lower().replace("_", " ")
+            raise _NotReady("alert", f"TLS handshake failed: the server sent alert '{alert}'"
+                            + (" (it wants a client certificate)" if "certificate" in alert
+                               else ""), tls=version) from None
+        raise _NotReady("closed", f"TLS ({version}) works, then the connection failed: {e}",
+                        tls=version) from None
+    except OSError as e:
+        raise _NotReady("closed", f"TLS ({version}) works, then the connection failed: {e}",
+                        tls=version) from None
+
+
+def _answer(data: bytes, version: str) -> dict:
     if not data:
-        return {"ready": False, "cause": "closed", "tls": version,
-                "detail": f"TLS ({version}) works, but the server closed the connection "
-                          "without a SIP answer"}
+        raise _NotReady("closed", f"TLS ({version}) works, but the server closed the connection "
+                        "without a SIP answer", tls=version)
     first = data.split(b"\r\n", 1)[0].decode("utf-8", "replace")[:100]
     parts = first.split(" ", 2)
     if len(parts) < 2 or not parts[0].startswith("SIP/2.0") or not parts[1].isdigit():
-        return {"ready": False, "cause": "sip", "tls": version,
-                "detail": f"TLS ({version}) works, but the answer is not SIP: {first!r}"}
+        raise _NotReady("sip", f"TLS ({version}) works, but the answer is not SIP: {first!r}",
+                        tls=version)
     if parts[1] != "200":
-        return {"ready": False, "cause": "sip", "tls": version, "status": int(parts[1]),
-                "detail": f"SIP answered OPTIONS with '{first}' instead of 200"}
+        raise _NotReady("sip", f"SIP answered OPTIONS with '{first}' instead of 200", tls=version,
+                        status=int(parts[1]))
     return {"ready": True, "tls": version, "status": 200}
 
 

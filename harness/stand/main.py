@@ -24,6 +24,14 @@ def _guard_libcrypto():
             raise SystemExit(f"stand: {m} was imported before the TLS hooks; refusing")
 
 
+class SetupFailed(Exception):
+    """The stand cannot be set up: the reason goes to the status segment."""
+
+    def __init__(self, msg: str, code: int = EXIT_SETUP):
+        super().__init__(msg)
+        self.code = code
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     cfg = json.loads(open(argv[0]).read())
@@ -38,108 +46,159 @@ def main(argv=None) -> int:
     if lib.tlsh_set_pdeathsig(signal.SIGKILL, controller) != 0:
         os._exit(70)                        # the controller is already gone
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    st = _status(ffi, lib, status_fd, cfg["workers"] + 1)
+    try:
+        arena = _arena(cfg, be, st)
+        _check_mitigations(cfg, be)
+        try:
+            ctxs = _contexts(cfg, be, st)
+        except backends.Unsupported as e:
+            raise SetupFailed(str(e), EXIT_UNSUPPORTED) from None
+        except backends.BackendError as e:
+            raise SetupFailed(str(e)) from None
+        if cfg["memory"] == "shared":
+            _check_in_arena(be, arena, ctxs[0])
+        if cfg.get("chaos"):
+            _chaos(st)
+        stand = _new_stand(cfg, ffi, lib, st, arena)
+    except SetupFailed as e:
+        data = str(e).encode()[:255]
+        ffi.memmove(st.error, data + b"\0", len(data) + 1)
+        print(f"stand: {e}", file=sys.stderr, flush=True)
+        return e.code
 
-    nslots = cfg["workers"] + 1
-    size = int(lib.tlsh_status_bytes(nslots))
-    mm = mmap.mmap(status_fd, size)
+    children = {lib.tlsh_stand_spawn_listener(stand): 0}
+    ops = be.ops()
+    for slot in range(1, cfg["workers"] + 1):
+        pid = lib.tlsh_stand_spawn_worker(stand, slot, ops, ctxs[(slot - 1) % len(ctxs)])
+        children[pid] = slot
+    lib.tlsh_stand_parent_close(stand)
+
+    def reload():
+        new = be.ctx_new(cfg["cert"], cfg["key"], cfg["tls"], cfg.get("ciphers", ""),
+                         cfg.get("tickets", True))
+        lib.tlsh_stand_swap_ctx(stand, new, ffi.addressof(lib, "tlsh_lib_ctx_free"))
+    return supervise(ffi, lib, st, stand, children, reload if cfg.get("reload_ms") else None,
+                     cfg.get("reload_ms", 0) / 1000)
+
+
+def _status(ffi, lib, fd: int, nslots: int):
+    """The status segment the controller reads (its memfd), headed and marked."""
+    mm = mmap.mmap(fd, int(lib.tlsh_status_bytes(nslots)))
     st = ffi.cast("struct tlsh_status *", ffi.from_buffer(mm))
     st.version = lib.TLSH_STATUS_VERSION
     st.nslots = nslots
     st.stand_pid = os.getpid()
     st.magic2 = lib.TLSH_STATUS_MAGIC
     st.magic = lib.TLSH_STATUS_MAGIC
+    return st
 
-    def fail(msg: str, code: int = EXIT_SETUP) -> int:
-        data = msg.encode()[:255]
-        ffi.memmove(st.error, data + b"\0", len(data) + 1)
-        print(f"stand: {msg}", file=sys.stderr, flush=True)
-        return code
 
-    arena = ffi.NULL
-    if cfg["memory"] == "interpose":
-        import ctypes                      # the LD_PRELOAD allocator's arena (created at exec)
-        try:
-            get = ctypes.CDLL(None).tlsh_interpose_arena
-        except AttributeError:
-            return fail("--memory interpose: libtlsh_interpose.so is not preloaded")
+def _preloaded(symbol: str):
+    import ctypes
+    return getattr(ctypes.CDLL(None), symbol, None)
+
+
+def _arena(cfg, be, st):
+    """The arena the library allocates from (shared), the preloaded allocator's
+    (interpose), or none (private)."""
+    from harness.stand import backends
+    ffi, lib = be.ffi, be.lib
+    if cfg["memory"] == "interpose":       # the LD_PRELOAD allocator's arena (created at exec)
+        import ctypes
+        get = _preloaded("tlsh_interpose_arena")
+        if get is None:
+            raise SetupFailed("--memory interpose: libtlsh_interpose.so is not preloaded")
         get.restype = ctypes.c_void_p
         arena = ffi.cast("tlsh_arena *", get())
-        st.arena_base = lib.tlsh_arena_base(arena)
-        st.arena_size = lib.tlsh_arena_size(arena)
     elif cfg["memory"] == "shared":
         arena = lib.tlsh_arena_create(cfg["arena_mb"] << 20)
         if arena == ffi.NULL:
-            return fail(f"cannot create a {cfg['arena_mb']} MiB arena")
+            raise SetupFailed(f"cannot create a {cfg['arena_mb']} MiB arena")
         try:
             hooked = be.hook(arena)
         except backends.Unsupported as e:
-            return fail(str(e), EXIT_UNSUPPORTED)
+            raise SetupFailed(str(e), EXIT_UNSUPPORTED) from None
         if not hooked:
-            return fail(f"{be.name}: allocator hook refused (the library allocated before "
-                        f"the hook: was it loaded earlier in this process?)")
-        st.arena_base = lib.tlsh_arena_base(arena)
-        st.arena_size = lib.tlsh_arena_size(arena)
+            raise SetupFailed(f"{be.name}: allocator hook refused (the library allocated before "
+                              f"the hook: was it loaded earlier in this process?)")
+    else:
+        return ffi.NULL
+    st.arena_base = lib.tlsh_arena_base(arena)
+    st.arena_size = lib.tlsh_arena_size(arena)
+    return arena
+
+
+def _check_mitigations(cfg, be) -> None:
     mitig = cfg.get("mitigations", [])
     if "write-dup" in mitig:
         if not be.caps()["write_dup"]:
-            return fail(f"{be.name}: --mitigate write-dup needs wolfSSL_write_dup (HAVE_WRITE_DUP); "
-                        f"this build has {be.caps()['flags'] or 'no such flag'}", EXIT_UNSUPPORTED)
-        return fail(f"{be.name}: --mitigate write-dup: the adapter does not split sessions with "
-                    "wolfSSL_write_dup yet", EXIT_UNSUPPORTED)
-    if "pshared" in mitig:
-        import ctypes
-        if not hasattr(ctypes.CDLL(None), "tlsh_pshared_forced"):
-            return fail("--mitigate pshared: libtlsh_pshared.so is not preloaded")
-    try:
-        ver = be.version().encode()[:95]
-        ffi.memmove(st.lib_version, ver + b"\0", len(ver) + 1)
-        nctx = cfg["workers"] if cfg["ctx"] == "per-worker" else 1
-        no_atexit = "no-atexit" in mitig
-        init_flags = lib.TLSH_INIT_NO_ATEXIT if no_atexit else 0
-        if "prefork-thread" in mitig:
-            # init and contexts in a throwaway thread: the main thread, whose
-            # state every worker inherits, never touches the library
-            be.check_tls(cfg["tls"])
-            arr = ffi.new("void *[]", nctx)
-            err = ffi.new("char[256]")
-            if not lib.tlsh_prefork_thread_init(init_flags, cfg["cert"].encode(), cfg["key"].encode(), cfg["tls"],
-                                                cfg.get("ciphers", "").encode(),
-                                                int(cfg.get("tickets", True)), nctx, arr, err, 256):
-                raise backends.BackendError(f"{be.name}: " + ffi.string(err).decode(errors="replace"))
-            ctxs = [arr[i] for i in range(nctx)]
-        else:
-            be.init(no_atexit)
-            ctxs = [be.ctx_new(cfg["cert"], cfg["key"], cfg["tls"], cfg.get("ciphers", ""),
-                               cfg.get("tickets", True)) for _ in range(nctx)]
-        if "locked-rand" in mitig or cfg.get("rand_lock", "none") != "none":
-            be.rand_wrap(reentrant="locked-rand" in mitig)
-        if "atfork-stop" in mitig:
-            be.atfork_stop()
-        if cfg.get("parent_use"):
-            be.parent_use()
-    except backends.Unsupported as e:
-        return fail(str(e), EXIT_UNSUPPORTED)
-    except backends.BackendError as e:
-        return fail(str(e))
+            raise SetupFailed(f"{be.name}: --mitigate write-dup needs wolfSSL_write_dup "
+                              f"(HAVE_WRITE_DUP); this build has "
+                              f"{be.caps()['flags'] or 'no such flag'}", EXIT_UNSUPPORTED)
+        raise SetupFailed(f"{be.name}: --mitigate write-dup: the adapter does not split sessions "
+                          "with wolfSSL_write_dup yet", EXIT_UNSUPPORTED)
+    if "pshared" in mitig and _preloaded("tlsh_pshared_forced") is None:
+        raise SetupFailed("--mitigate pshared: libtlsh_pshared.so is not preloaded")
 
-    if cfg["memory"] == "shared":
-        # measured, not assumed: a hook can be accepted and never called (GnuTLS)
-        probe = be.ops().sess_new(ctxs[0])
-        in_arena = probe != ffi.NULL and lib.tlsh_arena_contains(arena, probe)
-        if probe != ffi.NULL:
-            be.ops().free(probe)
-        if not in_arena:
-            return fail(f"{be.name}: its allocator hook was accepted but a session object is not "
-                        "in the arena, so it cannot be shared (use --memory interpose)",
-                        EXIT_UNSUPPORTED)
-    if cfg.get("chaos"):
-        import ctypes
-        try:
-            setter = ctypes.CDLL(None).tlsh_chaos_arena
-        except AttributeError:
-            return fail("--chaos: libtlsh_chaos.so is not preloaded")
-        setter.argtypes = [ctypes.c_size_t, ctypes.c_size_t]
-        setter(int(st.arena_base), int(st.arena_size))
+
+def _contexts(cfg, be, st) -> list:
+    """Library init and the server contexts, as the mitigations ask; then the
+    parent's own use of the library (--parent-use)."""
+    from harness.stand import backends
+    ffi, lib = be.ffi, be.lib
+    mitig = cfg.get("mitigations", [])
+    ver = be.version().encode()[:95]
+    ffi.memmove(st.lib_version, ver + b"\0", len(ver) + 1)
+    nctx = cfg["workers"] if cfg["ctx"] == "per-worker" else 1
+    no_atexit = "no-atexit" in mitig
+    if "prefork-thread" in mitig:
+        # init and contexts in a throwaway thread: the main thread, whose
+        # state every worker inherits, never touches the library
+        be.check_tls(cfg["tls"])
+        arr = ffi.new("void *[]", nctx)
+        err = ffi.new("char[256]")
+        if not lib.tlsh_prefork_thread_init(lib.TLSH_INIT_NO_ATEXIT if no_atexit else 0,
+                                            cfg["cert"].encode(), cfg["key"].encode(), cfg["tls"],
+                                            cfg.get("ciphers", "").encode(),
+                                            int(cfg.get("tickets", True)), nctx, arr, err, 256):
+            raise backends.BackendError(f"{be.name}: " + ffi.string(err).decode(errors="replace"))
+        ctxs = [arr[i] for i in range(nctx)]
+    else:
+        be.init(no_atexit)
+        ctxs = [be.ctx_new(cfg["cert"], cfg["key"], cfg["tls"], cfg.get("ciphers", ""),
+                           cfg.get("tickets", True)) for _ in range(nctx)]
+    if "locked-rand" in mitig or cfg.get("rand_lock", "none") != "none":
+        be.rand_wrap(reentrant="locked-rand" in mitig)
+    if "atfork-stop" in mitig:
+        be.atfork_stop()
+    if cfg.get("parent_use"):
+        be.parent_use()
+    return ctxs
+
+
+def _check_in_arena(be, arena, ctx) -> None:
+    """Measured, not assumed: a hook can be accepted and never called (GnuTLS)."""
+    probe = be.ops().sess_new(ctx)
+    in_arena = probe != be.ffi.NULL and be.lib.tlsh_arena_contains(arena, probe)
+    if probe != be.ffi.NULL:
+        be.ops().free(probe)
+    if not in_arena:
+        raise SetupFailed(f"{be.name}: its allocator hook was accepted but a session object is "
+                          "not in the arena, so it cannot be shared (use --memory interpose)",
+                          EXIT_UNSUPPORTED)
+
+
+def _chaos(st) -> None:
+    import ctypes
+    setter = _preloaded("tlsh_chaos_arena")
+    if setter is None:
+        raise SetupFailed("--chaos: libtlsh_chaos.so is not preloaded")
+    setter.argtypes = [ctypes.c_size_t, ctypes.c_size_t]
+    setter(int(st.arena_base), int(st.arena_size))
+
+
+def _new_stand(cfg, ffi, lib, st, arena):
     c = ffi.new("struct tlsh_stand_cfg *")
     for name, value in cfg["c"].items():     # field by field, as the controller declared them
         setattr(c, name, value)
@@ -149,23 +208,8 @@ def main(argv=None) -> int:
     err = ffi.new("char[256]")
     stand = lib.tlsh_stand_new(c, st, arena, err, 256)
     if stand == ffi.NULL:
-        return fail(ffi.string(err).decode(errors="replace"))
-
-    children = {}
-    pid = lib.tlsh_stand_spawn_listener(stand)
-    children[pid] = 0
-    ops = be.ops()
-    for slot in range(1, cfg["workers"] + 1):
-        pid = lib.tlsh_stand_spawn_worker(stand, slot, ops, ctxs[(slot - 1) % len(ctxs)])
-        children[pid] = slot
-    lib.tlsh_stand_parent_close(stand)
-    reload = None
-    if cfg.get("reload_ms"):
-        def reload():
-            new = be.ctx_new(cfg["cert"], cfg["key"], cfg["tls"], cfg.get("ciphers", ""),
-                             cfg.get("tickets", True))
-            lib.tlsh_stand_swap_ctx(stand, new, ffi.addressof(lib, "tlsh_lib_ctx_free"))
-    return supervise(ffi, lib, st, stand, children, reload, cfg.get("reload_ms", 0) / 1000)
+        raise SetupFailed(ffi.string(err).decode(errors="replace"))
+    return stand
 
 
 def supervise(ffi, lib, st, stand, children: dict, reload=None, reload_s: float = 0) -> int:
