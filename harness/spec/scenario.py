@@ -54,7 +54,13 @@ class Expectation:
 
 
 def fails(verdicts=None, families=None) -> Expectation:
-    return Expectation("fails", list(verdicts or []), list(families or []))
+    """A failure is expected: any failure, or one of `verdicts` (V members or
+    their names; an unknown name is an error)."""
+    try:
+        named = [V(v) for v in verdicts or []]
+    except ValueError as e:
+        raise ScenarioError(f"expect: {e} (verdicts: {', '.join(V)})") from None
+    return Expectation("fails", named, list(families or []))
 
 
 def passes() -> Expectation:
