@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV   := .venv
 VPY    := $(VENV)/bin/python
 NATIVE := harness/_native/build.json
-NATIVE_SRC := $(wildcard native_shim/src/*.c native_shim/include/*.h native_shim/bindings/*.py) native_shim/build.py
+NATIVE_SRC := $(wildcard native_shim/src/*.c native_shim/src/*.h native_shim/include/*.h native_shim/bindings/*.py) native_shim/build.py native_shim/cdef.py
 
 .PHONY: setup system-deps demo test bench clean debug-openssl kamailio6
 

@@ -16,7 +16,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from harness import backends, scenario  # noqa: E402  (no TLS library is loaded here)
+from harness.builds import backends  # noqa: E402  (no TLS library is loaded here)
+from harness.spec import scenario  # noqa: E402
 from harness.verdicts import V
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from harness import backends  # noqa: E402  (no TLS library is loaded by this)
+from harness.builds import backends  # noqa: E402  (no TLS library is loaded by this)
 
 
 def main():

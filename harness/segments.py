@@ -12,10 +12,29 @@ import struct
 
 from harness.builds import native
 
-ACTIVITIES = ["starting", "idle", "accept", "handshake", "read", "write",
-              "lock_wait", "close", "fault", "exited", "attach", "random"]
 ROLES = {0: "none", 1: "worker", 2: "listener"}
 SLOT_STATES = {0: "unused", 1: "alive", 2: "dead"}
+
+
+_activities: list[str] | None = None
+
+
+def activities() -> list[str]:
+    """Activity names by number, as the core extension defines them (the one
+    list is TLSH_ACTIVITIES in native_shim/include/tlsh_status.h)."""
+    global _activities
+    if _activities is None:
+        ffi, lib = native.core()
+        _activities = [ffi.string(lib.tlsh_activity_name(i)).decode()
+                       for i in range(lib.tlsh_activity_count())]
+    return _activities
+
+
+def __getattr__(name: str):
+    # ACTIVITIES, read on first use: importing this module loads no extension
+    if name == "ACTIVITIES":
+        return activities()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class Segment:
@@ -111,7 +130,7 @@ class StatusView:
     def slots(self) -> list[dict]:
         """Every slot, from one copy of the slot array."""
         raw = self.ffi.buffer(self.s.slots, self.nslots * self._slot_st.size)[:]
-        magic, acts, out = self.lib.TLSH_SLOT_MAGIC, ACTIVITIES, []
+        magic, acts, out = self.lib.TLSH_SLOT_MAGIC, activities(), []
         for i, vals in enumerate(self._slot_st.iter_unpack(raw)):
             w = dict(zip(self._slot_names, vals))
             a = w.pop("activity")

@@ -19,6 +19,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from native_shim import cdef
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 OUT = ROOT / "harness" / "_native"
@@ -158,12 +160,20 @@ def _binding(name):
     return importlib.import_module(f"native_shim.bindings.{name}")
 
 
+def headers_of(ext: Extension) -> list[str]:
+    """The headers an extension includes and declares to cffi, in binding order."""
+    out = []
+    for m in (_binding(b) for b in ext.bindings):
+        out += [h for h in m.HEADERS if h not in out]
+    return out
+
+
 def make_ffi(ext: Extension, flags: dict):
     import cffi
     mods = [_binding(b) for b in ext.bindings]
+    headers = headers_of(ext)
     ffi = cffi.FFI()
-    ffi.cdef("\n".join(m.TYPES for m in mods) + "\n" + "\n".join(m.FUNCTIONS for m in mods)
-             + "\nconst char *tlsh_build_info(void);\n")
+    ffi.cdef(cdef.cdef_for(headers) + "\nconst char *tlsh_build_info(void);\n")
     sources, seen = [], set()
     for m in mods:
         for s in m.SOURCES:
@@ -172,7 +182,8 @@ def make_ffi(ext: Extension, flags: dict):
                 sources.append(str(SRC / s))
     ffi.set_source(
         f"harness._native.{ext.name}",
-        "\n".join(m.INCLUDES for m in mods) + "\n" + "\n".join(m.CUSTOMIZATIONS for m in mods)
+        "\n".join(f'#include "{h}"' for h in headers) + "\n"
+        + "\n".join(getattr(m, "CUSTOMIZATIONS", "") for m in mods)
         + f'\nconst char *tlsh_build_info(void) {{ return {json.dumps(json.dumps(flags))}; }}\n',
         sources=sources,
         include_dirs=[str(INCLUDE)],

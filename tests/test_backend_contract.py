@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from support import ROOT, tlsharness
-from harness.stand import backends
+from harness.builds import backends
 
 AVAIL = backends.availability()
 LIBS = [pytest.param(n, marks=pytest.mark.skipif(not ok, reason=f"{n} not built: {why}"))
@@ -19,7 +19,7 @@ LIBS = [pytest.param(n, marks=pytest.mark.skipif(not ok, reason=f"{n} not built:
 
 PROBE = r"""
 import json, sys
-from harness.stand import backends
+from harness.builds import backends
 be = backends.get(sys.argv[1])
 ffi, lib = be.ffi, be.lib
 arena = lib.tlsh_arena_create(64 << 20)

@@ -131,7 +131,7 @@ def test_watch_sees_a_crash_and_a_deaf_server(tmp_path):
 def test_random_bytes_after_fork(tmp_path, lib, expect):
     """--check-random: measured, mbed TLS 2.28's DRBG seeded before fork repeats in every
     worker even in private memory; OpenSSL reseeds after fork."""
-    from harness.stand import backends
+    from harness.builds import backends
     if not backends.availability().get(lib, (False,))[0]:
         pytest.skip(f"{lib} not built")
     out, v = run(tmp_path, "--lib", lib, "--check-random", "--tls", "1.2", "--duration", "2")

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from support import tlsharness
-from harness.stand import backends
+from harness.builds import backends
 
 AVAIL = backends.availability()
 

@@ -11,9 +11,6 @@ from pathlib import Path
 
 from harness.verdicts import V
 
-ACTS = ["starting", "idle", "accept", "handshake", "read", "write", "lock_wait", "close",
-        "fault", "exited", "attach", "random"]
-
 
 def _plt():
     import matplotlib
@@ -77,13 +74,16 @@ def _timeline(run_dir: Path, samples: list[dict]) -> str | None:
     workers = [w["slot"] for w in samples[-1]["workers"] if w["slot"] > 0]
     cpu = [[0.0] * len(samples) for _ in workers]
     act = [[0] * len(samples) for _ in workers]
+    # the activities in the order they were first seen (the names are the samples' own)
+    acts = list(dict.fromkeys([w["act"] for s in samples for w in s["workers"]
+                               if w["state"] == "alive"] + ["exited"]))
     for j, (a, b) in enumerate(zip(samples, samples[1:]), start=1):
         wa = {w["slot"]: w for w in a["workers"]}
         for i, w in enumerate(b["workers"][1:len(workers) + 1]):
             prev = wa.get(w["slot"])
             if prev and w.get("cpu") is not None and prev.get("cpu") is not None:
                 cpu[i][j] = (w["cpu"] - prev["cpu"]) / max(b["t"] - a["t"], 1e-3)
-            act[i][j] = ACTS.index(w["act"]) if w["state"] == "alive" and w["act"] in ACTS else 9
+            act[i][j] = acts.index(w["act"] if w["state"] == "alive" else "exited")
     fig, ax = plt.subplots(3, 1, figsize=(9, 6.5), sharex=True,
                            gridspec_kw={"height_ratios": [2, 2, 2]})
     ax[0].plot(t, rate, color="#2b6cb0")
@@ -99,7 +99,7 @@ def _timeline(run_dir: Path, samples: list[dict]) -> str | None:
     from matplotlib.patches import Patch
     cmap = plt.get_cmap("tab20")
     used = sorted({a for row in act for a in row})
-    ax[2].legend(handles=[Patch(color=cmap(a / 19), label=ACTS[a] if a < len(ACTS) else "?") for a in used],
+    ax[2].legend(handles=[Patch(color=cmap(a / 19), label=acts[a]) for a in used],
                  fontsize=7, ncol=min(6, len(used)), loc="upper center", bbox_to_anchor=(0.5, -0.35),
                  frameon=False)
     t0 = out.get("t0_ns")

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from harness.builds import native
-from harness.stand import backends
+from harness.builds import backends
 
 KINDS = ("openssl", "wolfssl", "mbedtls", "gnutls")
 
@@ -65,7 +65,7 @@ def add(name: str, prefix: str, kind: str = "openssl") -> str:
 def _load_error(ext: str) -> str | None:
     """The loader's own words when the adapter cannot be loaded (in a child
     process: the controller never loads a TLS library); None when it loads."""
-    r = subprocess.run([sys.executable, "-c", f"from harness import native; native.load({ext!r})"],
+    r = subprocess.run([sys.executable, "-c", f"from harness.builds import native; native.load({ext!r})"],
                        capture_output=True, text=True, cwd=str(native.ROOT), timeout=60)
     if r.returncode == 0:
         return None

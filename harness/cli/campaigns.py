@@ -23,7 +23,7 @@ def cmd_campaign(ns, argv) -> int:
 def _plan(ns) -> int:
     from harness.analysis import results
     from harness.control import campaign
-    from harness.stand import backends
+    from harness.builds import backends
     if ns.emit == "github-matrix":
         print(json.dumps(campaign.github_matrix(ns.shards)))
         return 0

@@ -37,7 +37,7 @@ def cmd_scenarios(ns, argv) -> int:
 
 
 def cmd_libs(ns, argv) -> int:
-    from harness.stand import backends
+    from harness.builds import backends
     if ns.action == "add":
         from harness.builds import userlibs
         if not (ns.name and ns.prefix):

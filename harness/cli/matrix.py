@@ -143,7 +143,7 @@ def cmd_compare(ns, argv) -> int:
     from harness.control import compare
     from harness.analysis import results
     from harness.spec import scenario
-    from harness.stand import backends
+    from harness.builds import backends
     try:
         if ns.resume:
             d = Path(ns.resume)

@@ -156,7 +156,7 @@ def checked_config(ns):
 
 
 def _lib_error(lib: str) -> str | None:
-    from harness.stand import backends
+    from harness.builds import backends
     built = backends.availability()
     if lib not in built:
         return f"unknown --lib {lib!r} (known: {', '.join(sorted(built))})"

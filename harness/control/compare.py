@@ -61,7 +61,7 @@ def cell_config(cell: Cell, duration: float | None, out_dir: Path, quiet: bool =
         args += ["--mitigate", ",".join(mits)]
     if duration:
         args += ["--duration", str(duration)]
-    from harness.stand import backends
+    from harness.builds import backends
     caps = backends.info(cell.lib).get("caps") or {}
     tls12 = caps.get("tls13") is False and str(sc.params.get("tls", "1.3")) in ("1.3", "13")
     if tls12:                                # this build has no TLS 1.3: compare at 1.2, labelled

@@ -17,7 +17,7 @@ from pathlib import Path
 from harness.builds import native
 from harness.analysis import results
 from harness.spec import certs
-from harness.stand import backends
+from harness.builds import backends
 from harness.control.children import Children, start_loadgens
 from harness.spec.params import c_fields, defaults
 

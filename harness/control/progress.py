@@ -5,8 +5,38 @@ from __future__ import annotations
 import sys
 import time
 
-ABBREV = {"starting": "S", "idle": ".", "accept": "a", "handshake": "H", "read": "r",
-          "write": "w", "lock_wait": "L", "close": "c", "fault": "F", "exited": "x", "attach": "A", "random": "R"}
+from harness import segments
+
+# the letters people know from the progress line; an activity added in C
+# later gets a letter of its own name (abbreviations())
+PREFERRED = {"starting": "S", "idle": ".", "accept": "a", "handshake": "H", "read": "r",
+             "write": "w", "lock_wait": "L", "close": "c", "fault": "F", "exited": "x",
+             "attach": "A", "random": "R"}
+_abbrev: dict[str, str] | None = None
+
+
+def abbreviations() -> dict[str, str]:
+    """One distinct character per activity of the core extension: the
+    preferred letter, else the first letter of its name not yet taken
+    (lower case, then upper case), else its number."""
+    global _abbrev
+    if _abbrev is None:
+        names = segments.activities()
+        out = {n: PREFERRED[n] for n in names if n in PREFERRED}
+        for i, n in enumerate(names):
+            if n in out:
+                continue
+            taken = set(out.values()) | {"X", "?"}
+            free = [c for c in [*n.lower(), *n.upper()] if c.isalpha() and c not in taken]
+            out[n] = free[0] if free else str(i % 10)
+        _abbrev = out
+    return _abbrev
+
+
+def __getattr__(name: str):
+    if name == "ABBREV":
+        return abbreviations()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class Progress:
@@ -30,7 +60,8 @@ class Progress:
         if self.last_print:
             self.rate = (ans - self.last_answered) / (now - self.last_print)
         self.last_answered, self.last_print = ans, now
-        acts = "".join(ABBREV.get(w["activity"], "?") if w["state"] == "alive" else "X"
+        abbrev = abbreviations()
+        acts = "".join(abbrev.get(w["activity"], "?") if w["state"] == "alive" else "X"
                        for w in s["slots"][1:])
         line = (f"[{elapsed:5.1f}/{duration:.0f}s] {self.rate:9,.0f} replies/s  "
                 f"total {ans:,}  bad {s['lg']['bad']}  workers [{acts}]")

@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from harness.analysis import results
-from harness.stand import backends
+from harness.builds import backends
 from harness.verdicts import FAILURES, V
 
 

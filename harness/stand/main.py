@@ -40,13 +40,13 @@ def main(argv=None) -> int:
     from harness.spec.config import raise_fd_limit
     raise_fd_limit()                        # the listener holds every connection
 
-    from harness.stand import backends
+    from harness.builds import backends
     be = backends.get(cfg["lib"])
     ffi, lib = be.ffi, be.lib
     if lib.tlsh_set_pdeathsig(signal.SIGKILL, controller) != 0:
         os._exit(70)                        # the controller is already gone
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    st = _status(ffi, lib, status_fd, cfg["workers"] + 1)
+    st, _mapping = _status(ffi, lib, status_fd, cfg["workers"] + 1)   # the mapping lives as long as main
     try:
         arena = _arena(cfg, be, st)
         _check_mitigations(cfg, be)
@@ -78,12 +78,13 @@ def main(argv=None) -> int:
         new = be.ctx_new(cfg["cert"], cfg["key"], cfg["tls"], cfg.get("ciphers", ""),
                          cfg.get("tickets", True))
         lib.tlsh_stand_swap_ctx(stand, new, ffi.addressof(lib, "tlsh_lib_ctx_free"))
-    return supervise(ffi, lib, st, stand, children, reload if cfg.get("reload_ms") else None,
+    return supervise(be, st, stand, children, reload if cfg.get("reload_ms") else None,
                      cfg.get("reload_ms", 0) / 1000)
 
 
 def _status(ffi, lib, fd: int, nslots: int):
-    """The status segment the controller reads (its memfd), headed and marked."""
+    """The status segment the controller reads (its memfd), headed and marked;
+    returns (pointer, mapping): the caller keeps the mapping alive."""
     mm = mmap.mmap(fd, int(lib.tlsh_status_bytes(nslots)))
     st = ffi.cast("struct tlsh_status *", ffi.from_buffer(mm))
     st.version = lib.TLSH_STATUS_VERSION
@@ -91,7 +92,7 @@ def _status(ffi, lib, fd: int, nslots: int):
     st.stand_pid = os.getpid()
     st.magic2 = lib.TLSH_STATUS_MAGIC
     st.magic = lib.TLSH_STATUS_MAGIC
-    return st
+    return st, mm
 
 
 def _preloaded(symbol: str):
@@ -102,7 +103,7 @@ def _preloaded(symbol: str):
 def _arena(cfg, be, st):
     """The arena the library allocates from (shared), the preloaded allocator's
     (interpose), or none (private)."""
-    from harness.stand import backends
+    from harness.builds import backends
     ffi, lib = be.ffi, be.lib
     if cfg["memory"] == "interpose":       # the LD_PRELOAD allocator's arena (created at exec)
         import ctypes
@@ -145,7 +146,7 @@ def _check_mitigations(cfg, be) -> None:
 def _contexts(cfg, be, st) -> list:
     """Library init and the server contexts, as the mitigations ask; then the
     parent's own use of the library (--parent-use)."""
-    from harness.stand import backends
+    from harness.builds import backends
     ffi, lib = be.ffi, be.lib
     mitig = cfg.get("mitigations", [])
     ver = be.version().encode()[:95]
@@ -158,10 +159,10 @@ def _contexts(cfg, be, st) -> list:
         be.check_tls(cfg["tls"])
         arr = ffi.new("void *[]", nctx)
         err = ffi.new("char[256]")
-        if not lib.tlsh_prefork_thread_init(lib.TLSH_INIT_NO_ATEXIT if no_atexit else 0,
+        if lib.tlsh_prefork_thread_init(lib.TLSH_INIT_NO_ATEXIT if no_atexit else 0,
                                             cfg["cert"].encode(), cfg["key"].encode(), cfg["tls"],
                                             cfg.get("ciphers", "").encode(),
-                                            int(cfg.get("tickets", True)), nctx, arr, err, 256):
+                                            int(cfg.get("tickets", True)), nctx, arr, err, 256) != 0:
             raise backends.BackendError(f"{be.name}: " + ffi.string(err).decode(errors="replace"))
         ctxs = [arr[i] for i in range(nctx)]
     else:
@@ -212,10 +213,11 @@ def _new_stand(cfg, ffi, lib, st, arena):
     return stand
 
 
-def supervise(ffi, lib, st, stand, children: dict, reload=None, reload_s: float = 0) -> int:
+def supervise(be, st, stand, children: dict, reload=None, reload_s: float = 0) -> int:
     """Reap children (recording how each died) and publish arena statistics.
     SIGUSR1: shut the workers down gracefully (SIGTERM; they leave through
     exit()), still recording how each ends.  reload: called every reload_s."""
+    lib = be.lib
     stopping, shutdown = [], []
     signal.signal(signal.SIGTERM, lambda *_: stopping.append(1))
     signal.signal(signal.SIGUSR1, lambda *_: shutdown.append(1))
@@ -225,8 +227,8 @@ def supervise(ffi, lib, st, stand, children: dict, reload=None, reload_s: float 
     while alive and not stopping:
         _reap(lib, st, alive, children)
         lib.tlsh_stand_publish_arena(stand)
-        st.rand_calls = lib.tlsh_lib_rand_calls()
-        st.rand_reentries = lib.tlsh_lib_rand_reentries()
+        st.rand_calls = be.rand_calls()
+        st.rand_reentries = be.rand_reentries()
         if shutdown and shutdown[0] == 1:
             shutdown[0] = 2
             next_reload = None

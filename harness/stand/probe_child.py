@@ -53,7 +53,7 @@ def elf_tls_bytes(path: str) -> int | None:
 
 def main(argv=None) -> int:
     name, cert, key, portfile = (sys.argv[1:] if argv is None else argv)[:4]
-    from harness.stand import backends
+    from harness.builds import backends
     out = {"lib": name}
     c0 = counts()
     be = backends.get(name)
@@ -63,7 +63,7 @@ def main(argv=None) -> int:
         out["alloc_hook_accepted"] = be.hook(arena)
     except backends.Unsupported:
         out["alloc_hook_accepted"] = None
-    out["lock_hook"] = {1: "hook", 2: "wrapped", -1: None}.get(lib.tlsh_lib_set_lock_counting(1))
+    out["lock_hook"] = be.set_lock_counting(True)     # "hook", "wrapped" or None
     c1 = counts()
     be.init()
     c2 = counts()
@@ -86,7 +86,7 @@ def main(argv=None) -> int:
     os.replace(portfile + ".tmp", portfile)          # the caller starts the client now
     s0 = ffi.new("struct tlsh_arena_stats *")
     lib.tlsh_arena_get_stats(arena, s0)
-    k0, l0 = counts(), lib.tlsh_lib_lock_calls()
+    k0, l0 = counts(), be.lock_calls()
     err = ffi.new("char[200]")
     n = lib.tlsh_probe_serve(be.ops(), ctx, lfd.fileno(), 5, 10000, err, 200)
     s1 = ffi.new("struct tlsh_arena_stats *")
@@ -94,7 +94,7 @@ def main(argv=None) -> int:
     out["handshakes"] = n
     out["handshake_error"] = ffi.string(err).decode(errors="replace")
     out["arena_allocs_during_handshakes"] = s1.n_alloc - s0.n_alloc
-    out["lock_calls_during_handshakes"] = lib.tlsh_lib_lock_calls() - l0
+    out["lock_calls_during_handshakes"] = be.lock_calls() - l0
     out["during_handshakes"] = delta(k0, counts())
     out["preload"] = bool(c0)
     print(json.dumps(out))

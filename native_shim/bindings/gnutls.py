@@ -1,6 +1,3 @@
 """GnuTLS adapter."""
 SOURCES = ["tls_gnutls.c"]
-INCLUDES = ""
-TYPES = ""
-FUNCTIONS = ""
-CUSTOMIZATIONS = ""
+HEADERS = []     # the contract: tls.py

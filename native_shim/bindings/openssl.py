@@ -1,6 +1,3 @@
 """OpenSSL adapter (libssl/libcrypto 1.1.1 or 3.x, or a compatible fork)."""
 SOURCES = ["tls_openssl.c", "openssl_server.c"]
-INCLUDES = ""
-TYPES = ""
-FUNCTIONS = ""
-CUSTOMIZATIONS = ""
+HEADERS = []     # the contract: tls.py

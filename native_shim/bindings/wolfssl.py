@@ -1,6 +1,3 @@
 """wolfSSL adapter."""
 SOURCES = ["tls_wolfssl.c"]
-INCLUDES = ""
-TYPES = ""
-FUNCTIONS = ""
-CUSTOMIZATIONS = ""
+HEADERS = []     # the contract: tls.py

@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* cffi:begin */
 #define TLSH_ARENA_ALIGN 16
 #define TLSH_ARENA_MAX_PROCS 256   /* per-process statistics slots */
 #define TLSH_ARENA_MAX_EVENTS 64   /* evidence ring */
@@ -76,6 +77,7 @@ void tlsh_arena_get_stats(const tlsh_arena *a, struct tlsh_arena_stats *out);
 int tlsh_arena_get_procs(const tlsh_arena *a, struct tlsh_arena_proc *out, int max);
 /* Copies up to `max` most recent events, oldest first; returns the count. */
 int tlsh_arena_get_events(const tlsh_arena *a, struct tlsh_arena_event *out, int max);
+/* cffi:end */
 
 /* The arena installed as the process-wide target of the TLS library hooks. */
 extern tlsh_arena *tlsh_hook_arena;

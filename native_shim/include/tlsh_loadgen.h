@@ -5,6 +5,7 @@
 #define TLSH_LOADGEN_H
 #include "tlsh_status.h"
 
+/* cffi:begin */
 struct tlsh_lg_config {
     char host[64];          /* always a loopback address */
     int port;
@@ -28,5 +29,6 @@ struct tlsh_lg_config {
  * with c->error set when it could not start at all. */
 int tlsh_loadgen_run(const struct tlsh_lg_config *cfg, struct tlsh_lg_counters *c,
                      volatile int *stop);
+/* cffi:end */
 
 #endif

@@ -9,9 +9,16 @@
 #include <pthread.h>
 #include <stdint.h>
 
+/* cffi:begin */
 enum tlsh_lock_flavor { TLSH_LOCK_SPIN = 0, TLSH_LOCK_FUTEX = 1, TLSH_LOCK_ROBUST = 2 };
 
 #define TLSH_SPIN_LOOPS 1024
+
+/* Lock ids as published in a status slot (lock_waiting, lock_held): a
+ * connection's lock has its connection number, the others these. */
+#define TLSH_LOCK_ID_GLOBAL 1000000   /* lock ids >= this are global locks */
+#define TLSH_LOCK_ID_RAND 1000001     /* the server's lock around the RAND method */
+#define TLSH_LOCK_ID_CTX 1000002      /* the lock around the current SSL_CTX (reload) */
 
 typedef struct tlsh_lock {
     volatile int32_t word;        /* spin: 0 free, 1 taken */
@@ -31,5 +38,6 @@ int tlsh_lock_try(tlsh_lock *l);                        /* 0 taken, EBUSY */
 void tlsh_lock_release(tlsh_lock *l);
 void tlsh_lock_destroy(tlsh_lock *l);
 const char *tlsh_lock_flavor_name(int flavor);
+/* cffi:end */
 
 #endif

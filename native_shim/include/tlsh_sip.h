@@ -4,6 +4,7 @@
 #define TLSH_SIP_H
 #include <stddef.h>
 
+/* cffi:begin */
 #define TLSH_SIP_MAX_MSG 16384
 
 /* Find one complete message at the start of buf.
@@ -26,5 +27,6 @@ int tlsh_sip_parse_reply(const char *msg, size_t len, int *status,
 
 /* Write an OPTIONS request for (conn, seq) into out; returns its length. */
 int tlsh_sip_request(char *out, size_t cap, unsigned conn, unsigned long seq);
+/* cffi:end */
 
 #endif

@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include "tlsh_arena.h"
 
+/* cffi:begin */
 #define TLSH_STATUS_MAGIC 0x54534c4853544154ULL  /* header */
 #define TLSH_SLOT_MAGIC   0x534c4f54534c4f54ULL  /* each slot, head and tail */
 #define TLSH_STATUS_VERSION 1
@@ -15,20 +16,26 @@
 
 enum tlsh_role { TLSH_ROLE_NONE = 0, TLSH_ROLE_WORKER = 1, TLSH_ROLE_LISTENER = 2 };
 
-enum tlsh_activity {
-    TLSH_ACT_STARTING = 0,
-    TLSH_ACT_IDLE = 1,        /* waiting for work (epoll / dispatch channel) */
-    TLSH_ACT_ACCEPT = 2,      /* listener: accepting / dispatching */
-    TLSH_ACT_HANDSHAKE = 3,
-    TLSH_ACT_READ = 4,
-    TLSH_ACT_WRITE = 5,
-    TLSH_ACT_LOCK_WAIT = 6,   /* waiting for the lock in lock_waiting */
-    TLSH_ACT_CLOSE = 7,       /* shutdown / free of a session */
-    TLSH_ACT_FAULT = 8,       /* inside an injected fault */
-    TLSH_ACT_EXITED = 9,
-    TLSH_ACT_ATTACH = 10,     /* attaching this process's fd to the session (SSL_set_fd) */
-    TLSH_ACT_RANDOM = 11,     /* drawing random bytes from the library (--check-random) */
-};
+/* The activities, numbered in this order (the slot's `activity` field).
+ * This list is their only definition: the enum below and the names that
+ * Python reads through tlsh_activity_name() both come from it.  Append
+ * only: the numbers are what the status segment holds. */
+#define TLSH_ACTIVITIES(X) \
+    X(STARTING, "starting") \
+    X(IDLE, "idle")             /* waiting for work (epoll / dispatch channel) */ \
+    X(ACCEPT, "accept")         /* listener: accepting / dispatching */ \
+    X(HANDSHAKE, "handshake") \
+    X(READ, "read") \
+    X(WRITE, "write") \
+    X(LOCK_WAIT, "lock_wait")   /* waiting for the lock in lock_waiting */ \
+    X(CLOSE, "close")           /* shutdown / free of a session */ \
+    X(FAULT, "fault")           /* inside an injected fault */ \
+    X(EXITED, "exited") \
+    X(ATTACH, "attach")         /* attaching this process's fd to the session (SSL_set_fd) */ \
+    X(RANDOM, "random")         /* drawing random bytes from the library (--check-random) */
+
+#define TLSH_ACT_ENUM(id, name) TLSH_ACT_##id,
+enum tlsh_activity { TLSH_ACTIVITIES(TLSH_ACT_ENUM) };
 
 enum tlsh_slot_state { TLSH_SLOT_UNUSED = 0, TLSH_SLOT_ALIVE = 1, TLSH_SLOT_DEAD = 2 };
 
@@ -132,6 +139,25 @@ static inline int tlsh_lat_bucket(uint64_t us)
     int sub = (int)((us >> (msb - 3)) & 7);
     int b = 8 + (msb - 3) * 8 + sub;
     return b < TLSH_LAT_BUCKETS ? b : TLSH_LAT_BUCKETS - 1;
+}
+
+/* Activity names by number ("lock_wait"), NULL out of range. */
+int tlsh_activity_count(void);
+const char *tlsh_activity_name(int act);
+/* cffi:end */
+
+/* ---- process side (status.c): listener, workers, and adapters that
+ * publish what they wait for ---------------------------------------- */
+
+/* This process's status slot (NULL outside listener and workers). */
+extern struct tlsh_slot *tlsh_self_slot;
+/* Claim slot `slot` for this process (after fork) and make it tlsh_self_slot. */
+void tlsh_slot_init(struct tlsh_status *s, int slot, int role);
+
+static inline void tlsh_set_activity(struct tlsh_slot *s, int act, int64_t now)
+{
+    s->activity = act;
+    s->activity_since_ns = now;
 }
 
 #endif

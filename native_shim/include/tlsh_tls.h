@@ -5,6 +5,7 @@
 #define TLSH_TLS_H
 #include <stddef.h>
 
+/* cffi:begin */
 enum tlsh_io {
     TLSH_IO_OK = 0,
     TLSH_IO_WANT_READ = -1,
@@ -29,5 +30,6 @@ struct tlsh_tls_ops {
     /* n random bytes from the library's generator (its DRBG); 0 ok, -1 error */
     int (*random)(void *ctx, unsigned char *buf, int n);
 };
+/* cffi:end */
 
 #endif

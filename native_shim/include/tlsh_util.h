@@ -4,6 +4,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* cffi:begin */
 int64_t tlsh_now_ns(void);                    /* CLOCK_MONOTONIC, ns */
 void *tlsh_shared_map(size_t size);           /* MAP_SHARED|MAP_ANONYMOUS, NULL on error */
 int tlsh_shared_unmap(void *p, size_t size);
@@ -11,4 +12,5 @@ int tlsh_shared_unmap(void *p, size_t size);
  * race where the parent died before the call).  Returns 0, or -1 when the
  * parent is already gone. */
 int tlsh_set_pdeathsig(int sig, int expected_ppid);
+/* cffi:end */
 #endif

@@ -2,7 +2,7 @@
  * First backtrace() (in-process, exported symbols), then eu-stack on itself
  * (all threads, better symbols) under a short timeout. */
 #define _GNU_SOURCE
-#include "tlsh_stand.h"
+#include "stand_internal.h"
 #include <execinfo.h>
 #include <fcntl.h>
 #include <signal.h>

@@ -2,7 +2,8 @@
  * sockets of idle connections and dispatches them to workers over
  * SCM_RIGHTS.  It never touches a TLS session. */
 #define _GNU_SOURCE
-#include "tlsh_stand.h"
+#include "stand_internal.h"
+#include "chan.h"
 #include "tlsh_util.h"
 #include <errno.h>
 #include <netinet/in.h>

@@ -8,9 +8,9 @@
  *     non-recursive (OpenSIPS #1953) or re-entrant per process (the fix). */
 #define _GNU_SOURCE
 #define OPENSSL_SUPPRESS_DEPRECATED    /* the servers use RAND_set_rand_method: so do we */
-#include "tlsh_lib.h"
+#include "openssl_server.h"
 #include "tlsh_lock.h"
-#include "tlsh_stand.h"
+#include "tlsh_status.h"
 #include "tlsh_util.h"
 #include <pthread.h>
 #include <stdatomic.h>
@@ -24,7 +24,7 @@
 #include <openssl/rand.h>
 #include <openssl/x509.h>
 
-int tlsh_lib_parent_use(void)
+int tlsh_ossl_parent_use(void)
 {
     /* random bytes and a digest, as any client library does */
     unsigned char b[32], md[EVP_MAX_MD_SIZE];
@@ -48,9 +48,9 @@ int tlsh_lib_parent_use(void)
 
 static void stop_thread_state(void) { OPENSSL_thread_stop(); }
 
-int tlsh_lib_atfork_stop(void)
+int tlsh_ossl_atfork_stop(void)
 {
-    return pthread_atfork(stop_thread_state, NULL, NULL) == 0 ? 1 : 0;
+    return pthread_atfork(stop_thread_state, NULL, NULL) == 0 ? 0 : -1;
 }
 
 /* ---- RAND method under the server's lock ------------------------------ */
@@ -116,17 +116,17 @@ static RAND_METHOD WRAPPED = { w_seed, w_bytes, w_cleanup, w_add, w_pseudo, w_st
 
 /* mode 1: non-recursive lock (OpenSIPS #1953); 2: re-entrant per process
  * (locked RAND method).  The lock lives in memory shared by the workers. */
-int tlsh_lib_rand_wrap(int mode)
+int tlsh_ossl_rand_wrap(int mode)
 {
-    if (mode != 1 && mode != 2) return 0;
+    if (mode != 1 && mode != 2) return -1;
     RL = tlsh_shared_map(sizeof(*RL));
-    if (!RL) return 0;
-    if (tlsh_lock_init(&RL->lock, TLSH_LOCK_SPIN, TLSH_LOCK_ID_RAND) != 0) return 0;
+    if (!RL) return -1;
+    if (tlsh_lock_init(&RL->lock, TLSH_LOCK_SPIN, TLSH_LOCK_ID_RAND) != 0) return -1;
     RL->reentrant = mode == 2;
     inner = RAND_OpenSSL();      /* what OpenSIPS wraps: the library's default method */
-    if (!inner || !inner->bytes) return 0;
-    return RAND_set_rand_method(&WRAPPED) == 1 ? 1 : 0;
+    if (!inner || !inner->bytes) return -1;
+    return RAND_set_rand_method(&WRAPPED) == 1 ? 0 : -1;
 }
 
-unsigned long tlsh_lib_rand_reentries(void) { return RL ? (unsigned long)RL->reentries : 0; }
-unsigned long tlsh_lib_rand_calls(void) { return RL ? (unsigned long)RL->calls : 0; }
+unsigned long tlsh_ossl_rand_reentries(void) { return RL ? (unsigned long)RL->reentries : 0; }
+unsigned long tlsh_ossl_rand_calls(void) { return RL ? (unsigned long)RL->calls : 0; }

@@ -19,7 +19,7 @@ struct prefork_job {
 static void *prefork_main(void *p)
 {
     struct prefork_job *j = p;
-    if (tlsh_lib_init(j->flags) != 1) {
+    if (tlsh_lib_init(j->flags) != 0) {
         snprintf(j->err, j->errlen, "library initialisation failed");
         return NULL;
     }
@@ -40,8 +40,8 @@ int tlsh_prefork_thread_init(int init_flags, const char *cert, const char *key, 
     err[0] = 0;
     if (pthread_create(&t, NULL, prefork_main, &j) != 0) {
         snprintf(err, errlen, "pthread_create failed");
-        return 0;
+        return -1;
     }
     pthread_join(t, NULL);     /* the thread's thread-local state ends with it */
-    return j.ok;
+    return j.ok ? 0 : -1;
 }

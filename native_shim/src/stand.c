@@ -1,7 +1,9 @@
 /* Stand set-up: connection table, listening socket, dispatch channels,
- * process spawning, and the supervisor's publication of arena statistics. */
+ * process spawning (each child then runs listener.c's or worker.c's loop),
+ * and the supervisor's publication of arena statistics. */
 #define _GNU_SOURCE
-#include "tlsh_stand.h"
+#include "stand_internal.h"
+#include "chan.h"
 #include "tlsh_util.h"
 #include <arpa/inet.h>
 #include <errno.h>
@@ -13,24 +15,6 @@
 #include <sys/socket.h>
 #include <sys/prctl.h>
 #include <unistd.h>
-
-struct tlsh_slot *tlsh_self_slot;
-
-void tlsh_slot_init(struct tlsh_status *s, int slot, int role)
-{
-    struct tlsh_slot *w = &s->slots[slot];
-    tlsh_self_slot = w;
-    memset(w, 0, sizeof(*w));
-    w->magic = TLSH_SLOT_MAGIC;
-    w->magic2 = TLSH_SLOT_MAGIC;
-    w->pid = getpid();
-    w->role = role;
-    w->state = TLSH_SLOT_ALIVE;
-    w->lock_waiting = -1;
-    w->lock_held = -1;
-    w->conn = -1;
-    tlsh_set_activity(w, TLSH_ACT_STARTING, tlsh_now_ns());
-}
 
 struct tlsh_stand *tlsh_stand_new(const struct tlsh_stand_cfg *cfg, struct tlsh_status *status,
                                   tlsh_arena *arena, char *err, size_t errlen)
@@ -86,13 +70,10 @@ struct tlsh_stand *tlsh_stand_new(const struct tlsh_stand_cfg *cfg, struct tlsh_
     tlsh_crash_prepare();
     for (int s = 1; s <= cfg->nworkers; s++) {
         int sv[2];
-        if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) {
+        if (tlsh_chan_pair(sv) != 0) {
             snprintf(err, errlen, "socketpair: %s", strerror(errno));
             return NULL;
         }
-        int buf = 1 << 20;
-        setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &buf, sizeof(buf));
-        setsockopt(sv[1], SOL_SOCKET, SO_SNDBUF, &buf, sizeof(buf));
         st->chan_l[s] = sv[0];
         st->chan_w[s] = sv[1];
     }
@@ -176,45 +157,4 @@ void tlsh_stand_publish_arena(struct tlsh_stand *st)
     struct tlsh_status *s = st->status;
     tlsh_arena_get_stats(st->arena, &s->arena);
     s->n_arena_events = tlsh_arena_get_events(st->arena, s->arena_events, TLSH_ARENA_MAX_EVENTS);
-}
-
-int tlsh_send_msg(int chan, const struct tlsh_msg *m, int fd)
-{
-    struct iovec iov = { (void *)m, sizeof(*m) };
-    union { char buf[CMSG_SPACE(sizeof(int))]; struct cmsghdr align; } u;
-    struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
-    if (fd >= 0) {
-        memset(&u, 0, sizeof(u));
-        mh.msg_control = u.buf;
-        mh.msg_controllen = sizeof(u.buf);
-        struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
-        c->cmsg_level = SOL_SOCKET;
-        c->cmsg_type = SCM_RIGHTS;
-        c->cmsg_len = CMSG_LEN(sizeof(int));
-        memcpy(CMSG_DATA(c), &fd, sizeof(int));
-    }
-    for (;;) {
-        ssize_t n = sendmsg(chan, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
-        if (n == (ssize_t)sizeof(*m)) return 0;
-        if (n < 0 && errno == EINTR) continue;
-        return -1;
-    }
-}
-
-int tlsh_recv_msg(int chan, struct tlsh_msg *m, int *fd)
-{
-    struct iovec iov = { m, sizeof(*m) };
-    union { char buf[CMSG_SPACE(sizeof(int))]; struct cmsghdr align; } u;
-    struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf,
-                         .msg_controllen = sizeof(u.buf) };
-    *fd = -1;
-    ssize_t n;
-    do n = recvmsg(chan, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
-    while (n < 0 && errno == EINTR);
-    if (n < 0) return (errno == EAGAIN || errno == EWOULDBLOCK) ? 0 : -1;
-    if (n == 0) return -1;
-    for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c))
-        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS)
-            memcpy(fd, CMSG_DATA(c), sizeof(int));
-    return n == (ssize_t)sizeof(*m) ? 1 : -1;
 }

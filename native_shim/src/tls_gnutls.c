@@ -21,16 +21,16 @@ static int g_is_secure(const void *p) { (void)p; return 0; }
 
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wdeprecated-declarations"
-int tlsh_lib_hook(tlsh_arena *a)
+static int g_hook(tlsh_arena *a)
 {
     tlsh_hook_arena = a;
     gnutls_global_set_mem_functions(g_malloc, g_malloc, g_is_secure, g_realloc, g_free);
     (void)g_calloc;
-    return 1;       /* accepted; whether it is ever called is for the probe to measure */
+    return 0;       /* accepted; whether it is ever called is for the probe to measure */
 }
 #pragma GCC diagnostic pop
 
-int tlsh_lib_init(int flags) { (void)flags; return gnutls_global_init() == 0 ? 1 : 0; }
+int tlsh_lib_init(int flags) { (void)flags; return gnutls_global_init() == 0 ? 0 : -1; }
 
 const char *tlsh_lib_version(void)
 {
@@ -152,14 +152,14 @@ static int c_lock(void **m)
 }
 static int c_unlock(void **m) { return pthread_mutex_unlock(*m) ? GNUTLS_E_LOCKING_ERROR : 0; }
 
-int tlsh_lib_set_lock_counting(int on)
+static int g_set_lock_counting(int on)
 {
     /* must precede gnutls_global_init to affect the library's own mutexes */
     if (on) gnutls_global_set_mutex(c_init, c_deinit, c_lock, c_unlock);
-    return 1;
+    return 0;
 }
 
-unsigned long tlsh_lib_lock_calls(void) { return lock_calls; }
+static unsigned long g_lock_calls(void) { return lock_calls; }
 
 void tlsh_lib_ctx_free(void *ctx)
 {
@@ -169,14 +169,19 @@ void tlsh_lib_ctx_free(void *ctx)
     free(g);
 }
 
-int tlsh_lib_parent_use(void)
+static int g_parent_use(void)
 {
     unsigned char b[32];
     return gnutls_rnd(GNUTLS_RND_NONCE, b, sizeof b) == 0 ? 0 : -1;
 }
 
 /* No per-thread state to stop, no replaceable RAND method (OpenSSL only). */
-int tlsh_lib_atfork_stop(void) { return -1; }
-int tlsh_lib_rand_wrap(int mode) { (void)mode; return -1; }
-unsigned long tlsh_lib_rand_reentries(void) { return 0; }
-unsigned long tlsh_lib_rand_calls(void) { return 0; }
+static const struct tlsh_lib_optional OPTIONAL = {
+    .hook = g_hook,
+    .parent_use = g_parent_use,
+    .set_lock_counting = g_set_lock_counting,
+    .lock_calls = g_lock_calls,
+    .lock_counting_by = TLSH_LOCKS_BY_HOOK,
+};
+
+const struct tlsh_lib_optional *tlsh_lib_optional(void) { return &OPTIONAL; }

@@ -1,6 +1,7 @@
 /* mbed TLS 2.x adapter.  Debian's build has no allocator hook
- * (MBEDTLS_PLATFORM_MEMORY off) and no THREADING_ALT: tlsh_lib_hook says so,
- * and the stand refuses shared memory for it unless interposed. */
+ * (MBEDTLS_PLATFORM_MEMORY off) and no THREADING_ALT: its optional table
+ * has no hook, and the stand refuses shared memory for it unless
+ * interposed. */
 #define _GNU_SOURCE
 #include "tlsh_lib.h"
 #include <stdio.h>
@@ -32,23 +33,21 @@ struct msess {
     mbedtls_net_context net;
 };
 
+/* A settable allocator only with PLATFORM_MEMORY and without compile-time
+ * calloc/free macros. */
 #if defined(MBEDTLS_PLATFORM_MEMORY) && !defined(MBEDTLS_PLATFORM_CALLOC_MACRO)
+#define M_HOOK 1
 static void *m_calloc(size_t n, size_t size) { return tlsh_arena_calloc(tlsh_hook_arena, n, size); }
 static void m_freefn(void *p) { tlsh_hook_free(p, NULL, 0); }
-#endif
 
-int tlsh_lib_hook(tlsh_arena *a)
+static int m_hook(tlsh_arena *a)
 {
-#if defined(MBEDTLS_PLATFORM_MEMORY) && !defined(MBEDTLS_PLATFORM_CALLOC_MACRO)
     tlsh_hook_arena = a;
-    return mbedtls_platform_set_calloc_free(m_calloc, m_freefn) == 0 ? 1 : 0;
-#else
-    (void)a;
-    return -1;
-#endif
+    return mbedtls_platform_set_calloc_free(m_calloc, m_freefn) == 0 ? 0 : -1;
 }
+#endif
 
-int tlsh_lib_init(int flags) { (void)flags; return 1; }
+int tlsh_lib_init(int flags) { (void)flags; return 0; }
 
 const char *tlsh_lib_version(void)
 {
@@ -204,6 +203,8 @@ void tlsh_lib_caps(struct tlsh_lib_caps *c)
     int pm = 0, ta = 0, tc = 0;
 #if defined(MBEDTLS_PLATFORM_MEMORY)
     pm = 1;
+#endif
+#if defined(M_HOOK)
     c->alloc_hook = 1;
 #endif
 #if defined(MBEDTLS_THREADING_ALT)
@@ -230,11 +231,9 @@ static int counting_lock(mbedtls_threading_mutex_t *m)
     __atomic_add_fetch(&lock_calls, 1, __ATOMIC_RELAXED);
     return orig_lock(m);
 }
-#endif
 
-int tlsh_lib_set_lock_counting(int on)
+static int m_set_lock_counting(int on)
 {
-#if defined(MBEDTLS_THREADING_C)
     if (on && !orig_lock) {
         orig_lock = mbedtls_mutex_lock;
         mbedtls_mutex_lock = counting_lock;
@@ -242,21 +241,11 @@ int tlsh_lib_set_lock_counting(int on)
         mbedtls_mutex_lock = orig_lock;
         orig_lock = NULL;
     }
-    return 2;       /* not a hook: the exported function pointers, wrapped */
-#else
-    (void)on;
-    return -1;
-#endif
+    return 0;
 }
 
-unsigned long tlsh_lib_lock_calls(void)
-{
-#if defined(MBEDTLS_THREADING_C)
-    return lock_calls;
-#else
-    return 0;
+static unsigned long m_lock_calls(void) { return lock_calls; }
 #endif
-}
 
 void tlsh_lib_ctx_free(void *ctx)
 {
@@ -269,7 +258,7 @@ void tlsh_lib_ctx_free(void *ctx)
     free(m);
 }
 
-int tlsh_lib_parent_use(void)
+static int m_parent_use(void)
 {
     /* a generator of the main process's own, as a client module would have */
     mbedtls_entropy_context e;
@@ -285,7 +274,16 @@ int tlsh_lib_parent_use(void)
 }
 
 /* No per-thread state to stop, no replaceable RAND method (OpenSSL only). */
-int tlsh_lib_atfork_stop(void) { return -1; }
-int tlsh_lib_rand_wrap(int mode) { (void)mode; return -1; }
-unsigned long tlsh_lib_rand_reentries(void) { return 0; }
-unsigned long tlsh_lib_rand_calls(void) { return 0; }
+static const struct tlsh_lib_optional OPTIONAL = {
+#if defined(M_HOOK)
+    .hook = m_hook,
+#endif
+    .parent_use = m_parent_use,
+#if defined(MBEDTLS_THREADING_C)
+    .set_lock_counting = m_set_lock_counting,
+    .lock_calls = m_lock_calls,
+    .lock_counting_by = TLSH_LOCKS_BY_WRAPPING,
+#endif
+};
+
+const struct tlsh_lib_optional *tlsh_lib_optional(void) { return &OPTIONAL; }

@@ -2,6 +2,7 @@
  * tlsh_tls_ops used by the worker loop. */
 #define _GNU_SOURCE
 #include "tlsh_lib.h"
+#include "openssl_server.h"
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
@@ -10,12 +11,12 @@
 #include <openssl/ssl.h>
 
 /* Point libcrypto's allocator at the arena.  Must be the first libcrypto
- * call of the process: returns 0 when OpenSSL has already allocated
+ * call of the process: refused (-1) when OpenSSL has already allocated
  * (Python's ssl or hashlib imported first, for instance). */
-int tlsh_lib_hook(tlsh_arena *a)
+static int o_hook(tlsh_arena *a)
 {
     tlsh_hook_arena = a;
-    return CRYPTO_set_mem_functions(tlsh_hook_malloc, tlsh_hook_realloc, tlsh_hook_free) ? 1 : 0;
+    return CRYPTO_set_mem_functions(tlsh_hook_malloc, tlsh_hook_realloc, tlsh_hook_free) ? 0 : -1;
 }
 
 int tlsh_lib_init(int flags)
@@ -27,7 +28,7 @@ int tlsh_lib_init(int flags)
     uint64_t o = OPENSSL_INIT_LOAD_SSL_STRINGS | OPENSSL_INIT_LOAD_CRYPTO_STRINGS;
     if (flags & TLSH_INIT_NO_ATEXIT)
         o |= OPENSSL_INIT_NO_ATEXIT;
-    return OPENSSL_init_ssl(o, NULL);
+    return OPENSSL_init_ssl(o, NULL) == 1 ? 0 : -1;
 }
 
 void tlsh_lib_ctx_free(void *ctx) { SSL_CTX_free((SSL_CTX *)ctx); }
@@ -165,5 +166,14 @@ void tlsh_lib_caps(struct tlsh_lib_caps *c)
     snprintf(c->flags, sizeof(c->flags), "OPENSSL_VERSION_NUMBER=0x%lx", (unsigned long)OPENSSL_VERSION_NUMBER);
 }
 
-int tlsh_lib_set_lock_counting(int on) { (void)on; return -1; }
-unsigned long tlsh_lib_lock_calls(void) { return 0; }
+/* No lock counting: OpenSSL has had no lock hook since 1.1.0. */
+static const struct tlsh_lib_optional OPTIONAL = {
+    .hook = o_hook,
+    .parent_use = tlsh_ossl_parent_use,
+    .atfork_stop = tlsh_ossl_atfork_stop,
+    .rand_wrap = tlsh_ossl_rand_wrap,
+    .rand_calls = tlsh_ossl_rand_calls,
+    .rand_reentries = tlsh_ossl_rand_reentries,
+};
+
+const struct tlsh_lib_optional *tlsh_lib_optional(void) { return &OPTIONAL; }

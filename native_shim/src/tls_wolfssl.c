@@ -14,13 +14,13 @@ static void *w_malloc(size_t n) { return tlsh_hook_malloc(n, NULL, 0); }
 static void w_free(void *p) { tlsh_hook_free(p, NULL, 0); }
 static void *w_realloc(void *p, size_t n) { return tlsh_hook_realloc(p, n, NULL, 0); }
 
-int tlsh_lib_hook(tlsh_arena *a)
+static int w_hook(tlsh_arena *a)
 {
     tlsh_hook_arena = a;
-    return wolfSSL_SetAllocators(w_malloc, w_free, w_realloc) == 0 ? 1 : 0;
+    return wolfSSL_SetAllocators(w_malloc, w_free, w_realloc) == 0 ? 0 : -1;
 }
 
-int tlsh_lib_init(int flags) { (void)flags; return wolfSSL_Init() == WOLFSSL_SUCCESS ? 1 : 0; }
+int tlsh_lib_init(int flags) { (void)flags; return wolfSSL_Init() == WOLFSSL_SUCCESS ? 0 : -1; }
 void tlsh_lib_ctx_free(void *ctx) { wolfSSL_CTX_free((WOLFSSL_CTX *)ctx); }
 
 const char *tlsh_lib_version(void)
@@ -150,17 +150,17 @@ void tlsh_lib_caps(struct tlsh_lib_caps *c)
              c->write_dup);
 }
 
-int tlsh_lib_set_lock_counting(int on) { (void)on; return -1; }
-unsigned long tlsh_lib_lock_calls(void) { return 0; }
-
-int tlsh_lib_parent_use(void)
+static int w_parent_use(void)
 {
     unsigned char b[32];
     return wolfSSL_RAND_bytes(b, sizeof b) == WOLFSSL_SUCCESS ? 0 : -1;
 }
 
-/* No per-thread state to stop, no replaceable RAND method (OpenSSL only). */
-int tlsh_lib_atfork_stop(void) { return -1; }
-int tlsh_lib_rand_wrap(int mode) { (void)mode; return -1; }
-unsigned long tlsh_lib_rand_reentries(void) { return 0; }
-unsigned long tlsh_lib_rand_calls(void) { return 0; }
+/* No per-thread state to stop, no replaceable RAND method (OpenSSL only),
+ * no lock hook to count through in this build. */
+static const struct tlsh_lib_optional OPTIONAL = {
+    .hook = w_hook,
+    .parent_use = w_parent_use,
+};
+
+const struct tlsh_lib_optional *tlsh_lib_optional(void) { return &OPTIONAL; }

@@ -2,7 +2,8 @@
  * connection lock, attaches its own fd to the TLS session, handshakes or
  * reads SIP requests, answers 200 OK, and hands the connection back. */
 #define _GNU_SOURCE
-#include "tlsh_stand.h"
+#include "stand_internal.h"
+#include "chan.h"
 #include "tlsh_sip.h"
 #include "tlsh_util.h"
 #include <errno.h>

@@ -2,7 +2,8 @@
 
 Every TLS extension (``harness._native._tlsh_<lib>``) exports the same entry
 points (native_shim/include/tlsh_lib.h), so one Backend class serves them
-all.  A backend is only ever loaded inside a stand or probe process, never
+all; what only some libraries can do is in each adapter's optional table,
+NULL where the library cannot, which the Backend turns into Unsupported.  A backend is only ever loaded inside a stand or probe process, never
 in the controller.  ``tests/test_backend_contract.py`` runs the same cases
 against every built backend.
 """
@@ -42,39 +43,84 @@ class Backend:
     def __init__(self, name: str, ffi, lib):
         self.name, self.ffi, self.lib = name, ffi, lib
 
+    # what a missing optional entry means to the user: the same words as a run
+    # that asks for it on a library without it
+    UNSUPPORTED = {
+        "hook": "this build has no allocator hook, so its objects cannot be placed in shared "
+                "memory (use --memory private)",
+        "parent_use": "--parent-use: the adapter cannot use the library as a parent module would",
+        "atfork_stop": "--mitigate atfork-stop: the library keeps no per-thread state that "
+                       "OPENSSL_thread_stop could release (OpenSSL only)",
+        "rand_wrap": "no replaceable RAND method (OpenSSL's RAND_set_rand_method)",
+    }
+    OPTIONAL = ("hook", "parent_use", "atfork_stop", "rand_wrap", "rand_calls", "rand_reentries",
+                "set_lock_counting", "lock_calls")
+
+    def _optional(self, name: str):
+        """The adapter's entry `name` (a cffi function pointer), or None where the
+        library has no such feature (NULL in its optional table)."""
+        fn = getattr(self.lib.tlsh_lib_optional(), name)
+        return None if fn == self.ffi.NULL else fn
+
+    def _required(self, name: str):
+        fn = self._optional(name)
+        if fn is None:
+            raise Unsupported(f"{self.name}: {self.UNSUPPORTED[name]}")
+        return fn
+
+    def optional(self) -> dict:
+        """Which optional entries this adapter has, and how it counts locks."""
+        t = self.lib.tlsh_lib_optional()
+        out = {n: getattr(t, n) != self.ffi.NULL for n in self.OPTIONAL}
+        out["lock_counting_by"] = {self.lib.TLSH_LOCKS_BY_HOOK: "hook",
+                                   self.lib.TLSH_LOCKS_BY_WRAPPING: "wrapped"}.get(t.lock_counting_by)
+        return out
+
     def hook(self, arena) -> bool:
         """Point the library's allocator at the arena.  Must be the first call
         into the library (CRYPTO_set_mem_functions refuses once OpenSSL has
         allocated anything, e.g. when Python's ssl or hashlib came first)."""
-        r = self.lib.tlsh_lib_hook(arena)
-        if r < 0:
-            raise Unsupported(f"{self.name}: this build has no allocator hook, so its objects "
-                              "cannot be placed in shared memory (use --memory private)")
-        return r == 1
+        return self._required("hook")(arena) == 0
 
     def init(self, no_atexit: bool = False) -> None:
-        if self.lib.tlsh_lib_init(self.lib.TLSH_INIT_NO_ATEXIT if no_atexit else 0) != 1:
+        if self.lib.tlsh_lib_init(self.lib.TLSH_INIT_NO_ATEXIT if no_atexit else 0) != 0:
             raise BackendError(f"{self.name}: library initialisation failed")
 
     def parent_use(self) -> None:
         """Use the library on this thread as a server's other modules do before fork."""
-        if self.lib.tlsh_lib_parent_use() != 0:
+        if self._required("parent_use")() != 0:
             raise BackendError(f"{self.name}: using the library in the parent failed")
 
     def atfork_stop(self) -> None:
-        r = self.lib.tlsh_lib_atfork_stop()
-        if r < 0:
-            raise Unsupported(f"{self.name}: --mitigate atfork-stop: the library keeps no per-thread "
-                              "state that OPENSSL_thread_stop could release (OpenSSL only)")
-        if r == 0:
+        if self._required("atfork_stop")() != 0:
             raise BackendError(f"{self.name}: pthread_atfork failed")
 
     def rand_wrap(self, reentrant: bool) -> None:
-        r = self.lib.tlsh_lib_rand_wrap(2 if reentrant else 1)
-        if r < 0:
-            raise Unsupported(f"{self.name}: no replaceable RAND method (OpenSSL's RAND_set_rand_method)")
-        if r == 0:
+        if self._required("rand_wrap")(2 if reentrant else 1) != 0:
             raise BackendError(f"{self.name}: could not install the RAND method wrapper")
+
+    def rand_calls(self) -> int:
+        """Calls into the wrapped RAND method (0 without a wrapper)."""
+        fn = self._optional("rand_calls")
+        return int(fn()) if fn else 0
+
+    def rand_reentries(self) -> int:
+        """Of those, calls made while this process already held the RAND lock."""
+        fn = self._optional("rand_reentries")
+        return int(fn()) if fn else 0
+
+    def set_lock_counting(self, on: bool = True) -> str | None:
+        """Count the library's lock calls (the probe; before init).  Returns how:
+        "hook" (its lock hook), "wrapped" (exported lock pointers wrapped), or
+        None when neither is possible."""
+        fn = self._optional("set_lock_counting")
+        if fn is None or fn(int(on)) != 0:
+            return None
+        return self.optional()["lock_counting_by"]
+
+    def lock_calls(self) -> int:
+        fn = self._optional("lock_calls")
+        return int(fn()) if fn else 0
 
     def version(self) -> str:
         return self.ffi.string(self.lib.tlsh_lib_version()).decode()
