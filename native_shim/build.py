@@ -254,8 +254,31 @@ def build(only: str | None = None, quiet: bool = False, user: bool = False) -> d
         if user:                          # the report must name it before caps can load it
             (out_dir / "build.json").write_text(json.dumps(report, indent=2) + "\n")
         report[ext.name]["caps"] = caps_of(ext.name)
+    if not user:
+        _build_clients(report, tmp, only, quiet)
     (out_dir / "build.json").write_text(json.dumps(report, indent=2) + "\n")
     return report
+
+
+def _build_clients(report: dict, tmp: Path, only: str | None, quiet: bool) -> None:
+    """The load generator's client loop on each fetched OpenSSL build too: the
+    client lives in private memory and any library will do, and OpenSSL 1.1.1
+    spends about a third less CPU per client handshake than 3.0."""
+    for ext, info in variant_extensions(False):
+        if info["kind"] != "openssl" or "missing" in info or "debug" in info["lib"]:
+            continue
+        client = Extension("_tlsh_client_" + ext.name[len("_tlsh_v_"):], ["core", "loadgen"])
+        if only and only not in (client.name, info["lib"]):
+            continue
+        if not quiet:
+            print(f"build {client.name} (load generator client on {info['lib']})", flush=True)
+        so = make_ffi(client, info["flags"]).compile(tmpdir=str(tmp), verbose=False)
+        dest = OUT / Path(so).name
+        shutil.copy2(so, str(dest) + ".new")
+        os.replace(str(dest) + ".new", dest)
+        report[client.name] = {"built": True, "client": info["lib"], "path": str(dest),
+                               "version": info["flags"]["version"],
+                               "reason": f"load generator client, {info['origin']}"}
 
 
 def _build_preloads(report: dict) -> None:

@@ -99,3 +99,29 @@ def test_bad_switch_values_are_one_line_errors(tmp_path, args, msg):
     r = tlsharness("run", "--out", str(tmp_path), *args)
     assert r.returncode == 2 and msg in r.stderr and "Traceback" not in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
+
+
+def _clients():
+    from harness.builds import native
+    return sorted(native.clients())
+
+
+@pytest.mark.stress
+@pytest.mark.parametrize("client", _clients())
+def test_each_client_build_makes_full_handshakes_unless_resume(tmp_path, client):
+    """The client reuses its SSL objects (SSL_clear): that must never turn a
+    full handshake into a resumption the server did not get asked for."""
+    base = ["--memory", "private", "--load", "churn", "--churn-every", "1", "--duration", "2",
+            "--client", client]
+    out = run(tmp_path, *base)
+    assert out["verdict"] == "pass", out["reason"]
+    assert out["client"] == client and out["handshakes_client"] > 100
+    assert out["resumed_handshakes"] == 0
+    out = run(tmp_path, *base, "--resume")
+    assert out["verdict"] == "pass", out["reason"]
+    assert out["resumed_handshakes"] > out["handshakes_client"] // 2
+
+
+def test_unknown_client_is_a_usage_error(tmp_path):
+    r = tlsharness("run", "--out", str(tmp_path), "--client", "gnutls", "--duration", "1")
+    assert r.returncode == 2 and "--client must be one of auto, system, openssl@1.1.1" in r.stderr

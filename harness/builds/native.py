@@ -76,3 +76,28 @@ def core():
     if _core is None:
         _core = load("_tlsh_core")
     return _core
+
+
+def clients() -> dict[str, str]:
+    """The load generator's client builds: {library: extension}; the system
+    OpenSSL's always, the fetched OpenSSL builds' where `make setup` made them."""
+    out = {"system": "_tlsh_loadgen"}
+    for ext, info in build_report().items():
+        if info.get("client") and info.get("built"):
+            out[info["client"]] = ext
+    return out
+
+
+# the client to use when the run does not say: the cheapest per handshake
+CLIENT_PREFERENCE = ("openssl@1.1.1", "system")
+
+
+def client_extension(choice: str) -> tuple[str, str]:
+    """(extension, name) of the load generator's client for --client CHOICE."""
+    have = clients()
+    if choice == "auto":
+        choice = next(c for c in CLIENT_PREFERENCE + ("system",) if c in have)
+    if choice not in have:
+        raise NativeMissing(f"--client {choice}: not built (built: {', '.join(have)}); "
+                            "make setup fetches OpenSSL 1.1.1 for it")
+    return have[choice], choice

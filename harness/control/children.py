@@ -62,14 +62,16 @@ class Children:
 
 
 def start_loadgens(children: Children, port: int, conns: int, clients: int,
-                   fields: dict) -> tuple[LoadgenView, list]:
+                   fields: dict, ext: str = "_tlsh_loadgen") -> tuple[LoadgenView, list]:
     """K load generator processes sharing `conns` connections to 127.0.0.1:port;
-    `fields` fill each one's struct tlsh_lg_config (harness.spec.params.c_fields)."""
+    `fields` fill each one's struct tlsh_lg_config (harness.spec.params.c_fields),
+    `ext` is the client build (harness.builds.native.client_extension)."""
     view = LoadgenView(clients)
     procs, base = [], 0
     for i in range(clients):
         n = conns // clients + (1 if i < conns % clients else 0)
-        lc = {**fields, "host": "127.0.0.1", "port": port, "nconns": n, "conn_base": base}
+        lc = {"ext": ext, "c": {**fields, "host": "127.0.0.1", "port": port, "nconns": n,
+                                "conn_base": base}}
         base += n
         path = children.dir / f"loadgen-{i}.json"
         path.write_text(json.dumps(lc))

@@ -15,13 +15,13 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 from harness import verdicts
 from harness.builds import native
 from harness.analysis import results
 from harness.spec import certs
 from harness.watchdog import families, procfs, stacks
+from harness.control import measures
 from harness.control.children import Children, start_loadgens
 from harness.spec.config import RunConfig, results_root
 from harness.spec.params import c_fields
@@ -31,7 +31,6 @@ from harness.verdicts import exit_code
 from harness.watchdog.history import cpu_stall_us
 from harness.watchdog import BUSY, Thresholds, Verdict, Watchdog
 from harness.verdicts import V
-
 
 
 MEMORY_LABELS = {"shared": "shared (library allocator hooked to the arena)",
@@ -149,7 +148,7 @@ class Run:
             if self.status.s.ready and self.status.s.port:
                 return
             if self.stand.poll() is not None:
-                err = self.status.header()["error"] or _tail(self.dir / "stand.log")
+                err = self.status.header()["error"] or measures.tail(self.dir / "stand.log")
                 if self.stand.returncode == 79:
                     raise Unsupported(err)
                 raise HarnessError(f"stand failed to start: {err}")
@@ -158,8 +157,9 @@ class Run:
 
     def _start_loadgens(self) -> None:
         cfg = self.cfg
+        ext, self.client = native.client_extension(cfg.client)
         self.lg, self.loadgens = start_loadgens(self.children, self.status.s.port, cfg.conns,
-                                                cfg.clients, c_fields(cfg, "loadgen"))
+                                                cfg.clients, c_fields(cfg, "loadgen"), ext)
 
     def _start_hog(self) -> None:
         """The 'hog' fault: one busy loop per CPU outside the stand, the stand at nice 19,
@@ -214,6 +214,7 @@ class Run:
         self.progress.done()
         if final.verdict not in (V.PASS, V.INCONCLUSIVE) and s is not None:
             self._evidence(final, s)
+        self.loadgen_cpu_s = measures.cpu_of([p.pid for p in self.loadgens])   # before they are reaped
         self._kill_all()
         return self._outcome(final, s, wd, t0, manifest)
 
@@ -232,7 +233,7 @@ class Run:
             now = time.monotonic_ns()
             s = self._sample(now)
             if self.cpu_at_load is None and s["lg"].get("ready"):
-                self.cpu_at_load = _stand_cpu(s)
+                self.cpu_at_load = measures.stand_cpu(s)
             if self.all_open_ns is None and s["lg"].get("handshakes", 0) >= cfg.conns:
                 self.all_open_ns = now            # every connection opened once
             v = wd.observe(s)
@@ -245,7 +246,7 @@ class Run:
                 self._start_hog()
                 hog_at = None
             if now >= next_log:
-                log.write(_sample_record(s, t0, wd))
+                log.write(measures.sample_record(s, t0, wd))
                 next_log = now + 100_000_000
             self.progress.update(s, (now - t0) / 1e9, cfg.duration)
             if now >= end or (stop_at and now >= stop_at):
@@ -269,7 +270,7 @@ class Run:
         while time.monotonic() < deadline:
             s = self._sample(time.monotonic_ns())
             v = wd.observe(s)
-            log.write(_sample_record(s, t0, wd))
+            log.write(measures.sample_record(s, t0, wd))
             if v is not None:
                 self.progress.event(f"{v.verdict} detected: {v.reason}")
             workers = [w for w in s["slots"] if w["role"] == "worker"]
@@ -328,9 +329,11 @@ class Run:
             "rand_method": {"calls": s["hdr"]["rand_calls"], "reentries": s["hdr"]["rand_reentries"]}
             if s and (self.cfg.rand_lock != "none" or "locked-rand" in self.cfg.mitigations) else None,
             "rejected_handshakes": lg.get("rejected", 0), "rekeys": lg.get("rekeys", 0),
+            "resumed_handshakes": lg.get("resumed", 0), "client": getattr(self, "client", None),
+            "loadgen_cpu_s": getattr(self, "loadgen_cpu_s", None),
             "arena_baseline": getattr(self, "arena_baseline", 0),
-            "arena_bytes_per_conn": _per_conn(s, getattr(self, "arena_baseline", 0)),
-            "stand_cpu_s": round(_stand_cpu(s) - (self.cpu_at_load or 0), 3) if s else None,
+            "arena_bytes_per_conn": measures.per_conn(s, getattr(self, "arena_baseline", 0)),
+            "stand_cpu_s": round(measures.stand_cpu(s) - (self.cpu_at_load or 0), 3) if s else None,
             "arena": s["hdr"]["arena"] if s else {},
             "arena_events": self.status.arena_events() if self.status else [],
             "workers": [{k: w[k] for k in ("slot", "pid", "role", "state", "activity", "requests",
@@ -339,53 +342,8 @@ class Run:
             "command": manifest["command"],
             "families": [f["family"] for f in v.families],
             "stuck": [{k: p.get(k) for k in ("slot", "pid", "activity", "state", "cpu", "why")}
-                      | {"top": _top(v, p["pid"])} for p in v.blocked + v.spinning + v.stopped],
+                      | {"top": measures.top(v, p["pid"])} for p in v.blocked + v.spinning + v.stopped],
         }
         results.write_json(self.dir / "verdict.json", v.to_dict())
         results.write_json(self.dir / "outcome.json", out)
         return out
-
-
-def _sample_record(s: dict, t0: int, wd: Watchdog) -> dict:
-    t = s["t"]
-    return {
-        "t": round((t - t0) / 1e9, 3),
-        "lg": {k: s["lg"][k] for k in ("sent", "answered", "bad", "timed_out", "handshakes",
-                                       "conn_errors")},
-        "arena": {"in_use": s["hdr"]["arena"]["in_use"], "peak": s["hdr"]["arena"]["peak"]},
-        "cross_handoffs": s["hdr"]["cross_handoffs"],
-        "workers": [{"slot": w["slot"], "pid": w["pid"], "state": w["state"], "act": w["activity"],
-                     "age_ms": round((t - w["since_ns"]) / 1e6, 1), "req": w["requests"],
-                     "hs": w["handshakes"], "err": w["errors"], "lock_wait": w["lock_waiting"],
-                     "cpu": (s["procs"].get(w["pid"]) or {}).get("cpu_s"),
-                     "pstate": (s["procs"].get(w["pid"]) or {}).get("state")}
-                    for w in s["slots"]],
-    }
-
-
-def _stand_cpu(s: dict) -> float:
-    """CPU seconds used so far by the stand's processes (supervisor, listener, workers)."""
-    return sum(p.get("run_ns", 0) / 1e9 or p["cpu_s"] for p in s["procs"].values())
-
-
-def _per_conn(s: dict | None, baseline: int) -> int | None:
-    """Arena bytes per open connection at the end: (in use - what was in use
-    before any connection) / open connections.  None in private memory."""
-    if not s or not s["hdr"]["arena_size"] or not s["hdr"]["conns_open"]:
-        return None
-    return int((s["hdr"]["arena"]["in_use"] - baseline) / s["hdr"]["conns_open"])
-
-
-def _top(v: Verdict, pid: int, n: int = 6) -> list[str]:
-    for st in v.stacks:
-        if st["pid"] == pid:
-            return st["top"][:n]
-    return []
-
-
-def _tail(path: Path, n: int = 1) -> str:
-    try:
-        lines = [l for l in path.read_text(errors="replace").splitlines() if l.strip()]
-        return " | ".join(lines[-n:]) or "(no output)"
-    except OSError:
-        return "(no log)"

@@ -20,7 +20,7 @@ def main(argv=None) -> int:
     from harness.spec.config import raise_fd_limit
     raise_fd_limit()                        # one descriptor per client connection
     from harness.builds import native
-    ffi, lib = native.load("_tlsh_loadgen")
+    ffi, lib = native.load(cfg["ext"])       # the client build the controller chose
     if lib.tlsh_set_pdeathsig(signal.SIGKILL, controller) != 0:
         os._exit(70)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -28,7 +28,7 @@ def main(argv=None) -> int:
     mm = mmap.mmap(fd, stride * (index + 1))
     counters = ffi.cast("struct tlsh_lg_counters *", ffi.from_buffer(mm)) + index
     c = ffi.new("struct tlsh_lg_config *")
-    for name, value in cfg.items():          # field by field, as the controller declared them
+    for name, value in cfg["c"].items():     # field by field, as the controller declared them
         setattr(c, name, value.encode() if isinstance(value, str) else value)
     stop = ffi.new("int *")
     rc = lib.tlsh_loadgen_run(c, counters, stop)

@@ -221,6 +221,10 @@ PARAMS: tuple[Param, ...] = (
           c=(CField(L, "rekey_every"),)),
     Param("reload_ms", 0.0, "replace the server's SSL_CTX this often under load, as tls.reload "
           "does (0 = never)", range=(0, 600_000), metavar="MS"),
+    Param("client", "auto", "TLS library of the load generators' client (private memory; the "
+          "server never sees which): auto (the cheapest built: OpenSSL 1.1.1 when make setup "
+          "fetched it, else the system's) | system | openssl@1.1.1",
+          choices=("auto", "system", "openssl@1.1.1")),
     Param("grace", 3.0, "after the duration: time to stop everything before SIGKILL", flag=None),
 )
 
