@@ -26,10 +26,18 @@ def main():
     ap.add_argument("--duration", type=float, default=30)
     ap.add_argument("--hog", action="store_true")
     ap.add_argument("--handoff", default="per-message")
+    ap.add_argument("--mix", action="store_true", help="cycle through healthy configurations: "
+                    "persistent, churn (one request per connection), RSA churn, shared memory "
+                    "with pshared,prefork-thread")
     a = ap.parse_args()
+    configs = [["--memory", "private"]]
+    if a.mix:
+        configs += [["--memory", "private", "--load", "churn", "--churn-every", "1"],
+                    ["--memory", "private", "--cert", "rsa", "--load", "churn", "--churn-every", "5"],
+                    ["--mitigate", "pshared,prefork-thread"]]
     verdicts = Counter()
     bad = []
-    print(f"# {a.runs} healthy runs of {a.duration:g} s, private memory, {a.handoff}"
+    print(f"# {a.runs} healthy runs of {a.duration:g} s, {a.handoff}"
           + (", CPU hog on every core" if a.hog else ""))
     hogs = []
     try:
@@ -38,17 +46,18 @@ def main():
                     for _ in range(os.cpu_count() or 1)]
         with tempfile.TemporaryDirectory() as out:
             for i in range(a.runs):
+                conf = configs[i % len(configs)]
                 r = subprocess.run([sys.executable, "-m", "harness", "run", "--json", "-q",
-                                    "--out", out, "--memory", "private", "--handoff", a.handoff,
-                                    "--duration", str(a.duration)],
+                                    "--out", out, "--handoff", a.handoff,
+                                    "--duration", str(a.duration), *conf],
                                    capture_output=True, text=True, cwd=str(ROOT),
                                    timeout=a.duration + 120)
                 o = json.loads(r.stdout)
                 verdicts[o["verdict"]] += 1
                 if o["verdict"] not in (V.PASS, V.OVERLOAD):
                     bad.append(o)
-                print(f"{i + 1:3} {o['verdict']:9} {o['replies_per_s']:>9,.0f} replies/s "
-                      f"{o['reason'][:80]}", flush=True)
+                print(f"{i + 1:3} {' '.join(conf):55} {o['verdict']:9} "
+                      f"{o['replies_per_s']:>9,.0f} replies/s {o['reason'][:60]}", flush=True)
     finally:
         for h in hogs:
             h.kill()

@@ -8,6 +8,7 @@ Reads the controller's own utime+stime from /proc between 5 s and the end of
 the load, so start-up (imports, certificates) is not counted.
 """
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -28,7 +29,7 @@ def cpu(pid):
 def measure(workers: int, hz: float, duration: float) -> float:
     """The controller's CPU share (of one core) while it watches `workers` workers."""
     with tempfile.TemporaryDirectory() as out:
-        p = subprocess.Popen([sys.executable, "-m", "harness", "run", "-q", "--out", out,
+        p = subprocess.Popen([sys.executable, "-m", "harness", "run", "-q", "--json", "--out", out,
                               "--memory", "private", "--handoff", "pinned", "--workers",
                               str(workers), "--conns", str(max(50, workers * 2)),
                               "--duration", str(duration), "--sample-hz", str(hz)],
@@ -37,11 +38,16 @@ def measure(workers: int, hz: float, duration: float) -> float:
         c0, t0 = cpu(p.pid), time.monotonic()
         time.sleep(duration - 7)
         c1, t1 = cpu(p.pid), time.monotonic()
-        p.communicate(timeout=duration + 60)
+        text = p.communicate(timeout=duration + 60)[0]
     share = (c1 - c0) / (t1 - t0)
+    try:
+        o = json.loads(text)
+        how = f"{o['verdict']}, {o['replies_per_s']:,.0f} replies/s"
+    except (ValueError, KeyError):
+        how = "no outcome"
     print(f"controller watching {workers} workers (+ listener, stand) at {hz:g} Hz: "
-          f"{share * 100:.1f}% of one core ({(c1 - c0) * 1000:.0f} ms CPU in {t1 - t0:.1f} s)",
-          flush=True)
+          f"{share * 100:.1f}% of one core ({(c1 - c0) * 1000:.0f} ms CPU in {t1 - t0:.1f} s; "
+          f"{how})", flush=True)
     return share
 
 
@@ -51,9 +57,15 @@ def main():
     ap.add_argument("--hz", type=float, default=20)
     ap.add_argument("--duration", type=float, default=20)
     ap.add_argument("--plot", metavar="PNG", help="draw the cost against the number of workers")
+    ap.add_argument("--repeat", type=int, default=3, help="runs per size; the median is kept")
     a = ap.parse_args()
     sizes = [int(x) for x in a.workers.split(",") if x]
-    shares = [measure(n, a.hz, a.duration) for n in sizes]
+    shares = []
+    for n in sizes:
+        got = sorted(measure(n, a.hz, a.duration) for _ in range(a.repeat))
+        shares.append(got[len(got) // 2])
+        print(f"  {n} workers: median {shares[-1] * 100:.1f}% of one core "
+              f"(runs: {', '.join(f'{g * 100:.1f}%' for g in got)})", flush=True)
     if a.plot:
         import matplotlib
         matplotlib.use("Agg")

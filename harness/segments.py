@@ -131,15 +131,18 @@ class StatusView:
         """Every slot, from one copy of the slot array."""
         raw = self.ffi.buffer(self.s.slots, self.nslots * self._slot_st.size)[:]
         magic, acts, out = self.lib.TLSH_SLOT_MAGIC, activities(), []
+        names, nacts = self._slot_names, len(acts)
         for i, vals in enumerate(self._slot_st.iter_unpack(raw)):
-            w = dict(zip(self._slot_names, vals))
-            a = w.pop("activity")
-            ok = (w.pop("magic"), w.pop("magic2")) == (magic, magic)
-            out.append({
-                "slot": i, "ok": ok,
-                "role": ROLES.get(w.pop("role"), "?"), "state": SLOT_STATES.get(w.pop("state"), "?"),
-                "activity": acts[a] if 0 <= a < len(acts) else "?",
-                "since_ns": w.pop("activity_since_ns"), **w})
+            w = dict(zip(names, vals))          # one dict per slot, fixed up in place
+            a = w["activity"]
+            w["slot"] = i
+            m1, m2 = w.pop("magic"), w.pop("magic2")
+            w["ok"] = m1 == magic and m2 == magic
+            w["role"] = ROLES.get(w["role"], "?")
+            w["state"] = SLOT_STATES.get(w["state"], "?")
+            w["activity"] = acts[a] if 0 <= a < nacts else "?"
+            w["since_ns"] = w.pop("activity_since_ns")
+            out.append(w)
         return out
 
     def close(self):

@@ -39,6 +39,10 @@ MEMORY_LABELS = {"shared": "shared (library allocator hooked to the arena)",
                               "shared arena via LD_PRELOAD)"}
 
 
+# a process that is not a suspect is read from /proc every READ_EVERY samples
+READ_EVERY = 4
+
+
 class HarnessError(RuntimeError):
     """The run could not be carried out (not a verdict on the library)."""
 
@@ -62,7 +66,9 @@ class Run:
         self.progress = progress or Progress(quiet=True)
         self.dir = results.new_run_dir(results_root(cfg))
         self.children = Children(self.dir)
-        self.proc = procfs.Reader()
+        self.proc = procfs.Reader(stat_every=8)   # suspects are read in full every sample
+        self.seen_since: dict[int, int] = {}     # pid -> its activity's start, one sample ago
+        self.cpu_now: dict[int, float] = {}      # pid -> CPU seconds at its last read
         self.stand: subprocess.Popen | None = None
         self.loadgens: list[subprocess.Popen] = []
         self.status: StatusView | None = None
@@ -181,15 +187,27 @@ class Run:
         sup = self.proc.sample(self.stand.pid)
         if sup is not None:
             procs[self.stand.pid] = sup
+        seen, self.seen_since = self.seen_since, {}
+        tick = self.proc.tick
         for w in slots:
-            if w["pid"] <= 0:
+            pid = w["pid"]
+            if pid <= 0:
                 continue
-            # suspects (inside a busy activity) get the detailed reads: syscall, wchan
-            p = self.proc.sample(w["pid"], detail=w["activity"] in BUSY and w["state"] == "alive")
+            # suspects get the detailed reads (stat, syscall, wchan): still inside the
+            # same busy activity as one sample ago.  Any busy worker gets its CPU time
+            # (schedstat, cheap: the spin rule needs it from the activity's start);
+            # an idle one is read every READ_EVERY samples (spread by pid)
+            self.seen_since[pid] = w["since_ns"]
+            busy = w["activity"] in BUSY and w["state"] == "alive"
+            suspect = busy and seen.get(pid) == w["since_ns"]
+            if not busy and (tick + pid) % READ_EVERY and pid in self.cpu_now:
+                continue
+            p = self.proc.sample(pid, detail=suspect)
             if p is not None:
-                procs[w["pid"]] = p
+                procs[pid] = p
+                self.cpu_now[pid] = p["cpu_s"]
         return {"t": t, "hdr": st.header(), "slots": slots, "procs": procs, "lg": self.lg.total(),
-                "psi_cpu_us": cpu_stall_us()}
+                "psi_cpu_us": cpu_stall_us(), "cpu": dict(self.cpu_now)}
 
     def _execute(self) -> dict:
         cfg = self.cfg
@@ -227,6 +245,7 @@ class Run:
         period = 1.0 / cfg.sample_hz
         end = t0 + int(cfg.duration * 1e9)
         stop_at, next_log, first, s = None, t0, None, None
+        log_ns = 100_000_000 * -(-cfg.workers // 64)   # the log's cost grows with the workers
         hog_at = t0 + cfg.fault.get("after_ms", 500) * 1_000_000 \
             if cfg.fault.get("kind") == "hog" else None
         while True:
@@ -247,7 +266,7 @@ class Run:
                 hog_at = None
             if now >= next_log:
                 log.write(measures.sample_record(s, t0, wd))
-                next_log = now + 100_000_000
+                next_log = now + log_ns
             self.progress.update(s, (now - t0) / 1e9, cfg.duration)
             if now >= end or (stop_at and now >= stop_at):
                 return s, first
@@ -255,7 +274,7 @@ class Run:
                 s = self._sample(time.monotonic_ns())
                 wd.observe(s)
                 return s, first
-            if all(p.poll() is not None for p in self.loadgens) and wd.load_start_ns is None:
+            if wd.load_start_ns is None and all(p.poll() is not None for p in self.loadgens):
                 return s, first               # every load generator gave up before any load
             time.sleep(max(0.0, period - (time.monotonic_ns() - now) / 1e9))
 

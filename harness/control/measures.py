@@ -20,14 +20,17 @@ def sample_record(s: dict, t0: int, wd: Watchdog) -> dict:
         "workers": [{"slot": w["slot"], "pid": w["pid"], "state": w["state"], "act": w["activity"],
                      "age_ms": round((t - w["since_ns"]) / 1e6, 1), "req": w["requests"],
                      "hs": w["handshakes"], "err": w["errors"], "lock_wait": w["lock_waiting"],
-                     "cpu": (s["procs"].get(w["pid"]) or {}).get("cpu_s"),
+                     "cpu": s.get("cpu", {}).get(w["pid"]),
                      "pstate": (s["procs"].get(w["pid"]) or {}).get("state")}
                     for w in s["slots"]],
     }
 
 
 def stand_cpu(s: dict) -> float:
-    """CPU seconds used so far by the stand's processes (supervisor, listener, workers)."""
+    """CPU seconds used so far by the stand's processes (supervisor, listener, workers),
+    each as of its last read."""
+    if "cpu" in s:
+        return sum(s["cpu"].values())
     return sum(p.get("run_ns", 0) / 1e9 or p["cpu_s"] for p in s["procs"].values())
 
 

@@ -9,12 +9,16 @@ from collections import deque
 PSI_CPU = "/proc/pressure/cpu"
 
 
+_psi_fd: list[int] = []          # kept open: read at every sample
+
+
 def cpu_stall_us() -> int | None:
     """Microseconds in which some runnable task waited for a CPU, so far
     (the kernel's pressure stall information); None without PSI."""
     try:
-        with open(PSI_CPU) as f:
-            line = f.readline()
+        if not _psi_fd:
+            _psi_fd.append(os.open(PSI_CPU, os.O_RDONLY | os.O_CLOEXEC))
+        line = os.pread(_psi_fd[0], 256, 0).decode().split("\n", 1)[0]
         return int(line.rsplit("total=", 1)[1])
     except (OSError, IndexError, ValueError):
         return None
@@ -55,21 +59,29 @@ class History:
         return old, new
 
     def _cpu_share(self, pid: int, seconds: float = 0.5) -> float | None:
-        old, new = self._window(seconds)
-        a, b = old["procs"].get(pid), new["procs"].get(pid)
-        dt = (new["t"] - old["t"]) / 1e9
-        if not a or not b or dt <= 0:
+        """CPU share over about `seconds`, between the oldest and the newest
+        samples in that window that read the process."""
+        a = b = None
+        for s in reversed(self.hist):
+            if pid in s["procs"]:
+                if b is None:
+                    b = s
+                elif b["t"] - s["t"] > seconds * 1e9:
+                    break
+                a = s
+        if a is None or a is b:
             return None
-        return (b["cpu_s"] - a["cpu_s"]) / dt
+        return (b["procs"][pid]["cpu_s"] - a["procs"][pid]["cpu_s"]) / ((b["t"] - a["t"]) / 1e9)
 
     def _cpu_since(self, pid: int, since_ns: int) -> float:
         """CPU seconds the process ran since since_ns (schedstat, else stat ticks)."""
         new = self.hist[-1]["procs"].get(pid)
         old = None
-        for s in self.hist:
-            if s["t"] >= since_ns and pid in s["procs"]:
-                old = s["procs"][pid]
+        for s in reversed(self.hist):         # the activity began recently: scan from the end
+            if s["t"] < since_ns:
                 break
+            if pid in s["procs"]:
+                old = s["procs"][pid]
         if not new or not old:
             return 0.0
         if "run_ns" in new and "run_ns" in old:

@@ -18,6 +18,8 @@ from harness.watchdog.verdict import (Thresholds, Verdict, crash_reason, in_aren
 
 BUSY = {"handshake", "read", "write", "lock_wait", "close", "fault", "accept", "attach", "random"}
 NONBLOCKING = {"handshake", "read", "attach", "close", "fault", "random"}  # sockets are non-blocking
+# TLS operations that never take many ms of CPU (a lock wait may, under fair contention)
+SPIN_CHECKED = BUSY - {"lock_wait", "accept"}
 
 
 # What a stall is called, in order of precedence: the first that holds names it.
@@ -68,7 +70,9 @@ class Watchdog(History):
             # when the load generators started connecting (same clock as samples)
             self.load_start_ns = s["lg"]["start_ns"]
         for w in s["slots"]:
-            p = s["procs"].get(w["pid"]) or {}
+            if w["pid"] not in s["procs"]:
+                continue                       # not read this sample: streaks unchanged
+            p = s["procs"][w["pid"]]
             fx = (p.get("syscall") or {}).get("futex")
             if fx and fx["private"] and fx["cmd"].startswith("wait") and in_arena(fx["addr"], self.arena):
                 self.futex_streak[w["pid"]] = self.futex_streak.get(w["pid"], 0) + 1
@@ -182,25 +186,34 @@ class Watchdog(History):
         stuck = []
         pressure = self.cpu_pressure(th.progress_s)
         busy_machine = pressure is not None and pressure >= th.pressure
+        streaks = (self.stop_streak, self.sleep_streak, self.futex_streak)
         for w in s["slots"]:
             if w["state"] != "alive":
                 continue
             age = (t - w["since_ns"]) / 1e9
+            if (w["activity"] not in BUSY or age < th.spin_cpu_s) and \
+                    not any(w["pid"] in k for k in streaks):
+                continue                       # nothing can hold yet: the common case, cheap
             why = None
             fx = ((s["procs"].get(w["pid"]) or {}).get("syscall") or {}).get("futex")
             shared_wait = bool(fx and not fx["private"] and fx["cmd"].startswith("wait"))
             stall = th.stall_s
-            if busy_machine and (self._cpu_share(w["pid"]) or 0) < th.spin_cpu:
+            if (busy_machine and age >= stall and w["activity"] in BUSY
+                    and (self._cpu_share(w["pid"]) or 0) < th.spin_cpu):
                 stall = max(stall, th.pressure_stall_s)    # slowed by a busy machine, not stuck
             if w["activity"] in BUSY and age >= (th.shared_wait_s if shared_wait else stall):
                 why = f"{w['activity']} for {age:.1f} s" + (" (shared futex wait)" if shared_wait else "")
+            elif (w["role"] == "worker" and w["activity"] in SPIN_CHECKED and age >= th.spin_cpu_s
+                  and self._cpu_since(w["pid"], w["since_ns"]) >= th.spin_cpu_s):
+                why = (f"{self._cpu_since(w['pid'], w['since_ns']) * 1000:.0f} ms of CPU in one "
+                       f"{w['activity']} ({age * 1000:.0f} ms)")
             if self.stop_streak.get(w["pid"], 0) >= 2 and not why:
                 why = "stopped (state T)"
             if (self.sleep_streak.get(w["pid"], (0, 0))[1] >= th.sleep_samples and not why
                     and not shared_wait):
                 why = f"asleep in {w['activity']} for {age * 1000:.0f} ms"
-            if self.futex_streak.get(w["pid"], 0) >= th.futex_samples:
-                fx = s["procs"][w["pid"]]["syscall"]["futex"]
+            fx = ((s["procs"].get(w["pid"]) or {}).get("syscall") or {}).get("futex")
+            if self.futex_streak.get(w["pid"], 0) >= th.futex_samples and fx:
                 why = (f"private futex wait on arena+{fx['addr'] - self.arena[0]:#x}"
                        + (f" ({why})" if why else ""))
             if why:

@@ -1,4 +1,4 @@
-/* mbed TLS 2.x adapter.  Debian's build has no allocator hook
+/* mbed TLS 2.x and 3.x adapter.  Debian's build has no allocator hook
  * (MBEDTLS_PLATFORM_MEMORY off) and no THREADING_ALT: its optional table
  * has no hook, and the stand refuses shared memory for it unless
  * interposed. */
@@ -32,6 +32,12 @@ struct msess {
     mbedtls_ssl_context ssl;
     mbedtls_net_context net;
 };
+
+/* In mbed TLS the application owns the context structures: they come from
+ * the library's own allocator, so that with the allocator hook (a build with
+ * MBEDTLS_PLATFORM_MEMORY) they live in the arena like everything the
+ * library allocates behind them.  Without the hook these are calloc/free. */
+#define M_NEW(type) ((type *)mbedtls_calloc(1, sizeof(type)))
 
 /* A settable allocator only with PLATFORM_MEMORY and without compile-time
  * calloc/free macros. */
@@ -75,7 +81,8 @@ void *tlsh_lib_ctx_new(const char *cert, const char *key, int tls_version,
         return NULL;
 #endif
     }
-    struct mctx *m = calloc(1, sizeof(*m));
+    struct mctx *m = M_NEW(struct mctx);
+    if (!m) { snprintf(err, errlen, "out of memory"); return NULL; }
     int rc;
     mbedtls_ssl_config_init(&m->conf);
     mbedtls_x509_crt_init(&m->crt);
@@ -122,13 +129,13 @@ void *tlsh_lib_ctx_new(const char *cert, const char *key, int tls_version,
 static void *m_new(void *ctx)
 {
     struct mctx *m = ctx;
-    struct msess *s = calloc(1, sizeof(*s));
+    struct msess *s = M_NEW(struct msess);
     if (!s) return NULL;
     mbedtls_ssl_init(&s->ssl);
     mbedtls_net_init(&s->net);
     if (mbedtls_ssl_setup(&s->ssl, &m->conf) != 0) {
         mbedtls_ssl_free(&s->ssl);
-        free(s);
+        mbedtls_free(s);
         return NULL;
     }
     return s;
@@ -179,7 +186,7 @@ static void m_free(void *p)
 {
     struct msess *s = p;
     mbedtls_ssl_free(&s->ssl);
-    free(s);
+    mbedtls_free(s);
 }
 
 static void m_clear(void) {}
@@ -255,7 +262,7 @@ void tlsh_lib_ctx_free(void *ctx)
     mbedtls_pk_free(&m->key);
     mbedtls_ctr_drbg_free(&m->drbg);
     mbedtls_entropy_free(&m->entropy);
-    free(m);
+    mbedtls_free(m);
 }
 
 static int m_parent_use(void)
