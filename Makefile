@@ -7,7 +7,7 @@ VPY    := $(VENV)/bin/python
 NATIVE := harness/_native/build.json
 NATIVE_SRC := $(wildcard native_shim/src/*.c native_shim/src/*.h native_shim/include/*.h native_shim/bindings/*.py) native_shim/build.py native_shim/cdef.py
 
-.PHONY: setup system-deps demo test bench clean debug-openssl kamailio6
+.PHONY: setup system-deps demo test bench clean debug-openssl kamailio6 libs
 
 setup: system-deps $(VENV)/.installed $(NATIVE)
 
@@ -42,6 +42,14 @@ bench: setup
 # version: readable stacks for triage (tlsharness run --lib openssl@3.0-debug)
 debug-openssl: setup
 	$(VPY) -m native_shim.fetch --only openssl@3.0-debug
+	$(VPY) -m native_shim.build
+
+# today's library versions from Debian source packages of newer suites, with
+# the options a multi-process server needs (native_shim/variants.toml, recipes
+# with `source`): slow, cached (rebuilt only when a recipe changes), not part of
+# setup; a build that cannot be done here is listed by `tlsharness libs` with why
+libs: setup
+	-$(VPY) -m native_shim.srcbuild
 	$(VPY) -m native_shim.build
 
 # Kamailio 6.x from Debian's source package (trixie, else forky/sid), core +

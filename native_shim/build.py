@@ -91,7 +91,8 @@ def _variant_dirs(prefix: Path) -> tuple[list[str], list[str]] | None:
     """(include dirs, lib dirs) of a prefix: Debian layout or a plain install."""
     inc = [d for d in (prefix / "usr/include", prefix / "usr/include/x86_64-linux-gnu",
                        prefix / "include") if d.is_dir()]
-    lib = [d for d in (prefix / "usr/lib/x86_64-linux-gnu", prefix / "lib64", prefix / "lib")
+    lib = [d for d in (prefix / "usr/lib/x86_64-linux-gnu", prefix / "usr/lib", prefix / "lib64",
+                       prefix / "lib")
            if d.is_dir()]
     return ([str(d) for d in inc], [str(d) for d in lib]) if inc and lib else None
 
@@ -110,12 +111,20 @@ def variant_extensions(user: bool = False) -> list[tuple[Extension, dict]]:
             entries = []
     else:
         entries = [dict(v, prefix=str(fetch.prefix_of(v["name"])),
-                        origin="debian " + v.get("suite", "source package, debug build"))
+                        origin=("debian " + v["suite"]) if "suite" in v else
+                        f"debian source package {v.get('source')}" + (
+                            ", debug build" if v.get("build") == "openssl-debug" else ""))
                    for v in fetch.variants()]
     for v in entries:
-        if v.get("optional") and not (Path(v["prefix"]).parent / ".done").exists():
-            continue                    # optional and not built: not listed
         ext = Extension("_tlsh_v_" + fetch.slug(v["name"]), ["core", "stand", "tls", v["kind"]])
+        base = Path(v["prefix"]).parent
+        if v.get("optional") and not (base / ".done").exists():
+            if v.get("source") and v.get("build") != "openssl-debug":   # a source recipe
+                why = (base / "reason.txt").read_text().strip() if (base / "reason.txt").exists() \
+                    else "built from source by `make libs`"
+                out.append((ext, {"lib": v["name"], "kind": v["kind"], "prefix": v["prefix"],
+                                  "origin": "source", "missing": f"not built: {why}"}))
+            continue                    # optional and not built
         dirs = _variant_dirs(Path(v["prefix"]))
         info = {"lib": v["name"], "kind": v["kind"], "prefix": v["prefix"], "origin": v["origin"]}
         if dirs is None:

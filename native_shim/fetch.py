@@ -169,6 +169,9 @@ def build_openssl_debug(v: dict, quiet: bool = False) -> Path:
 def fetch(v: dict, quiet: bool = False) -> Path:
     if v.get("build") == "openssl-debug":
         return build_openssl_debug(v, quiet)
+    if v.get("source") and v.get("build"):       # a source recipe: native_shim.srcbuild
+        from native_shim import srcbuild
+        return srcbuild.build(v, quiet)
     dest = prefix_of(v["name"])
     if (dest.parent / ".done").exists():
         return dest

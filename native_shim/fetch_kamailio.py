@@ -22,7 +22,6 @@ until this file changes or --force.  A failure is one line,
 from __future__ import annotations
 
 import argparse
-import functools
 import hashlib
 import json
 import os
@@ -33,8 +32,9 @@ import sys
 import time
 from pathlib import Path
 
-from native_shim.fetch import (APT, ROOT, FetchError, _apt, _apt_entries, _release_codename,
-                               debian_mirror)
+from native_shim import debsrc
+from native_shim.debsrc import _tail
+from native_shim.fetch import ROOT, FetchError
 
 BASE = ROOT / "build" / "kamailio6"
 SRC = BASE / "src"
@@ -64,18 +64,6 @@ def _rel(p: Path) -> str:
         return str(p)
 
 
-def _tail(text: str, n: int = 200) -> str:
-    """The line of a tool's output that says what went wrong: a compiler's first
-    `error:` or apt's first `E:`, else the last line that looks like an error,
-    else the last line."""
-    lines = [l.strip() for l in text.strip().splitlines() if l.strip()]
-    for pattern, pick in ((r"\berror:|^E:", 0), (r"error|No such|not found|cannot", -1)):
-        hits = [l for l in lines if re.search(pattern, l, re.I)]
-        if hits:
-            return hits[pick][-n:]
-    return lines[-1][-n:] if lines else ""
-
-
 # ---------------------------------------------------------------- build tools
 
 def ensure_build_deps(quiet: bool) -> list[str]:
@@ -97,139 +85,6 @@ def ensure_build_deps(quiet: bool) -> list[str]:
     if r.returncode != 0:
         raise FetchError(f"{' '.join(cmd)} failed: {_tail(r.stderr)}")
     return missing
-
-
-# ------------------------------------------------------------ private apt (deb-src)
-
-def _apt_src(suite: str) -> list[str]:
-    """apt-get with fetch.py's private state directory for `suite`, reading the
-    deb-src entries of that suite (and its -updates and -security, where they
-    exist) from this machine's mirrors."""
-    cmd = _apt(suite)                   # state dirs, main mirror and keyring
-    uri, key = debian_mirror()
-    suites = [suite] if suite == "sid" else [suite, f"{suite}-updates"]
-    lines = [f"deb-src [signed-by={key}] {uri} {s} main\n" for s in suites]
-    if suite != "sid":
-        codename = _release_codename()
-        for u, ss, k in _apt_entries():
-            if f"{codename}-security" in ss:
-                lines.append(f"deb-src [signed-by={k or key}] {u.rstrip('/')} {suite}-security main\n")
-                break
-    sources = APT / suite / "etc" / "sources-src.list"
-    sources.write_text("".join(lines))
-    # later -o options win: this list replaces the binary one _apt() wrote
-    return cmd + ["-o", f"Dir::Etc::SourceList={sources}", "-o", "APT::Sandbox::User=root"]
-
-
-def _vercmp(a: str, b: str) -> int:
-    if a == b:
-        return 0
-    r = subprocess.run(["dpkg", "--compare-versions", a, "lt", b])
-    return -1 if r.returncode == 0 else 1
-
-
-def find_source(quiet: bool) -> tuple[str, str, list[str]]:
-    """(suite, version, apt command) of the newest 6.x source of the first suite
-    that has one."""
-    seen = []
-    for suite in SUITES:
-        apt = _apt_src(suite)
-        r = subprocess.run(apt + ["update"], capture_output=True, text=True, timeout=300)
-        upd_err = _tail(r.stderr) if r.returncode != 0 else ""
-        q = subprocess.run(["apt-cache", *apt[1:], "showsrc", "--only-source", PACKAGE],
-                           capture_output=True, text=True, timeout=120)
-        versions = sorted({m.group(1) for m in re.finditer(r"^Version:\s*(\S+)", q.stdout, re.M)},
-                          key=functools.cmp_to_key(_vercmp))
-        seen.append(f"{suite}: {', '.join(versions) or (upd_err or 'none')}")
-        six = [v for v in versions if v.split(":")[-1].startswith(MAJOR)]
-        if six:
-            if not quiet:
-                print(f"kamailio6: {PACKAGE} {six[-1]} from {suite}", flush=True)
-            return suite, six[-1], apt
-    raise FetchError(f"no {PACKAGE} {MAJOR}x source package on the mirror ({'; '.join(seen)})")
-
-
-# ------------------------------------------------------------ download, unpack
-
-def _dsc_files(dsc: Path) -> dict[str, str]:
-    """name -> sha256 from the .dsc (itself checked by apt against the signed index)."""
-    files, inside = {}, False
-    for line in dsc.read_text(errors="replace").splitlines():
-        if line.startswith("Checksums-Sha256:"):
-            inside = True
-            continue
-        if inside:
-            if not line.startswith(" "):
-                break
-            parts = line.split()
-            if len(parts) == 3:
-                files[parts[2]] = parts[0]
-    if not files:
-        raise FetchError(f"{dsc.name}: no Checksums-Sha256")
-    return files
-
-
-def _sha256(p: Path) -> str:
-    h = hashlib.sha256()
-    with p.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def unpack(version: str, apt: list[str]) -> tuple[Path, str]:
-    """Download the source package into SRC and unpack it with Debian's patches;
-    (tree, how) where how says how it was unpacked."""
-    SRC.mkdir(parents=True, exist_ok=True)
-    r = subprocess.run(apt + ["source", "--download-only", f"{PACKAGE}={version}"],
-                       capture_output=True, text=True, timeout=900, cwd=str(SRC))
-    noepoch = version.split(":")[-1]
-    dsc = SRC / f"{PACKAGE}_{noepoch}.dsc"
-    if not dsc.exists():
-        raise FetchError(f"apt-get source {PACKAGE}={version} failed: {_tail(r.stderr)}")
-    files = _dsc_files(dsc)
-    absent = []
-    for name, digest in files.items():
-        p = SRC / name
-        if not p.exists():
-            absent.append(name)
-        elif _sha256(p) != digest:
-            raise FetchError(f"{name}: checksum differs from {dsc.name}")
-    # the upstream tarball's detached signature (.asc) is not needed to unpack,
-    # and some mirrors lack it: apt then fails, with everything else downloaded
-    if [a for a in absent if not a.endswith(".asc")]:
-        raise FetchError(f"apt-get source {PACKAGE}={version} failed: {_tail(r.stderr)}")
-    upstream = noepoch.rsplit("-", 1)[0]
-    tree = SRC / f"{PACKAGE}-{upstream}"
-    if not absent:
-        r = subprocess.run(["dpkg-source", "-x", dsc.name, tree.name], capture_output=True,
-                           text=True, timeout=600, cwd=str(SRC))
-        if r.returncode != 0:
-            raise FetchError(f"dpkg-source -x {dsc.name} failed: {_tail(r.stderr)}")
-        return tree, "dpkg-source -x"
-    # as dpkg-source does for 3.0 (quilt): upstream tarball, debian/ tarball, patch series
-    fmt = re.search(r"^Format:\s*(.+)$", dsc.read_text(errors="replace"), re.M)
-    if not fmt or fmt.group(1).strip() != "3.0 (quilt)":
-        raise FetchError(f"{dsc.name}: format {fmt.group(1) if fmt else '?'} and "
-                         f"{', '.join(absent)} missing: cannot unpack")
-    orig = [n for n in files if re.search(r"\.orig\.tar\.[a-z0-9]+$", n)]
-    deb = [n for n in files if re.search(r"\.debian\.tar\.[a-z0-9]+$", n)]
-    if len(orig) != 1 or len(deb) != 1 or any(".orig-" in n for n in files):
-        raise FetchError(f"{dsc.name}: unexpected file set {', '.join(files)}")
-    tree.mkdir()
-    for args in (["tar", "-xf", str(SRC / orig[0]), "-C", str(tree), "--strip-components=1"],
-                 ["tar", "-xf", str(SRC / deb[0]), "-C", str(tree)]):
-        subprocess.run(args, check=True, capture_output=True, timeout=600)
-    series = tree / "debian" / "patches" / "series"
-    patches = [l.split()[0] for l in series.read_text().splitlines()
-               if l.strip() and not l.lstrip().startswith("#")] if series.exists() else []
-    for p in patches:
-        r = subprocess.run(["patch", "-p1", "-s", "-f", "--no-backup-if-mismatch", "-i",
-                            str(tree / "debian" / "patches" / p)],
-                           capture_output=True, text=True, timeout=120, cwd=str(tree))
-        if r.returncode != 0:
-            raise FetchError(f"debian patch {p} does not apply: {_tail(r.stdout + r.stderr)}")
-    return tree, f"tar + {len(patches)} debian patches ({', '.join(absent)} not on the mirror)"
 
 
 # ------------------------------------------------------------------ build
@@ -275,8 +130,8 @@ def build(quiet: bool = False) -> dict:
         if not shutil.which(tool):
             raise FetchError(f"{tool} not found: the source comes from Debian's archive")
     installed = ensure_build_deps(quiet)
-    suite, version, apt = find_source(quiet)
-    tree, how = unpack(version, apt)
+    suite, version, apt = debsrc.find_source(PACKAGE, SUITES, MAJOR, "kamailio6", quiet)
+    tree, how = debsrc.unpack(PACKAGE, version, apt, SRC)
     kamcmd = None
     steps = build_steps()
     for name, cmd, required in steps:

@@ -1,0 +1,161 @@
+"""Debian source packages from any suite of this machine's mirror: a private
+apt (state under build/apt/, never the system's) that reads deb-src entries,
+the newest version of a package in the first suite that has one, and its
+download (checked against the .dsc) unpacked with Debian's patches.  Used by
+the Kamailio build and the library source builds."""
+from __future__ import annotations
+
+import functools
+import hashlib
+import re
+import subprocess
+from pathlib import Path
+
+from native_shim.fetch import APT, FetchError, _apt, _apt_entries, _release_codename, debian_mirror
+
+
+def _tail(text: str, n: int = 200) -> str:
+    """The line of a tool's output that says what went wrong: a compiler's first
+    `error:` or apt's first `E:`, else the last line that looks like an error,
+    else the last line."""
+    lines = [l.strip() for l in text.strip().splitlines() if l.strip()]
+    for pattern, pick in ((r"\berror:|^E:", 0), (r"error|No such|not found|cannot", -1)):
+        hits = [l for l in lines if re.search(pattern, l, re.I)]
+        if hits:
+            return hits[pick][-n:]
+    return lines[-1][-n:] if lines else ""
+
+
+# ------------------------------------------------------------ private apt (deb-src)
+
+def _apt_src(suite: str) -> list[str]:
+    """apt-get with fetch.py's private state directory for `suite`, reading the
+    deb-src entries of that suite (and its -updates and -security, where they
+    exist) from this machine's mirrors."""
+    cmd = _apt(suite)                   # state dirs, main mirror and keyring
+    uri, key = debian_mirror()
+    suites = [suite] if suite == "sid" else [suite, f"{suite}-updates"]
+    lines = [f"deb-src [signed-by={key}] {uri} {s} main\n" for s in suites]
+    if suite != "sid":
+        codename = _release_codename()
+        for u, ss, k in _apt_entries():
+            if f"{codename}-security" in ss:
+                lines.append(f"deb-src [signed-by={k or key}] {u.rstrip('/')} {suite}-security main\n")
+                break
+    sources = APT / suite / "etc" / "sources-src.list"
+    sources.write_text("".join(lines))
+    # later -o options win: this list replaces the binary one _apt() wrote
+    return cmd + ["-o", f"Dir::Etc::SourceList={sources}", "-o", "APT::Sandbox::User=root"]
+
+
+def _vercmp(a: str, b: str) -> int:
+    if a == b:
+        return 0
+    r = subprocess.run(["dpkg", "--compare-versions", a, "lt", b])
+    return -1 if r.returncode == 0 else 1
+
+
+def find_source(package: str, suites, major: str = "", label: str = "",
+                quiet: bool = False) -> tuple[str, str, list[str]]:
+    """(suite, version, apt command) of the newest source of `package` whose
+    version starts with `major`, in the first of `suites` that has one."""
+    seen = []
+    for suite in suites:
+        apt = _apt_src(suite)
+        r = subprocess.run(apt + ["update"], capture_output=True, text=True, timeout=300)
+        upd_err = _tail(r.stderr) if r.returncode != 0 else ""
+        q = subprocess.run(["apt-cache", *apt[1:], "showsrc", "--only-source", package],
+                           capture_output=True, text=True, timeout=120)
+        versions = sorted({m.group(1) for m in re.finditer(r"^Version:\s*(\S+)", q.stdout, re.M)},
+                          key=functools.cmp_to_key(_vercmp))
+        seen.append(f"{suite}: {', '.join(versions) or (upd_err or 'none')}")
+        fit = [v for v in versions if v.split(":")[-1].startswith(major)]
+        if fit:
+            if not quiet:
+                print(f"{label or package}: {package} {fit[-1]} from {suite}", flush=True)
+            return suite, fit[-1], apt
+    raise FetchError(f"no {package} {major + 'x ' if major else ''}source package on the mirror "
+                     f"({'; '.join(seen)})")
+
+
+# ------------------------------------------------------------ download, unpack
+
+def _dsc_files(dsc: Path) -> dict[str, str]:
+    """name -> sha256 from the .dsc (itself checked by apt against the signed index)."""
+    files, inside = {}, False
+    for line in dsc.read_text(errors="replace").splitlines():
+        if line.startswith("Checksums-Sha256:"):
+            inside = True
+            continue
+        if inside:
+            if not line.startswith(" "):
+                break
+            parts = line.split()
+            if len(parts) == 3:
+                files[parts[2]] = parts[0]
+    if not files:
+        raise FetchError(f"{dsc.name}: no Checksums-Sha256")
+    return files
+
+
+def _sha256(p: Path) -> str:
+    h = hashlib.sha256()
+    with p.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def unpack(package: str, version: str, apt: list[str], src: Path) -> tuple[Path, str]:
+    """Download the source package into `src` and unpack it with Debian's
+    patches; (tree, how) where how says how it was unpacked."""
+    src.mkdir(parents=True, exist_ok=True)
+    r = subprocess.run(apt + ["source", "--download-only", f"{package}={version}"],
+                       capture_output=True, text=True, timeout=900, cwd=str(src))
+    noepoch = version.split(":")[-1]
+    dsc = src / f"{package}_{noepoch}.dsc"
+    if not dsc.exists():
+        raise FetchError(f"apt-get source {package}={version} failed: {_tail(r.stderr)}")
+    files = _dsc_files(dsc)
+    absent = []
+    for name, digest in files.items():
+        p = src / name
+        if not p.exists():
+            absent.append(name)
+        elif _sha256(p) != digest:
+            raise FetchError(f"{name}: checksum differs from {dsc.name}")
+    # the upstream tarball's detached signature (.asc) is not needed to unpack,
+    # and some mirrors lack it: apt then fails, with everything else downloaded
+    if [a for a in absent if not a.endswith(".asc")]:
+        raise FetchError(f"apt-get source {package}={version} failed: {_tail(r.stderr)}")
+    upstream = noepoch.rsplit("-", 1)[0]
+    tree = src / f"{package}-{upstream}"
+    if not absent:
+        r = subprocess.run(["dpkg-source", "-x", dsc.name, tree.name], capture_output=True,
+                           text=True, timeout=600, cwd=str(src))
+        if r.returncode != 0:
+            raise FetchError(f"dpkg-source -x {dsc.name} failed: {_tail(r.stderr)}")
+        return tree, "dpkg-source -x"
+    # as dpkg-source does for 3.0 (quilt): upstream tarball, debian/ tarball, patch series
+    fmt = re.search(r"^Format:\s*(.+)$", dsc.read_text(errors="replace"), re.M)
+    if not fmt or fmt.group(1).strip() != "3.0 (quilt)":
+        raise FetchError(f"{dsc.name}: format {fmt.group(1) if fmt else '?'} and "
+                         f"{', '.join(absent)} missing: cannot unpack")
+    orig = [n for n in files if re.search(r"\.orig\.tar\.[a-z0-9]+$", n)]
+    deb = [n for n in files if re.search(r"\.debian\.tar\.[a-z0-9]+$", n)]
+    if len(orig) != 1 or len(deb) != 1 or any(".orig-" in n for n in files):
+        raise FetchError(f"{dsc.name}: unexpected file set {', '.join(files)}")
+    tree.mkdir()
+    for args in (["tar", "-xf", str(src / orig[0]), "-C", str(tree), "--strip-components=1"],
+                 ["tar", "-xf", str(src / deb[0]), "-C", str(tree)]):
+        subprocess.run(args, check=True, capture_output=True, timeout=600)
+    series = tree / "debian" / "patches" / "series"
+    patches = [l.split()[0] for l in series.read_text().splitlines()
+               if l.strip() and not l.lstrip().startswith("#")] if series.exists() else []
+    for p in patches:
+        r = subprocess.run(["patch", "-p1", "-s", "-f", "--no-backup-if-mismatch", "-i",
+                            str(tree / "debian" / "patches" / p)],
+                           capture_output=True, text=True, timeout=120, cwd=str(tree))
+        if r.returncode != 0:
+            raise FetchError(f"debian patch {p} does not apply: {_tail(r.stdout + r.stderr)}")
+    return tree, f"tar + {len(patches)} debian patches ({', '.join(absent)} not on the mirror)"

@@ -1,0 +1,149 @@
+"""Library builds from Debian source packages of newer suites, with the
+options a multi-process server needs, into private prefixes under build/libs.
+
+    python -m native_shim.srcbuild [--only NAME] [--quiet]
+
+Each recipe is a [[variant]] of native_shim/variants.toml with `source`
+(the Debian source package), `suites` (the first that carries `major` wins)
+and `build` (how: "cmake-mbedtls", "autotools").  A build is cached: it is
+redone only when its recipe (the variant's entry) changes.  One that cannot be
+done here (no such source, a failing step) leaves its reason in
+<prefix>/../reason.txt, which `tlsharness libs` shows; nothing half-built is
+kept.  Then `python -m native_shim.build` builds the adapters against them.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from native_shim import debsrc
+from native_shim.debsrc import _tail
+from native_shim.fetch import FetchError, prefix_of, variants
+
+JOBS = str(min(2, os.cpu_count() or 1))
+
+
+def recipe_hash(v: dict) -> str:
+    return hashlib.sha256(json.dumps(v, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _run(cmd: list[str], cwd: Path, log, timeout: int = 3600) -> None:
+    log.write(f"$ {' '.join(cmd)}\n")
+    log.flush()
+    r = subprocess.run(cmd, cwd=str(cwd), stdout=log, stderr=subprocess.STDOUT, timeout=timeout)
+    if r.returncode != 0:
+        log.flush()
+        text = Path(log.name).read_text(errors="replace")
+        raise FetchError(f"{' '.join(cmd[:3])} failed: {_tail(text)}")
+
+
+def build_cmake_mbedtls(v: dict, tree: Path, dest: Path, log) -> None:
+    """mbed TLS with CMake: shared libraries, the config options set with the
+    tree's own scripts/config.py."""
+    for opt in v.get("config", []):
+        _run([sys.executable, "scripts/config.py", "set", opt], tree, log, 120)
+    b = tree / "build-tlsh"
+    b.mkdir(exist_ok=True)
+    _run(["cmake", "-S", ".", "-B", str(b), f"-DCMAKE_INSTALL_PREFIX={dest / 'usr'}",
+          "-DUSE_SHARED_MBEDTLS_LIBRARY=On", "-DUSE_STATIC_MBEDTLS_LIBRARY=Off",
+          "-DENABLE_TESTING=Off", "-DENABLE_PROGRAMS=Off", "-DCMAKE_BUILD_TYPE=Release",
+          "-DCMAKE_INSTALL_LIBDIR=lib"], tree, log, 600)
+    _run(["cmake", "--build", str(b), "-j", JOBS], tree, log)
+    _run(["cmake", "--install", str(b)], tree, log, 600)
+
+
+def build_autotools(v: dict, tree: Path, dest: Path, log) -> None:
+    """./configure (made by autoreconf when the tree has none) with the
+    recipe's options, then make and make install."""
+    if not (tree / "configure").exists():
+        _run(["autoreconf", "-fi"], tree, log, 900)
+    _run(["./configure", f"--prefix={dest / 'usr'}", "--libdir=" + str(dest / "usr" / "lib"),
+          *v.get("configure", [])], tree, log, 900)
+    _run(["make", f"-j{JOBS}"], tree, log)
+    _run(["make", "install"], tree, log, 600)
+
+
+BUILDERS = {"cmake-mbedtls": build_cmake_mbedtls, "autotools": build_autotools}
+TOOLS = {"cmake-mbedtls": ["cmake", "make", "cc", "dpkg-source"],
+         "autotools": ["make", "cc", "dpkg-source", "autoreconf", "libtoolize"]}
+
+
+def build(v: dict, quiet: bool = False) -> Path:
+    """Build one recipe (or keep its cached build); the prefix."""
+    dest = prefix_of(v["name"])
+    base = dest.parent
+    done = base / ".done"
+    want = recipe_hash(v)
+    if done.exists() and done.read_text().strip() == want:
+        return dest
+    missing = [t for t in TOOLS[v["build"]] if not shutil.which(t)]
+    if missing:
+        raise FetchError(f"missing build tools: {', '.join(missing)} (apt-get install them)")
+    for stale in (dest, base / "src", done, base / "reason.txt"):
+        if stale.is_dir():
+            shutil.rmtree(stale)
+        elif stale.exists():
+            stale.unlink()
+    base.mkdir(parents=True, exist_ok=True)
+    t0 = time.monotonic()
+    suite, version, apt = debsrc.find_source(v["source"], v["suites"], v.get("major", ""),
+                                             v["name"], quiet)
+    tree, how = debsrc.unpack(v["source"], version, apt, base / "src")
+    if not quiet:
+        print(f"{v['name']}: building {v['source']} {version} ({suite}, {how}) ...", flush=True)
+    with open(base / "build.log", "w") as log:
+        try:
+            BUILDERS[v["build"]](v, tree, dest, log)
+        except BaseException:
+            shutil.rmtree(dest, ignore_errors=True)
+            raise
+    seconds = round(time.monotonic() - t0)
+    (base / "debs.txt").write_text(f"{v['source']}_{version}_{suite}-source\n")
+    (base / "build.json").write_text(json.dumps({"name": v["name"], "source": v["source"],
+                                                  "version": version, "suite": suite,
+                                                  "unpacked": how, "seconds": seconds,
+                                                  "recipe": want}, indent=2) + "\n")
+    shutil.rmtree(base / "src", ignore_errors=True)      # the tree is large; the log stays
+    done.write_text(want + "\n")
+    if not quiet:
+        print(f"{v['name']}: built in {seconds} s into {dest}", flush=True)
+    return dest
+
+
+def source_variants() -> list[dict]:
+    return [v for v in variants() if v.get("build") in BUILDERS]
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--only", help="one variant by name")
+    ap.add_argument("--quiet", action="store_true")
+    a = ap.parse_args(argv)
+    todo = [v for v in source_variants() if not a.only or v["name"] == a.only]
+    if a.only and not todo:
+        print(f"srcbuild: no source recipe named {a.only!r} "
+              f"(known: {', '.join(v['name'] for v in source_variants())})", file=sys.stderr)
+        return 2
+    failed = 0
+    for v in todo:
+        try:
+            build(v, a.quiet)
+        except (FetchError, OSError, subprocess.TimeoutExpired) as e:
+            failed += 1
+            reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+            base = prefix_of(v["name"]).parent
+            base.mkdir(parents=True, exist_ok=True)
+            (base / "reason.txt").write_text(reason + "\n")
+            print(f"{v['name']}: not built: {reason}", file=sys.stderr)
+    return 0 if not failed else 3
+
+
+if __name__ == "__main__":
+    sys.exit(main())
