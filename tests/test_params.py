@@ -11,7 +11,7 @@ from harness.spec.config import RunConfig
 from harness.spec.params import PARAMS, c_fields
 
 RUNTIME = {"stand": {"port", "crash_dir"},                       # set by the stand itself
-           "loadgen": {"host", "port", "nconns", "conn_base"}}  # set per load generator
+           "loadgen": {"host", "port", "nconns", "conn_base", "client_index"}}  # per process
 STRUCT = {"stand": ("_tlsh_openssl", "struct tlsh_stand_cfg"),   # the stand is in each adapter
           "loadgen": ("_tlsh_loadgen", "struct tlsh_lg_config")}
 

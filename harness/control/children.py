@@ -71,7 +71,7 @@ def start_loadgens(children: Children, port: int, conns: int, clients: int,
     for i in range(clients):
         n = conns // clients + (1 if i < conns % clients else 0)
         lc = {"ext": ext, "c": {**fields, "host": "127.0.0.1", "port": port, "nconns": n,
-                                "conn_base": base}}
+                                "conn_base": base, "client_index": i}}
         base += n
         path = children.dir / f"loadgen-{i}.json"
         path.write_text(json.dumps(lc))

@@ -175,7 +175,7 @@ def run_target(cfg: TargetConfig, progress=None) -> dict:
             progress(f"server ready on 127.0.0.1:{port} ({len(procfs.tree(server.pid))} processes, "
                      f"{ready['tls']})")
         lg, _ = start_loadgens(children, port, cfg.conns, cfg.clients, c_fields(defaults(
-            window=cfg.window, load=cfg.load, churn_every=cfg.churn_every, tls=cfg.tls,
+            conns=cfg.conns, window=cfg.window, load=cfg.load, churn_every=cfg.churn_every, tls=cfg.tls,
             rate=cfg.rate, clients=cfg.clients, duration=cfg.duration, timeout=2.0), "loadgen"))
         out = _watch(cfg, d, server, port, lg, roles, progress)
         out["tls_negotiated"] = ready["tls"]

@@ -25,7 +25,7 @@ def main(argv=None) -> int:
         os._exit(70)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     stride = ffi.sizeof("struct tlsh_lg_counters")
-    mm = mmap.mmap(fd, stride * (index + 1))
+    mm = mmap.mmap(fd, stride * max(index + 1, cfg["c"].get("nclients", 1)))   # all clients
     counters = ffi.cast("struct tlsh_lg_counters *", ffi.from_buffer(mm)) + index
     c = ffi.new("struct tlsh_lg_config *")
     for name, value in cfg["c"].items():     # field by field, as the controller declared them

@@ -150,7 +150,8 @@ PARAMS: tuple[Param, ...] = (
     Param("workers", 4, "worker processes (default %(default)s)", range=(1, 254),
           c=(CField(S, "nworkers"),)),
     Param("conns", 50, "client connections (default %(default)s)", range=(1, 20000),
-          c=(CField(S, "max_conns", lambda cfg: max_conns(cfg.conns)),)),
+          c=(CField(S, "max_conns", lambda cfg: max_conns(cfg.conns)),
+             CField(L, "total_conns"))),
     Param("duration", 10.0, "seconds of load (default %(default)s)", range=(0.5, 3600),
           c=(CField(L, "duration_s"),)),
     Param("memory", "shared", "shared (TLS objects in the arena) | private | interpose (forced: "
@@ -170,7 +171,7 @@ PARAMS: tuple[Param, ...] = (
           c=(CField(L, "rate", lambda cfg: cfg.rate / cfg.clients),)),
     Param("window", 4, "outstanding requests per connection", range=(1, 64),
           c=(CField(L, "window"),)),
-    Param("clients", 1, "load generator processes", range=(1, 16)),
+    Param("clients", 1, "load generator processes", range=(1, 16), c=(CField(L, "nclients"),)),
     Param("timeout", 2.0, "seconds before a request times out", range=(0.05, 60),
           c=(CField(L, "timeout_s"),)),
     Param("ctx", "shared", "SSL_CTX: shared | per-worker", choices=("shared", "per-worker")),

@@ -79,12 +79,13 @@ class Watchdog(History):
             else:
                 self.futex_streak.pop(w["pid"], None)
             if p.get("stale_state"):
-                pass                           # state not re-read this tick: streaks unchanged
-            elif p.get("state") in ("T", "t"):
+                continue                       # state not re-read this tick: streaks unchanged
+            if p.get("state") in ("T", "t"):
                 self.stop_streak[w["pid"]] = self.stop_streak.get(w["pid"], 0) + 1
             else:
                 self.stop_streak.pop(w["pid"], None)
-            # asleep in an activity that never sleeps unless something inside blocks
+            # asleep in an activity that never sleeps unless something inside blocks (a
+            # state read in this sample: an old one may be from before the activity began)
             if w["activity"] in NONBLOCKING and p.get("state") in ("S", "D"):
                 since, n = self.sleep_streak.get(w["pid"], (w["since_ns"], 0))
                 self.sleep_streak[w["pid"]] = (w["since_ns"], n + 1 if since == w["since_ns"] else 1)

@@ -23,6 +23,11 @@ struct tlsh_lg_config {
     int rekey_every;        /* every N requests on a connection: key update (1.3) or
                                renegotiation (1.2); 0 = never */
     double ramp_s;          /* open the connections over this long (0 = all at once) */
+    int nclients;           /* load generator processes of the run (their counters are
+                               consecutive: this one's is number client_index) */
+    int client_index;
+    int total_conns;        /* connections of all of them: with admission, requests start
+                               once that many have been opened (or half the run passed) */
 };
 
 /* Runs until duration or until *stop becomes non-zero; returns 0, or -1

@@ -125,6 +125,7 @@ struct tlsh_lg_counters {
     int64_t ready_ns;         /* when the first handshake completed */
     uint64_t rejected;        /* handshakes refused on purpose (--reject-every: unknown CA) */
     uint64_t rekeys;          /* key updates / renegotiations started (--rekey-every) */
+    uint64_t opened;          /* connections opened for the first time */
     uint64_t lat_hist[TLSH_LAT_BUCKETS];
     char error[160];
     uint64_t magic2;

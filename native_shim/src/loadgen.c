@@ -72,6 +72,7 @@ struct lgconn {
     SSL *spare;                 /* this slot's previous SSL object, cleared for the next connection */
     unsigned connno;
     int64_t since_ns;           /* CONNECTING/HANDSHAKE start; IDLE: reconnect time */
+    int64_t connect_ns;         /* when this connection's connect() began */
     uint64_t next_seq;
     struct slot *ring;
     uint32_t rcap, rhead, rcount, live;
@@ -81,6 +82,7 @@ struct lgconn {
     int tokens;                 /* open loop: requests granted, not yet built */
     int sess_taken;
     int rejecting;              /* this attempt uses reject_ctx */
+    int opened_once;            /* reached ST_OPEN at least once */
     char *rbuf; size_t rlen, rcap_b;
     char *wbuf; size_t wlen;    /* pending SSL_write (must be retried as is) */
 };
@@ -104,6 +106,16 @@ struct lg {
     uint64_t attempts;          /* TLS handshakes started */
     int opening;                /* connections connecting or in their handshake */
     int admit;                  /* admission: at most this many opening at once (0: no cap) */
+    int holding;                /* no requests yet: connections are still being opened
+                                   (the ramp's handshakes get the server's time), until
+                                   all are open or hold_until */
+    int64_t hold_until;
+    uint64_t want_open;         /* connections of all the clients */
+    int64_t load_from;          /* when the holding ended: the connections then start their
+                                   requests one after another over LOAD_STAGGER_NS, not
+                                   all at once (a burst the size of the ramp) */
+    const volatile struct tlsh_lg_counters *all;   /* every client's counters, or own */
+    int nall;
 };
 
 /* Admission (many connections, no --ramp): connections are opened at the rate
@@ -114,6 +126,7 @@ struct lg {
 #define ADMIT_START 32
 #define ADMIT_MIN 4
 #define ADMIT_MAX 512
+#define LOAD_STAGGER_NS 1000000000LL
 
 static void set_error(struct tlsh_lg_counters *c, const char *fmt, ...)
 {
@@ -228,7 +241,7 @@ static void start_connect(struct lg *g, struct lgconn *cn, int64_t now)
 {
     g->opening++;
     cn->state = ST_CONNECTING;
-    cn->since_ns = now;
+    cn->since_ns = cn->connect_ns = now;
     cn->fd = socket(g->family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (cn->fd < 0) { conn_fail(g, cn, now); return; }
     int one = 1;
@@ -256,8 +269,21 @@ static void do_handshake(struct lg *g, struct lgconn *cn, int64_t now)
         if (!c->ready) c->ready_ns = now;
         c->ready = 1;
         g->opening--;
-        if (g->admit && g->admit < ADMIT_MAX) g->admit++;
+        if (g->admit) {
+            /* admission follows the server's pace: one more in flight per quick
+             * handshake, a quarter fewer when one took more than a quarter of the
+             * timeout (the server is queueing; before anything fails) */
+            int64_t took = now - cn->connect_ns;
+            if (took > g->timeout_ns / 4)
+                g->admit = g->admit * 3 / 4 < ADMIT_MIN ? ADMIT_MIN : g->admit * 3 / 4;
+            else if (took < g->timeout_ns / 8 && g->admit < ADMIT_MAX)
+                g->admit++;
+        }
         cn->state = ST_OPEN;
+        if (!cn->opened_once) {
+            cn->opened_once = 1;
+            c->opened++;
+        }
         ep_set(g, cn, EPOLLIN);
         fill(g, cn, now);
         return;
@@ -331,6 +357,7 @@ static inline int churn_done(struct lg *g, struct lgconn *cn)
 static inline int room(struct lg *g, struct lgconn *cn)
 {
     if (cn->state != ST_OPEN) return 0;
+    if (g->holding) return 0;
     int k = g->window - (int)cn->live;
     int rf = (int)(cn->rcap - cn->rcount);
     if (rf < k) k = rf;
@@ -541,9 +568,20 @@ static void expire(struct lg *g, struct lgconn *cn, int64_t now)
     }
 }
 
+/* Connections opened once, over all the run's clients (they share one
+ * counters segment): the ramp is over when all of them are. */
+static uint64_t opened_all(struct lg *g)
+{
+    uint64_t n = 0;
+    for (int i = 0; i < g->nall; i++) n += g->all[i].opened;
+    return n;
+}
+
 static void scan(struct lg *g, int64_t now)
 {
     int nidle = 0;
+    if (g->holding && !(g->holding = now < g->hold_until && opened_all(g) < g->want_open))
+        g->load_from = now;
     for (int i = 0; i < g->n; i++) {
         struct lgconn *cn = &g->conns[i];
         switch (cn->state) {
@@ -563,7 +601,9 @@ static void scan(struct lg *g, int64_t now)
                 expire(g, cn, now);
                 if (churn_done(g, cn)) conn_recycle(g, cn, now);
                 else if (g->cfg->rate <= 0) fill(g, cn, now);
-            }
+            } else if (!g->holding && g->cfg->rate <= 0
+                       && now >= g->load_from + LOAD_STAGGER_NS * i / g->n)
+                fill(g, cn, now);               /* the load starts after the ramp */
             break;
         }
     }
@@ -749,6 +789,21 @@ int tlsh_loadgen_run(const struct tlsh_lg_config *cfg, struct tlsh_lg_counters *
     }
 
     g->admit = (cfg->ramp_s <= 0 && g->n > ADMIT_FROM_CONNS) ? ADMIT_START : 0;
+    g->holding = g->admit > 0;
+    if (cfg->nclients > 1 && cfg->client_index >= 0 && cfg->client_index < cfg->nclients
+            && cfg->total_conns >= g->n) {
+        g->all = c - cfg->client_index;
+        g->nall = cfg->nclients;
+        g->want_open = (uint64_t)cfg->total_conns;
+    } else {
+        g->all = c;
+        g->nall = 1;
+        g->want_open = (uint64_t)g->n;
+    }
+    {   /* the load waits for the ramp at most half the run (and 30 s) */
+        double hold = cfg->duration_s / 2 < 30 ? cfg->duration_s / 2 : 30;
+        g->hold_until = start + (int64_t)(hold * 1e9);
+    }
     for (int i = 0; i < g->n; i++) {
         if (g->admit && i >= g->admit) {
             /* admission: the scan opens the rest as handshakes complete */

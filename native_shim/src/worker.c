@@ -275,6 +275,9 @@ out:
 static void finish(struct wstate *W, int id, int r, int pin)
 {
     struct tlsh_msg m = { 0, id, W->st->conns[id].gen, 0 };
+    /* the TLS work is over: handing the connection back to the listener may
+     * block on a full channel, and that wait is not the library's */
+    tlsh_set_activity(W->me, TLSH_ACT_IDLE, tlsh_now_ns());
     if (r == SERVE_KEEP && pin) {
         if (!W->pinned[id]) {
             struct epoll_event ev = { .events = EPOLLIN, .data.u64 = (uint64_t)id };
