@@ -30,13 +30,6 @@ def activities() -> list[str]:
     return _activities
 
 
-def __getattr__(name: str):
-    # ACTIVITIES, read on first use: importing this module loads no extension
-    if name == "ACTIVITIES":
-        return activities()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
 class Segment:
     """A memfd of `size` bytes; `fd` is inheritable for pass_fds."""
 

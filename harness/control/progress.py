@@ -33,12 +33,6 @@ def abbreviations() -> dict[str, str]:
     return _abbrev
 
 
-def __getattr__(name: str):
-    if name == "ABBREV":
-        return abbreviations()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
 class Progress:
     def __init__(self, quiet: bool = False, stream=None):
         self.quiet = quiet
