@@ -205,12 +205,16 @@ class Watchdog(History):
             if w["activity"] in BUSY and age >= (th.shared_wait_s if shared_wait else stall):
                 why = f"{w['activity']} for {age:.1f} s" + (" (shared futex wait)" if shared_wait else "")
             elif (w["role"] == "worker" and w["activity"] in SPIN_CHECKED and age >= th.spin_cpu_s
+                  and w.get("handshakes", 0) > 0     # a first handshake may set up tables
                   and self._cpu_since(w["pid"], w["since_ns"]) >= th.spin_cpu_s):
                 why = (f"{self._cpu_since(w['pid'], w['since_ns']) * 1000:.0f} ms of CPU in one "
                        f"{w['activity']} ({age * 1000:.0f} ms)")
             if self.stop_streak.get(w["pid"], 0) >= 2 and not why:
                 why = "stopped (state T)"
-            if (self.sleep_streak.get(w["pid"], (0, 0))[1] >= th.sleep_samples and not why
+            # a worker's first handshake may wait for its library's pages (state D on a
+            # cold cache): two more samples there
+            need = th.sleep_samples + (0 if w.get("handshakes", 1) > 0 else 2)
+            if (self.sleep_streak.get(w["pid"], (0, 0))[1] >= need and not why
                     and not shared_wait):
                 why = f"asleep in {w['activity']} for {age * 1000:.0f} ms"
             fx = ((s["procs"].get(w["pid"]) or {}).get("syscall") or {}).get("futex")

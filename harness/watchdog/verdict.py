@@ -15,9 +15,11 @@ class Thresholds:
     progress_s: float = 0.5       # window over which progress (replies) is looked for
     no_progress_s: float = 2.0    # no reply at all this long, nobody stuck: a hang anyway
     spin_cpu: float = 0.5         # CPU share above which a stuck process is spinning
-    spin_cpu_s: float = 0.02      # a worker that used this much CPU in one TLS operation
-                                  # (a handshake takes well under 1 ms) spins: stuck without
-                                  # waiting for stall_s, and a starved worker never gets there
+    spin_cpu_s: float = 0.03      # a worker that used this much CPU in one TLS operation
+                                  # (a handshake takes well under 1 ms; mbed TLS 2.28 about 6)
+                                  # spins: stuck without waiting for stall_s, and a starved
+                                  # worker never gets there.  Not in a worker's first
+                                  # handshake: wolfSSL 4.6 spends ~30 ms there on set-up
     futex_samples: int = 2        # private futex wait on an arena address, this many samples
     overload_wait: float = 0.5    # run-queue wait per wall second that makes it overload
     holder_wait_s: float = 0.1    # waiting this long for a lock held by a stuck worker: stuck
