@@ -150,7 +150,9 @@ def test_verdicts_are_named_through_the_vocabulary(folder):
 
 
 def test_nothing_points_outside_the_project():
-    pattern = re.compile(r"\.\./shared|shared/reference")
+    # the pattern is assembled so that this file itself holds no such path
+    outside = ".." + "/" + "shared"
+    pattern = re.compile(re.escape(outside) + "|" + re.escape("shared" + "/reference"))
     files = [*HARNESS.rglob("*.py"), *(ROOT / "tests").rglob("*.py"), *(ROOT / "docs").rglob("*.md"),
              ROOT / "README.md", *(ROOT / "native_shim").rglob("*.[ch]"), *(ROOT / "bench").rglob("*.py")]
     bad = [str(f.relative_to(ROOT)) for f in files if f != Path(__file__)
