@@ -106,7 +106,8 @@ class StatusView:
             "accepted": s.accepted, "dispatched": s.dispatched,
             "cross_handoffs": s.cross_handoffs, "conns_open": s.conns_open,
             "conns_closed": s.conns_closed, "rand_calls": s.rand_calls,
-            "rand_reentries": s.rand_reentries,
+            "rand_reentries": s.rand_reentries, "rw_overlaps": s.rw_overlaps,
+            "write_dups": s.write_dups,
             "lib_version": _cstr(ffi, s.lib_version), "error": _cstr(ffi, s.error),
         }
 

@@ -8,7 +8,9 @@ from __future__ import annotations
 import functools
 import hashlib
 import re
+import shutil
 import subprocess
+import urllib.request
 from pathlib import Path
 
 from native_shim.fetch import APT, FetchError, _apt, _apt_entries, _release_codename, debian_mirror
@@ -59,6 +61,15 @@ def find_source(package: str, suites, major: str = "", label: str = "",
                 quiet: bool = False) -> tuple[str, str, list[str]]:
     """(suite, version, apt command) of the newest source of `package` whose
     version starts with `major`, in the first of `suites` that has one."""
+    suite, versions, apt = find_sources(package, suites, major, label, quiet)
+    return suite, versions[0], apt
+
+
+def find_sources(package: str, suites, major: str = "", label: str = "",
+                 quiet: bool = False) -> tuple[str, list[str], list[str]]:
+    """(suite, versions newest first, apt command): every source of `package`
+    whose version starts with `major`, in the first of `suites` that has one
+    (a mirror may lack the newest one's files: the caller tries the next)."""
     seen = []
     for suite in suites:
         apt = _apt_src(suite)
@@ -73,7 +84,7 @@ def find_source(package: str, suites, major: str = "", label: str = "",
         if fit:
             if not quiet:
                 print(f"{label or package}: {package} {fit[-1]} from {suite}", flush=True)
-            return suite, fit[-1], apt
+            return suite, fit[::-1], apt
     raise FetchError(f"no {package} {major + 'x ' if major else ''}source package on the mirror "
                      f"({'; '.join(seen)})")
 
@@ -106,6 +117,41 @@ def _sha256(p: Path) -> str:
     return h.hexdigest()
 
 
+def _index_files(package: str, version: str, apt: list[str], src: Path,
+                 apt_error: str) -> tuple[dict[str, str], str]:
+    """Without a .dsc: name -> sha256 from the suite's signed Sources index,
+    and each file apt did not get downloaded from the mirror's pool by hand
+    (checked by the caller against those sums).  (files, the record)."""
+    q = subprocess.run(["apt-cache", *apt[1:], "showsrc", "--only-source", package],
+                       capture_output=True, text=True, timeout=120)
+    record = next((r for r in q.stdout.split("\n\n")
+                   if re.search(rf"^Version:\s*{re.escape(version)}$", r, re.M)), "")
+    files, inside = {}, False
+    for line in record.splitlines():
+        if line.startswith("Checksums-Sha256:"):
+            inside = True
+            continue
+        if inside:
+            if not line.startswith(" "):
+                break
+            digest, _size, name = line.split()
+            if not name.endswith(".dsc"):
+                files[name] = digest
+    where = re.search(r"^Directory:\s*(\S+)", record, re.M)
+    if not files or not where:
+        raise FetchError(f"apt-get source {package}={version} failed: {apt_error}")
+    base = debian_mirror()[0].rstrip("/") + "/" + where.group(1)
+    for name in files:
+        if not (src / name).exists():
+            try:
+                with urllib.request.urlopen(f"{base}/{name}", timeout=120) as r, \
+                        open(src / name, "wb") as out:
+                    shutil.copyfileobj(r, out)
+            except OSError:
+                (src / name).unlink(missing_ok=True)      # absent: said by the caller
+    return files, record
+
+
 def unpack(package: str, version: str, apt: list[str], src: Path) -> tuple[Path, str]:
     """Download the source package into `src` and unpack it with Debian's
     patches; (tree, how) where how says how it was unpacked."""
@@ -114,9 +160,10 @@ def unpack(package: str, version: str, apt: list[str], src: Path) -> tuple[Path,
                        capture_output=True, text=True, timeout=900, cwd=str(src))
     noepoch = version.split(":")[-1]
     dsc = src / f"{package}_{noepoch}.dsc"
-    if not dsc.exists():
-        raise FetchError(f"apt-get source {package}={version} failed: {_tail(r.stderr)}")
-    files = _dsc_files(dsc)
+    if dsc.exists():
+        files, fmt_text = _dsc_files(dsc), dsc.read_text(errors="replace")
+    else:       # some mirrors lack a version's .dsc: the signed index lists the same files
+        files, fmt_text = _index_files(package, version, apt, src, _tail(r.stderr))
     absent = []
     for name, digest in files.items():
         p = src / name
@@ -126,18 +173,16 @@ def unpack(package: str, version: str, apt: list[str], src: Path) -> tuple[Path,
             raise FetchError(f"{name}: checksum differs from {dsc.name}")
     # the upstream tarball's detached signature (.asc) is not needed to unpack,
     # and some mirrors lack it: apt then fails, with everything else downloaded
-    if [a for a in absent if not a.endswith(".asc")]:
-        raise FetchError(f"apt-get source {package}={version} failed: {_tail(r.stderr)}")
     upstream = noepoch.rsplit("-", 1)[0]
     tree = src / f"{package}-{upstream}"
-    if not absent:
+    if dsc.exists() and not absent:
         r = subprocess.run(["dpkg-source", "-x", dsc.name, tree.name], capture_output=True,
                            text=True, timeout=600, cwd=str(src))
         if r.returncode != 0:
             raise FetchError(f"dpkg-source -x {dsc.name} failed: {_tail(r.stderr)}")
         return tree, "dpkg-source -x"
     # as dpkg-source does for 3.0 (quilt): upstream tarball, debian/ tarball, patch series
-    fmt = re.search(r"^Format:\s*(.+)$", dsc.read_text(errors="replace"), re.M)
+    fmt = re.search(r"^Format:\s*(.+)$", fmt_text, re.M)
     if not fmt or fmt.group(1).strip() != "3.0 (quilt)":
         raise FetchError(f"{dsc.name}: format {fmt.group(1) if fmt else '?'} and "
                          f"{', '.join(absent)} missing: cannot unpack")
@@ -145,10 +190,15 @@ def unpack(package: str, version: str, apt: list[str], src: Path) -> tuple[Path,
     deb = [n for n in files if re.search(r"\.debian\.tar\.[a-z0-9]+$", n)]
     if len(orig) != 1 or len(deb) != 1 or any(".orig-" in n for n in files):
         raise FetchError(f"{dsc.name}: unexpected file set {', '.join(files)}")
+    if orig[0] in absent:
+        raise FetchError(f"{orig[0]} is not on the mirror: cannot unpack {package} {version}")
     tree.mkdir()
-    for args in (["tar", "-xf", str(src / orig[0]), "-C", str(tree), "--strip-components=1"],
-                 ["tar", "-xf", str(src / deb[0]), "-C", str(tree)]):
-        subprocess.run(args, check=True, capture_output=True, timeout=600)
+    subprocess.run(["tar", "-xf", str(src / orig[0]), "-C", str(tree), "--strip-components=1"],
+                   check=True, capture_output=True, timeout=600)
+    if deb[0] in absent:                # the upstream release as it is, and said so
+        return tree, f"upstream tarball only ({deb[0]} not on the mirror: no Debian patches)"
+    subprocess.run(["tar", "-xf", str(src / deb[0]), "-C", str(tree)],
+                   check=True, capture_output=True, timeout=600)
     series = tree / "debian" / "patches" / "series"
     patches = [l.split()[0] for l in series.read_text().splitlines()
                if l.strip() and not l.lstrip().startswith("#")] if series.exists() else []

@@ -70,9 +70,37 @@ def build_autotools(v: dict, tree: Path, dest: Path, log) -> None:
     _run(["make", "install"], tree, log, 600)
 
 
-BUILDERS = {"cmake-mbedtls": build_cmake_mbedtls, "autotools": build_autotools}
+def build_openssl(v: dict, tree: Path, dest: Path, log) -> None:
+    """OpenSSL (or a fork with its Configure): shared libraries and headers
+    only, as distributions build them; no tests, docs or apps."""
+    _run(["./Configure", f"--prefix={dest / 'usr'}", "--libdir=lib", "shared", "no-tests",
+          *v.get("configure", [])], tree, log, 900)
+    _run(["make", f"-j{JOBS}", "build_libs"], tree, log)
+    _run(["make", "install_dev"], tree, log, 600)
+
+
+BUILDERS = {"cmake-mbedtls": build_cmake_mbedtls, "autotools": build_autotools,
+            "openssl": build_openssl}
 TOOLS = {"cmake-mbedtls": ["cmake", "make", "cc", "dpkg-source"],
-         "autotools": ["make", "cc", "dpkg-source", "autoreconf", "libtoolize"]}
+         "autotools": ["make", "cc", "dpkg-source", "autoreconf", "libtoolize"],
+         "openssl": ["make", "cc", "perl", "dpkg-source"]}
+
+
+def _unpack_first(v: dict, versions: list[str], apt: list[str], src: Path, quiet: bool):
+    """The newest of `versions` whose files the mirror has, unpacked:
+    (tree, how, version)."""
+    errors = []
+    for version in versions:
+        try:
+            tree, how = debsrc.unpack(v["source"], version, apt, src)
+            return tree, how, version
+        except FetchError as e:
+            errors.append(f"{version}: {e}")
+            if not quiet and version != versions[-1]:
+                print(f"{v['name']}: {version} cannot be unpacked ({e}); trying the next",
+                      flush=True)
+            shutil.rmtree(src, ignore_errors=True)
+    raise FetchError("; ".join(errors))
 
 
 def build(v: dict, quiet: bool = False) -> Path:
@@ -93,9 +121,9 @@ def build(v: dict, quiet: bool = False) -> Path:
             stale.unlink()
     base.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
-    suite, version, apt = debsrc.find_source(v["source"], v["suites"], v.get("major", ""),
-                                             v["name"], quiet)
-    tree, how = debsrc.unpack(v["source"], version, apt, base / "src")
+    suite, versions, apt = debsrc.find_sources(v["source"], v["suites"], v.get("major", ""),
+                                               v["name"], quiet)
+    tree, how, version = _unpack_first(v, versions, apt, base / "src", quiet)
     if not quiet:
         print(f"{v['name']}: building {v['source']} {version} ({suite}, {how}) ...", flush=True)
     with open(base / "build.log", "w") as log:
@@ -115,6 +143,62 @@ def build(v: dict, quiet: bool = False) -> Path:
     if not quiet:
         print(f"{v['name']}: built in {seconds} s into {dest}", flush=True)
     return dest
+
+
+# a user's own source tree (`tlsharness libs build`) is built with the recipe
+# of its kind's variant here: the same options a multi-process server needs
+KIND_RECIPE = {"openssl": "openssl@3.5", "wolfssl": "wolfssl@5.7", "mbedtls": "mbedtls@3.6",
+               "gnutls": "gnutls@3.8"}
+
+
+def _tree_of(source: Path, work: Path) -> Path:
+    """A private copy of the user's tree, or their tarball unpacked: the
+    build never writes into what the user gave."""
+    tree = work / "tree"
+    if source.is_dir():
+        shutil.copytree(source, tree, symlinks=True)
+        return tree
+    if not source.is_file():
+        raise FetchError(f"--from-source {source}: no such file or directory")
+    tree.mkdir(parents=True)
+    r = subprocess.run(["tar", "-xf", str(source), "-C", str(tree)], capture_output=True,
+                       text=True, timeout=600)
+    if r.returncode != 0:
+        raise FetchError(f"--from-source {source}: not a tarball tar can read ({_tail(r.stderr)})")
+    inner = [d for d in tree.iterdir()]
+    return inner[0] if len(inner) == 1 and inner[0].is_dir() else tree
+
+
+def build_tree(kind: str, source: Path, dest: Path, quiet: bool = False) -> dict:
+    """Build a user's source tree or tarball of `kind` into `dest` with the
+    recipe of KIND_RECIPE[kind]; nothing is kept when it fails.  Returns
+    what build.json says of it."""
+    recipe = next((v for v in variants() if v["name"] == KIND_RECIPE.get(kind)), None)
+    if recipe is None:
+        raise FetchError(f"--kind {kind}: no source recipe for it (one of "
+                         f"{', '.join(k for k in KIND_RECIPE)})")
+    missing = [t for t in TOOLS[recipe["build"]] if t != "dpkg-source" and not shutil.which(t)]
+    if missing:
+        raise FetchError(f"missing build tools: {', '.join(missing)} (apt-get install them)")
+    work = dest.parent
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    t0 = time.monotonic()
+    try:
+        tree = _tree_of(source.resolve(), work)
+        if not quiet:
+            print(f"building {source} as {kind} with the {recipe['name']} recipe "
+                  f"(log: {work / 'build.log'}) ...", flush=True)
+        with open(work / "build.log", "w") as log:
+            BUILDERS[recipe["build"]](recipe, tree, dest, log)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    shutil.rmtree(work / "tree", ignore_errors=True)
+    info = {"kind": kind, "source": str(source), "recipe": recipe["name"],
+            "seconds": round(time.monotonic() - t0)}
+    (work / "build.json").write_text(json.dumps(info, indent=2) + "\n")
+    return info
 
 
 def source_variants() -> list[dict]:

@@ -430,3 +430,39 @@ def test_concurrent_malloc_free_four_processes():
     finally:
         lib.tlsh_shared_unmap(report, 4096)
         lib.tlsh_arena_destroy(a)
+
+
+# ---------------------------------------------------------------- --arena-align 8
+
+def test_align_8_gives_blocks_off_16_that_free_and_realloc_find():
+    a = lib.tlsh_arena_create(16 * MiB)
+    try:
+        assert lib.tlsh_arena_set_align(a, 12) == -1         # only 8 or 16
+        assert lib.tlsh_arena_set_align(a, 8) == 0
+        blocks = []
+        for n in (1, 8, 16, 24, 100, 1000, 5000):
+            p = lib.tlsh_arena_malloc(a, n)
+            assert addr(p) % 16 == 8 and addr(p) % 8 == 0, (n, hex(addr(p)))
+            assert lib.tlsh_arena_usable_size(a, p) == n
+            fill(p, n, n)
+            blocks.append((p, n, n))
+        p, n, _ = blocks.pop()
+        q = lib.tlsh_arena_realloc(a, p, 3 * n)               # moves: the content follows
+        assert addr(q) % 16 == 8 and check(q, n, n)
+        r = lib.tlsh_arena_realloc(a, q, n // 2)              # in place
+        assert addr(r) == addr(q) and lib.tlsh_arena_usable_size(a, r) == n // 2
+        blocks.append((r, n // 2, n))
+        c = lib.tlsh_arena_calloc(a, 10, 10)
+        assert addr(c) % 16 == 8 and ffi.buffer(c, 100)[:] == b"\0" * 100
+        for p, n, tag in blocks:
+            assert check(p, n, tag), n
+            lib.tlsh_arena_free(a, p)
+        lib.tlsh_arena_free(a, c)
+        s = stats(a)
+        assert s.in_use == 0 and s.requested == 0
+        assert s.n_double_free == s.n_wild_free == 0
+        lib.tlsh_arena_free(a, blocks[0][0])                  # still recognised as a double free
+        assert stats(a).n_double_free == 1
+        assert lib.tlsh_arena_set_align(a, 16) == -1          # blocks exist: refused
+    finally:
+        lib.tlsh_arena_destroy(a)

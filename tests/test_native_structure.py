@@ -275,7 +275,7 @@ def test_a_new_stand_cfg_field_reaches_python(tmp_path):
     ffi = cffi.FFI()
     ffi.cdef(cdef.cdef_for(build.headers_of(stand), include=inc))
     fields = [f for f, _ in ffi.typeof("struct tlsh_stand_cfg").fields]
-    assert fields[-2:] == ["reply_other", "zz_new_knob"]
+    assert fields[fields.index("reply_other") + 1] == "zz_new_knob"
     assert ffi.sizeof("struct tlsh_stand_cfg") > 0
 
 

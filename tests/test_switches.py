@@ -125,3 +125,57 @@ def test_each_client_build_makes_full_handshakes_unless_resume(tmp_path, client)
 def test_unknown_client_is_a_usage_error(tmp_path):
     r = tlsharness("run", "--out", str(tmp_path), "--client", "gnutls", "--duration", "1")
     assert r.returncode == 2 and "--client must be one of auto, system, openssl@1.1.1" in r.stderr
+
+
+@pytest.mark.stress
+def test_arena_align_8_crash_in_setup_is_a_crash_verdict_with_its_family(tmp_path):
+    # measured: Debian's wolfSSL 5.5 stores with movaps into a block of
+    # wolfSSL_new; at --arena-align 8 that block is 8 bytes off 16 (OpenSIPS #3814)
+    out = run(tmp_path, "--lib", "wolfssl", "--memory", "shared", "--arena-align", "8",
+              "--duration", "2")
+    assert out["verdict"] == "crash" and out["exit_code"] == 1, out["reason"]
+    assert "during set-up" in out["reason"]
+    assert out["families"] == ["misaligned arena"], out
+    assert any(e.startswith("aligned vector access:") for e in out["evidence"])
+    # the same library at the default alignment: no such crash
+    ok = run(tmp_path, "--lib", "wolfssl", "--memory", "shared", "--arena-align", "16",
+             "--duration", "2")
+    assert ok["verdict"] == "pass", ok["reason"]
+
+
+@pytest.mark.stress
+def test_split_locks_let_a_writer_in_beside_a_reader(tmp_path):
+    out = run(tmp_path, "--lib", "wolfssl", "--memory", "shared", "--handoff", "per-message",
+              "--reply-by", "other", "--conn-locks", "split", "--workers", "8", "--conns", "4",
+              "--window", "64", "--duration", "3")
+    assert out["verdict"] == "pass", out["reason"]
+    assert out["rw_overlaps"] > 0                    # measured, not assumed: writes beside reads
+    one = run(tmp_path, "--lib", "wolfssl", "--memory", "shared", "--handoff", "per-message",
+              "--reply-by", "other", "--duration", "2")
+    assert one["rw_overlaps"] is None                 # one lock: no such count
+
+
+def test_write_dup_on_a_build_without_it_says_unsupported(tmp_path):
+    r = tlsharness("run", "--lib", "wolfssl", "--memory", "shared", "--mitigate", "write-dup",
+                   "--duration", "1", "--json", "-q", "--out", str(tmp_path), timeout=60)
+    out = json.loads(r.stdout)
+    assert r.returncode == 3 and out["verdict"] == "unsupported"
+    assert "--enable-writedup" in out["reason"] and "HAVE_WRITE_DUP=0" in out["reason"]
+
+
+WRITE_DUP_BUILD = "wolfssl@5.7"      # make libs: wolfSSL with --enable-writedup
+
+
+@pytest.mark.stress
+def test_write_dup_splits_each_session_after_its_handshake(tmp_path):
+    from harness.builds import backends
+    ok, why = backends.availability().get(WRITE_DUP_BUILD, (False, "not a known library"))
+    if not ok:
+        pytest.skip(f"{WRITE_DUP_BUILD} not built: {why}")
+    out = run(tmp_path, "--lib", WRITE_DUP_BUILD, "--memory", "shared", "--handoff", "per-message",
+              "--reply-by", "other", "--conn-locks", "split", "--mitigate", "write-dup",
+              "--load", "churn", "--churn-every", "20", "--duration", "3")
+    assert out["verdict"] == "pass", out["reason"]
+    # every server handshake made a write duplicate, and the writers used it
+    assert out["write_dups"] >= out["handshakes_client"] * 0.9 > 0, out
+    assert out["replies"] > 1000 and out["bad"] == 0

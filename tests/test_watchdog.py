@@ -352,3 +352,41 @@ def test_busy_machine_slows_the_stall_rule_but_not_for_spinners():
             v = v or step()
         got = "stuck" if v is not None and v.verdict == "degraded" else None
         assert got == want, (pressured, after_ms, v)
+
+
+# ---- the faulting instruction of a crash (harness/watchdog/insn.py) --------
+
+@pytest.mark.parametrize("code,want", [
+    ("0f 29 83 80 00 00 00", "movaps"),            # store, [rbx+0x80]: wolfSSL at align 8
+    ("0f 28 07", "movaps"), ("66 0f 28 07", "movapd"), ("66 0f 6f 07", "movdqa"),
+    ("66 41 0f 7f 06", "movdqa"),                  # REX.B
+    ("c5 f9 6f 07", "vmovdqa"), ("c4 e1 78 29 07", "vmovaps"),
+    ("66 0f 38 dc 07", "SSE 0f 38 dc with a 128-bit memory operand"),    # aesenc xmm, [rdi]
+    ("66 0f ef 07", "SSE 0f ef with a 128-bit memory operand"),          # pxor xmm, [rdi]
+    ("0f 58 07", "SSE 0f 58 with a 128-bit memory operand"),             # addps
+    ("f3 0f 6f 07", None), ("0f 10 07", None), ("c5 fa 6f 07", None),   # unaligned moves
+    ("0f 28 c1", None), ("66 0f 38 dc c1", None),  # register operands only
+    ("0f ef 07", None),                            # MMX: 64-bit operand
+    ("48 8b 07", None), ("", None), ("0f", None),
+])
+def test_aligned_operand_decoding(code, want):
+    from harness.watchdog import insn
+    assert insn.aligned_operand(bytes.fromhex(code.replace(" ", ""))) == want
+
+
+def test_crash_record_fault_line_and_evidence(tmp_path):
+    from harness.watchdog import insn, stacks
+    assert insn.parse("ip 0x7f00 code 128 insn 0f 29 83 80")["aligned_operand"] == "movaps"
+    assert insn.parse("ip 0x7f00 code x insn 0f") is None and insn.parse("garbage") is None
+    (tmp_path / "crash--1-42.txt").write_text(
+        "signal 11 (Segmentation fault) address (nil) pid 42\n"
+        "ip 0x7f00 code 128 insn 0f 29 83 80 00 00 00\n--- backtrace\n")
+    (tmp_path / "crash-3-43.txt").write_text("signal 6 (Aborted) address (nil) pid 43\n")
+    (tmp_path / "crash-bad-name.txt").write_text("ignored")
+    got = {c["pid"]: c for c in stacks.crash_stacks(tmp_path)}
+    assert set(got) == {42, 43}
+    assert got[42]["role"] == "stand" and got[42]["fault"]["aligned_operand"] == "movaps"
+    assert got[43]["role"] == "crashed" and got[43]["fault"] is None
+    ev = stacks.fault_evidence(list(got.values()), 8)
+    assert len(ev) == 1 and ev[0].startswith("aligned vector access: pid 42 (stand) faulted at movaps")
+    assert stacks.fault_evidence(list(got.values()), 16) == []   # aligned blocks: not this family

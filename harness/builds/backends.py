@@ -52,9 +52,11 @@ class Backend:
         "atfork_stop": "--mitigate atfork-stop: the library keeps no per-thread state that "
                        "OPENSSL_thread_stop could release (OpenSSL only)",
         "rand_wrap": "no replaceable RAND method (OpenSSL's RAND_set_rand_method)",
+        "write_dup": "--mitigate write-dup needs wolfSSL_write_dup (a wolfSSL built with "
+                     "--enable-writedup: HAVE_WRITE_DUP)",
     }
     OPTIONAL = ("hook", "parent_use", "atfork_stop", "rand_wrap", "rand_calls", "rand_reentries",
-                "set_lock_counting", "lock_calls")
+                "set_lock_counting", "lock_calls", "write_dup")
 
     def _optional(self, name: str):
         """The adapter's entry `name` (a cffi function pointer), or None where the

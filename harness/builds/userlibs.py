@@ -62,6 +62,43 @@ def add(name: str, prefix: str, kind: str = "openssl") -> str:
     return name
 
 
+def build(name: str, kind: str, source: str) -> str:
+    """Build a source tree or tarball with the recipe of its kind into the
+    per-user cache, then register it as add() does; nothing is left behind
+    when either step fails."""
+    if kind not in KINDS:
+        raise UserLibError(f"--kind must be one of {', '.join(KINDS)} (got {kind!r})")
+    if not re.fullmatch(r"[A-Za-z0-9_.@+-]+", name):
+        raise UserLibError(f"library name {name!r}: letters, digits and _.@+- only")
+    if not Path(source).exists():
+        raise UserLibError(f"--from-source {source}: no such file or directory")
+    work = native.user_dir() / "builds" / name
+    r = subprocess.run([sys.executable, "-c", BUILD_PY, kind, str(Path(source).resolve()),
+                        str(work / "root")], cwd=str(native.ROOT), timeout=7200,
+                       stderr=subprocess.PIPE, text=True)
+    if r.returncode != 0:
+        lines = [l for l in r.stderr.splitlines() if l.strip()]
+        raise UserLibError(lines[-1] if lines else f"the build failed (exit {r.returncode})")
+    try:
+        return add(name, str(work / "root" / "usr"), kind)
+    except UserLibError:
+        import shutil
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+
+
+BUILD_PY = """
+import sys
+from pathlib import Path
+from native_shim import srcbuild
+from native_shim.fetch import FetchError
+try:
+    srcbuild.build_tree(sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3]))
+except (FetchError, OSError) as e:
+    sys.exit(str(e).splitlines()[0] if str(e) else type(e).__name__)
+"""
+
+
 def _load_error(ext: str) -> str | None:
     """The loader's own words when the adapter cannot be loaded (in a child
     process: the controller never loads a TLS library); None when it loads."""

@@ -49,13 +49,26 @@ def cmd_libs(ns, argv) -> int:
             print(f"tlsharness: error: {e}", file=sys.stderr)
             return EXIT_USAGE
         return 0
+    if ns.action == "build":
+        from harness.builds import userlibs
+        if not (ns.name and ns.from_source):
+            print("tlsharness: error: libs build NAME --kind KIND --from-source TARBALL_OR_DIR",
+                  file=sys.stderr)
+            return EXIT_USAGE
+        try:
+            print(f"built {userlibs.build(ns.name, ns.kind, ns.from_source)}: use --lib {ns.name}")
+        except userlibs.UserLibError as e:
+            print(f"tlsharness: error: {e}", file=sys.stderr)
+            return EXIT_USAGE
+        return 0
     avail = backends.availability()
-    print(f"{'library':16} {'state':8} {'version':22} where")
+    w = max([16] + [len(n) + 1 for n in avail])
+    print(f"{'library':{w}} {'state':8} {'version':22} where")
     for name, (built, reason) in avail.items():
         inf = backends.info(name)
         where = inf.get("prefix") or ("system" if built else reason)
         ver = inf.get("version", "") or ("" if built else "-")
-        print(f"{name:16} {'built' if built else 'missing':8} {ver:22} {where}")
+        print(f"{name:{w}} {'built' if built else 'missing':8} {ver:22} {where}")
     from harness.builds import native
     if not native.build_report():
         print("no native extension is built here: in a checkout of tlsharness, run `make setup` "
@@ -72,8 +85,15 @@ def add_parsers(sub) -> None:
     pr.add_argument("--markdown", metavar="FILE", help="also write the table as Markdown")
     pr.set_defaults(fn=cmd_probe)
     lb = sub.add_parser("libs", help="list the TLS libraries built here; 'libs add' your own build")
-    lb.add_argument("action", nargs="?", choices=["list", "add"], default="list", help="list (default) or add NAME --prefix PATH")
-    lb.add_argument("name", nargs="?", help="add: the name to give the build (then --lib NAME)")
+    lb.add_argument("action", nargs="?", choices=["list", "add", "build"], default="list",
+                    help="list (default) | add NAME --prefix PATH | build NAME --kind KIND "
+                         "--from-source TARBALL_OR_DIR")
+    lb.add_argument("name", nargs="?", help="add/build: the name to give the build (then --lib NAME)")
     lb.add_argument("--prefix", help="add: the install prefix (include/ and lib/)")
-    lb.add_argument("--kind", default="openssl", help="add: openssl, wolfssl, mbedtls or gnutls (default openssl)")
+    lb.add_argument("--kind", default="openssl", choices=["openssl", "wolfssl", "mbedtls", "gnutls"],
+                    help="add/build: the adapter kind (default openssl; LibreSSL and BoringSSL "
+                         "are openssl)")
+    lb.add_argument("--from-source", metavar="TARBALL_OR_DIR",
+                    help="build: a source tree or tarball, built with the options a multi-process "
+                         "server needs (the recipe of its kind in native_shim/variants.toml)")
     lb.set_defaults(fn=cmd_libs)

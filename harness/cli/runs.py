@@ -16,7 +16,9 @@ def summary(out: dict) -> str:
     if out.get("memory", "").startswith("interpose"):
         lines.append("  memory: " + out["memory"])
     ttf = out.get("time_to_failure_ms")
-    if ttf is not None:
+    for e in out.get("evidence", [])[:3]:          # a crash in set-up: what was found
+        lines.append(f"  evidence: {e}")
+    if ttf is not None and out.get("detect_latency_ms") is not None:
         when = (f"{ttf:.0f} ms after load started" if ttf >= 0
                 else f"{-ttf:.0f} ms before load started (at fork)")
         lines.append(f"  failure {when} (detected {out.get('detect_latency_ms')} ms after onset)")

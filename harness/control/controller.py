@@ -21,7 +21,8 @@ from harness.builds import native
 from harness.analysis import results
 from harness.spec import certs
 from harness.watchdog import families, procfs, stacks
-from harness.control import measures
+from harness.control import measures, setup_crash
+from harness.control.setup_crash import StandCrashed
 from harness.control.children import Children, start_loadgens
 from harness.spec.config import RunConfig, results_root
 from harness.spec.params import c_fields
@@ -82,6 +83,9 @@ class Run:
         old = {s: signal.signal(s, _on_term) for s in (signal.SIGTERM, signal.SIGHUP)}
         try:
             return self._execute()
+        except StandCrashed as e:
+            self._kill_all()
+            return setup_crash.outcome_of(self, e.sig)
         except Unsupported as e:
             out = {"verdict": V.UNSUPPORTED, "outcome": V.UNSUPPORTED, "reason": str(e),
                    "exit_code": 3, "run_dir": str(self.dir), "lib": self.cfg.lib,
@@ -157,6 +161,8 @@ class Run:
                 err = self.status.header()["error"] or measures.tail(self.dir / "stand.log")
                 if self.stand.returncode == 79:
                     raise Unsupported(err)
+                if self.stand.returncode < 0:       # killed by a signal: the library, in set-up
+                    raise StandCrashed(-self.stand.returncode)
                 raise HarnessError(f"stand failed to start: {err}")
             time.sleep(0.01)
         raise HarnessError("stand did not become ready within 20 s")
@@ -348,6 +354,10 @@ class Run:
             "rand_method": {"calls": s["hdr"]["rand_calls"], "reentries": s["hdr"]["rand_reentries"]}
             if s and (self.cfg.rand_lock != "none" or "locked-rand" in self.cfg.mitigations) else None,
             "rejected_handshakes": lg.get("rejected", 0), "rekeys": lg.get("rekeys", 0),
+            "rw_overlaps": s["hdr"]["rw_overlaps"] if s and self.cfg.conn_locks == "split"
+            else None,
+            "write_dups": s["hdr"]["write_dups"] if s and "write-dup" in self.cfg.mitigations
+            else None,
             "resumed_handshakes": lg.get("resumed", 0), "client": getattr(self, "client", None),
             "loadgen_cpu_s": getattr(self, "loadgen_cpu_s", None),
             "arena_baseline": getattr(self, "arena_baseline", 0),

@@ -179,6 +179,9 @@ PARAMS: tuple[Param, ...] = (
     Param("ciphers", "", "TLS 1.2 cipher list", c=(CField(L, "ciphers"),)),
     Param("tickets", True, "disable session tickets", negate="--no-tickets"),
     Param("arena_mb", 256, "shared arena size (default %(default)s)", range=(8, 16384)),
+    Param("arena_align", "16", "alignment of the arena's blocks: 16 (as malloc) | 8 (every block "
+          "8 bytes past a 16-byte boundary, as some servers' shared allocators give: OpenSIPS "
+          "#3814)", choices=("16", "8")),
     Param("seed", None, "seed (recorded; printed in the re-run command)", kind=int),
     Param("out", "results", "results root (default ./results, or $TLSH_RESULTS)"),
     Param("linger", 1.0, "seconds to keep watching after a failure", range=(0, 60)),
@@ -199,7 +202,8 @@ PARAMS: tuple[Param, ...] = (
     Param("check_random", False, "each worker draws random bytes right after fork; identical "
           "blocks in two workers are a corruption verdict", c=(CField(S, "check_random"),)),
     Param("mitigations", "", "comma-separated mitigations: " + ", ".join(MITIGATIONS) +
-          " (see README)", kind=list, parse=parse_list, flag="--mitigate"),
+          " (see README)", kind=list, parse=parse_list, flag="--mitigate",
+          c=(CField(S, "write_dup", lambda cfg: int("write-dup" in cfg.mitigations)),)),
     Param("parent_use", False, "the stand's main thread uses the library before fork, as other "
           "modules of a server do (libcurl, TLS redis)"),
     Param("shutdown", "kill", "end of run: kill (workers SIGKILLed) | exit (workers leave through "
@@ -217,6 +221,10 @@ PARAMS: tuple[Param, ...] = (
           "another worker (its own fd, the connection's lock), as SIP replies and forwarded "
           "requests are in the servers", choices=("self", "other"),
           c=(CField(S, "reply_other"),)),
+    Param("conn_locks", "one", "one: one lock per connection around its reads and writes | "
+          "split: a read lock and a write lock (OpenSIPS tls_wolfssl), so that a reader and a "
+          "writer can be in one session at once", choices=("one", "split"),
+          c=(CField(S, "split_locks"),)),
     Param("rekey_every", 0, "every N requests on a connection the client asks for a TLS 1.3 key "
           "update, or renegotiates TLS 1.2 (0 = never)", range=(0, 10**9), metavar="N",
           c=(CField(L, "rekey_every"),)),

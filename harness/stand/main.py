@@ -47,6 +47,9 @@ def main(argv=None) -> int:
         os._exit(70)                        # the controller is already gone
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     st, _mapping = _status(ffi, lib, status_fd, cfg["workers"] + 1)   # the mapping lives as long as main
+    if cfg.get("stacks_dir"):               # a crash in set-up leaves its own record
+        os.makedirs(cfg["stacks_dir"], exist_ok=True)
+        lib.tlsh_stand_crash_handler(cfg["stacks_dir"].encode())
     try:
         arena = _arena(cfg, be, st)
         _check_mitigations(cfg, be)
@@ -61,6 +64,8 @@ def main(argv=None) -> int:
         if cfg.get("chaos"):
             _chaos(st)
         stand = _new_stand(cfg, ffi, lib, st, arena)
+        if "write-dup" in cfg.get("mitigations", []):
+            lib.tlsh_stand_set_write_dup(stand, be._optional("write_dup"))
     except SetupFailed as e:
         data = str(e).encode()[:255]
         ffi.memmove(st.error, data + b"\0", len(data) + 1)
@@ -116,6 +121,8 @@ def _arena(cfg, be, st):
         arena = lib.tlsh_arena_create(cfg["arena_mb"] << 20)
         if arena == ffi.NULL:
             raise SetupFailed(f"cannot create a {cfg['arena_mb']} MiB arena")
+        if lib.tlsh_arena_set_align(arena, int(cfg.get("arena_align", "16"))) != 0:
+            raise SetupFailed(f"--arena-align {cfg.get('arena_align')}: refused by the arena")
         try:
             hooked = be.hook(arena)
         except backends.Unsupported as e:
@@ -132,13 +139,9 @@ def _arena(cfg, be, st):
 
 def _check_mitigations(cfg, be) -> None:
     mitig = cfg.get("mitigations", [])
-    if "write-dup" in mitig:
-        if not be.caps()["write_dup"]:
-            raise SetupFailed(f"{be.name}: --mitigate write-dup needs wolfSSL_write_dup "
-                              f"(HAVE_WRITE_DUP); this build has "
-                              f"{be.caps()['flags'] or 'no such flag'}", EXIT_UNSUPPORTED)
-        raise SetupFailed(f"{be.name}: --mitigate write-dup: the adapter does not split sessions "
-                          "with wolfSSL_write_dup yet", EXIT_UNSUPPORTED)
+    if "write-dup" in mitig and be._optional("write_dup") is None:
+        raise SetupFailed(f"{be.name}: {be.UNSUPPORTED['write_dup']}; this build has "
+                          f"{be.caps()['flags'] or 'no such flag'}", EXIT_UNSUPPORTED)
     if "pshared" in mitig and _preloaded("tlsh_pshared_forced") is None:
         raise SetupFailed("--mitigate pshared: libtlsh_pshared.so is not preloaded")
 

@@ -68,6 +68,7 @@ def _evidence(match):
 _identical_random = _evidence(lambda e: "identical random bytes" in e)
 _at_shutdown = _evidence(lambda e: e.startswith("shutdown:"))
 _arena_growth = _evidence(lambda e: e.startswith("arena growth:"))
+_aligned_vector_fault = _evidence(lambda e: e.startswith("aligned vector access:"))
 
 
 PREDICATES = {"identical_random": _identical_random,
@@ -76,7 +77,8 @@ PREDICATES = {"identical_random": _identical_random,
               "futex_private_in_arena": _futex_private_in_arena,
               "spinning_on_app_lock": _spinning_on_app_lock,
               "waits_on_own_lock": _waits_on_own_lock,
-              "injected_fault": _injected_fault}
+              "injected_fault": _injected_fault,
+              "aligned_vector_fault": _aligned_vector_fault}
 
 
 def _match_frames(regexes, frames: list[str]) -> list[str] | None:

@@ -15,7 +15,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from harness.watchdog import procfs
+from harness.watchdog import insn, procfs
 
 FRAME_RE = re.compile(r"^#\d+\s+0x[0-9a-f]+\s+(?:in\s+)?([^\s(]+)")
 PYSPY_RE = re.compile(r"^\s+([\w.<>]+) \(")
@@ -103,14 +103,33 @@ def crash_stacks(stacks_dir: Path) -> list[dict]:
     """Stacks the crashed workers wrote themselves."""
     out = []
     for f in sorted(stacks_dir.glob("crash-*.txt")):
+        m = re.fullmatch(r"crash-(-?\d+)-(\d+)", f.stem)
+        if not m:
+            continue
+        slot, pid = int(m.group(1)), int(m.group(2))
         text = f.read_text(errors="replace")
-        _, slot, pid = f.stem.split("-")
         eu = text.split("--- eu-stack", 1)
         frames = parse_frames(eu[1]) if len(eu) > 1 else []
         if "__restore_rt" in frames:          # drop the handler's own frames
             frames = frames[frames.index("__restore_rt") + 1:]
-        out.append({"slot": int(slot), "pid": int(pid), "file": str(f), "role": "crashed",
+        lines = text.splitlines()
+        fault = next((insn.parse(l) for l in lines[1:3] if l.startswith("ip ")), None)
+        out.append({"slot": slot, "pid": pid, "file": str(f),
+                    "role": "stand" if slot < 0 else "crashed",
                     "tool": "self (signal handler)", "changed": False,
-                    "header": text.splitlines()[0] if text else "",
+                    "header": lines[0] if lines else "", "fault": fault,
                     "frames": frames or parse_frames(text)})
+    return out
+
+
+def fault_evidence(crashed: list[dict], arena_align: int) -> list[str]:
+    """Evidence lines for crashes at an instruction that needs a 16-byte-aligned
+    operand, when the arena hands out blocks 8 bytes off 16."""
+    out = []
+    for c in crashed:
+        need = (c.get("fault") or {}).get("aligned_operand")
+        if need and arena_align < 16:
+            out.append(f"aligned vector access: pid {c['pid']} ({c['role']}) faulted at {need} "
+                       f"(needs a 16-byte-aligned operand; ip {c['fault']['ip']}) while the arena "
+                       f"gives blocks aligned to {arena_align} bytes")
     return out

@@ -61,6 +61,11 @@ void *tlsh_arena_calloc(tlsh_arena *a, size_t nmemb, size_t n);
 void *tlsh_arena_realloc(tlsh_arena *a, void *p, size_t n);
 void tlsh_arena_free(tlsh_arena *a, void *p);
 
+/* Alignment of the blocks handed out: 16 (the default, as malloc's), or 8
+ * (every block 8 bytes past a 16-byte boundary, as some servers' shared
+ * allocators give: OpenSIPS #3814).  Before the first allocation; 0 / -1. */
+int tlsh_arena_set_align(tlsh_arena *a, int align);
+
 /* Bytes usable in a live block (its requested size), 0 if p is not one. */
 size_t tlsh_arena_usable_size(tlsh_arena *a, const void *p);
 

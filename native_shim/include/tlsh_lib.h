@@ -43,6 +43,9 @@ struct tlsh_lib_optional {
     int (*set_lock_counting)(int on);
     unsigned long (*lock_calls)(void);
     int lock_counting_by;  /* tlsh_lock_counting */
+    /* wolfSSL_write_dup: after the handshake, a session for writing only;
+     * the original then only reads.  NULL: failed. */
+    void *(*write_dup)(void *sess);
 };
 
 enum { TLSH_INIT_NO_ATEXIT = 1 };   /* mitigation no-atexit: no cleanup handler at exit */

@@ -19,6 +19,7 @@ enum tlsh_lock_flavor { TLSH_LOCK_SPIN = 0, TLSH_LOCK_FUTEX = 1, TLSH_LOCK_ROBUS
 #define TLSH_LOCK_ID_GLOBAL 1000000   /* lock ids >= this are global locks */
 #define TLSH_LOCK_ID_RAND 1000001     /* the server's lock around the RAND method */
 #define TLSH_LOCK_ID_CTX 1000002      /* the lock around the current SSL_CTX (reload) */
+#define TLSH_LOCK_ID_WRITE 2000000    /* + connection id: its write lock (split locks) */
 
 typedef struct tlsh_lock {
     volatile int32_t word;        /* spin: 0 free, 1 taken */

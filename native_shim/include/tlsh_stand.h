@@ -40,6 +40,8 @@ struct tlsh_stand_cfg {
     int check_random;    /* each worker draws 32 random bytes after fork and publishes them */
     int exit_on_term;    /* SIGTERM: leave through exit(), running atexit handlers (shutdown) */
     int reply_other;     /* replies written by another worker than the reader (per-message) */
+    int split_locks;     /* a read lock and a write lock per connection (OpenSIPS tls_wolfssl) */
+    int write_dup;       /* after the handshake the writers use the library's write duplicate */
 };
 
 struct tlsh_stand;
@@ -49,6 +51,12 @@ struct tlsh_stand *tlsh_stand_new(const struct tlsh_stand_cfg *cfg, struct tlsh_
 int tlsh_stand_spawn_listener(struct tlsh_stand *st);
 int tlsh_stand_spawn_worker(struct tlsh_stand *st, int slot, const struct tlsh_tls_ops *ops,
                             void *ctx);
+/* cfg.write_dup: the library's write duplicate (its optional table's
+ * write_dup), given before the workers are spawned. */
+void tlsh_stand_set_write_dup(struct tlsh_stand *st, void *(*write_dup)(void *sess));
+/* The stand's own process, from its first call into a library: on a fatal
+ * signal write its stack to <dir>/crash--1-<pid>.txt (a crash in set-up). */
+void tlsh_stand_crash_handler(const char *dir);
 /* Supervisor: drop the fds that belong to listener and workers. */
 void tlsh_stand_parent_close(struct tlsh_stand *st);
 /* Supervisor: copy arena statistics and events into the status segment. */

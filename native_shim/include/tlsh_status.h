@@ -89,6 +89,9 @@ struct tlsh_status {
     uint64_t conns_closed;
     uint64_t rand_calls;      /* calls into the wrapped RAND method (--rand-lock, locked-rand) */
     uint64_t rand_reentries;  /* of which made while this process already held its lock */
+    uint64_t rw_overlaps;     /* split locks: writes begun while another process held the
+                                 connection's read lock (a reader may be in the session) */
+    uint64_t write_dups;      /* sessions split by the library's write_dup (--mitigate write-dup) */
     char lib_version[96];
     char error[256];          /* fatal set-up error of the stand */
     uint64_t magic2;

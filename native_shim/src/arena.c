@@ -51,7 +51,7 @@ struct tlsh_arena {
     uint64_t heap_start;    /* offset of the first block */
     uint64_t top;           /* offset of the bump pointer */
     volatile int32_t lock;  /* test-and-set spinlock */
-    int32_t pad;
+    int32_t skew;           /* 0, or 8: every block 8 bytes past a 16-byte boundary */
     uint64_t ev_next;       /* total events recorded; ring index = ev_next % MAX */
     struct tlsh_arena_stats st;
     uint64_t free_head[N_CLASSES]; /* offset of first free block's header, 0 = empty */
@@ -262,13 +262,13 @@ static void *alloc(struct tlsh_arena *a, size_t n)
     void *p = NULL;
     arena_lock(a);
     if (n <= MAX_REQ && n < a->size)
-        p = alloc_locked(a, n);
+        p = alloc_locked(a, n + (size_t)a->skew);
     if (!p) {
         a->st.n_fail++;
         record_event(a, TLSH_EV_OUT_OF_MEMORY, NULL, n, 0);
     }
     arena_unlock(a);
-    return p;
+    return p ? (char *)p + a->skew : NULL;
 }
 
 /* Classify p (lock held).  Returns the header, with *state = BLK_LIVE,
@@ -278,6 +278,7 @@ static struct blk_hdr *lookup(struct tlsh_arena *a, const void *p, uint32_t *sta
     *state = 0;
     if (!inside(a, p))
         return NULL;
+    p = (const char *)p - a->skew;
     uint64_t off = (uint64_t)((uintptr_t)p - (uintptr_t)a);
     if (off % TLSH_ARENA_ALIGN || off < a->heap_start + HDR_SIZE || off >= a->top)
         return NULL;
@@ -365,10 +366,10 @@ void *tlsh_arena_realloc(tlsh_arena *a, void *p, size_t n)
         return NULL;
     }
     unsigned c = INFO_CLASS(h->info);
-    old_req = INFO_REQ(h->info);
-    if (n <= class_cap(c)) {
+    old_req = INFO_REQ(h->info) - (size_t)a->skew;
+    if (n + (size_t)a->skew <= class_cap(c)) {
         a->st.requested = a->st.requested - old_req + n;
-        h->info = INFO(c, n);
+        h->info = INFO(c, n + (size_t)a->skew);
         arena_unlock(a);
         return p;
     }
@@ -476,7 +477,21 @@ size_t tlsh_arena_usable_size(tlsh_arena *a, const void *p)
     arena_lock(a);
     struct blk_hdr *h = lookup(a, p, &state);
     if (state == BLK_LIVE)
-        n = (size_t)INFO_REQ(h->info);
+        n = (size_t)INFO_REQ(h->info) - (size_t)a->skew;
     arena_unlock(a);
     return n;
+}
+
+int tlsh_arena_set_align(tlsh_arena *a, int align)
+{
+    if (align != 8 && align != 16)
+        return -1;
+    int r = 0;
+    arena_lock(a);
+    if (a->st.n_alloc)
+        r = -1;                 /* blocks exist: their offsets would no longer be found */
+    else
+        a->skew = align == 8 ? 8 : 0;
+    arena_unlock(a);
+    return r;
 }

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/wait.h>
 #include <time.h>
+#include <ucontext.h>
 #include <unistd.h>
 
 static char crash_path[300];
@@ -18,15 +19,34 @@ static char altstack[65536];
 
 static void put(int fd, const char *s) { if (write(fd, s, strlen(s)) < 0) { /* nothing */ } }
 
+/* The faulting instruction: its address and first 16 bytes, for the
+ * watchdog to decode (an aligned vector access on a misaligned block). */
+static void put_insn(int fd, int code, void *uc)
+{
+#if defined(__x86_64__)
+    const unsigned char *ip = (const unsigned char *)((ucontext_t *)uc)->uc_mcontext.gregs[REG_RIP];
+    char line[160];
+    int n = snprintf(line, sizeof(line), "ip %p code %d insn", (const void *)ip, code);
+    for (int i = 0; i < 16 && n < (int)sizeof(line) - 4; i++)
+        n += snprintf(line + n, sizeof(line) - (size_t)n, " %02x", ip[i]);
+    snprintf(line + n, sizeof(line) - (size_t)n, "\n");
+    put(fd, line);
+#else
+    (void)fd; (void)code; (void)uc;
+#endif
+}
+
 static void on_crash(int sig, siginfo_t *si, void *uc)
 {
-    (void)uc;
     int fd = open(crash_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd >= 0) {
         char line[160];
-        snprintf(line, sizeof(line), "signal %d (%s) address %p pid %s\n--- backtrace\n",
+        snprintf(line, sizeof(line), "signal %d (%s) address %p pid %s\n",
                  sig, strsignal(sig), si ? si->si_addr : NULL, self_pid);
         put(fd, line);
+        if (uc && si && (sig == SIGSEGV || sig == SIGBUS || sig == SIGILL))
+            put_insn(fd, si->si_code, uc);
+        put(fd, "--- backtrace\n");
         void *bt[64];
         int n = backtrace(bt, 64);
         backtrace_symbols_fd(bt, n, fd);
@@ -59,6 +79,12 @@ void tlsh_crash_prepare(void)
 {
     void *warm[2];
     backtrace(warm, 2);
+}
+
+void tlsh_stand_crash_handler(const char *dir)
+{
+    tlsh_crash_prepare();
+    tlsh_install_crash_handler(dir, -1);
 }
 
 void tlsh_install_crash_handler(const char *dir, int slot)

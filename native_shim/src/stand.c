@@ -38,6 +38,8 @@ struct tlsh_stand *tlsh_stand_new(const struct tlsh_stand_cfg *cfg, struct tlsh_
     }
     for (int i = 0; i < cfg->max_conns; i++) {
         int e = tlsh_lock_init(&st->conns[i].lock, cfg->lock_flavor, i);
+        if (!e && cfg->split_locks)
+            e = tlsh_lock_init(&st->conns[i].wlock, cfg->lock_flavor, TLSH_LOCK_ID_WRITE + i);
         if (e) { snprintf(err, errlen, "lock init: %s", strerror(e)); return NULL; }
         st->conns[i].last_worker = -1;
         st->conns[i].owner = -1;
@@ -157,4 +159,9 @@ void tlsh_stand_publish_arena(struct tlsh_stand *st)
     struct tlsh_status *s = st->status;
     tlsh_arena_get_stats(st->arena, &s->arena);
     s->n_arena_events = tlsh_arena_get_events(st->arena, s->arena_events, TLSH_ARENA_MAX_EVENTS);
+}
+
+void tlsh_stand_set_write_dup(struct tlsh_stand *st, void *(*write_dup)(void *sess))
+{
+    st->write_dup = write_dup;
 }

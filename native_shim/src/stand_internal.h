@@ -13,7 +13,8 @@ enum tlsh_conn_state { TLSH_CONN_FREE = 0, TLSH_CONN_NEW = 1, TLSH_CONN_HANDSHAK
                        TLSH_CONN_ESTABLISHED = 3, TLSH_CONN_CLOSED = 4 };
 
 struct tlsh_conn {
-    tlsh_lock lock;
+    tlsh_lock lock;       /* the connection's lock; with split_locks its read lock */
+    tlsh_lock wlock;      /* split_locks: the write lock (writes and outbuf) */
     int32_t state;
     int32_t gen;
     int32_t owner;        /* private memory: the only worker allowed to touch sess */
@@ -21,6 +22,7 @@ struct tlsh_conn {
     int32_t ready;        /* data already buffered: dispatch again without polling */
     uint32_t inlen;
     void *sess;
+    void *wsess;          /* write_dup: the write side, used by writers only */
     uint64_t served;
     uint32_t outlen;      /* replies waiting for another worker to write them (--reply-by other) */
     uint32_t pad;
@@ -36,6 +38,7 @@ struct tlsh_stand {
     tlsh_lock *glock;               /* MAP_SHARED, NULL unless cfg.global_lock */
     tlsh_lock *ctx_lock;            /* MAP_SHARED: guards ctx_cur */
     void *volatile *ctx_cur;        /* MAP_SHARED: context of new sessions after a reload, NULL = own */
+    void *(*write_dup)(void *sess); /* cfg.write_dup: the library's */
     size_t conns_bytes;
     int listen_fd;
     int chan_l[TLSH_MAX_SLOTS];     /* listener end of worker channel (index = slot) */

@@ -156,11 +156,18 @@ static int w_parent_use(void)
     return wolfSSL_RAND_bytes(b, sizeof b) == WOLFSSL_SUCCESS ? 0 : -1;
 }
 
+#ifdef HAVE_WRITE_DUP
+static void *w_write_dup(void *s) { return wolfSSL_write_dup((WOLFSSL *)s); }
+#endif
+
 /* No per-thread state to stop, no replaceable RAND method (OpenSSL only),
  * no lock hook to count through in this build. */
 static const struct tlsh_lib_optional OPTIONAL = {
     .hook = w_hook,
     .parent_use = w_parent_use,
+#ifdef HAVE_WRITE_DUP
+    .write_dup = w_write_dup,
+#endif
 };
 
 const struct tlsh_lib_optional *tlsh_lib_optional(void) { return &OPTIONAL; }

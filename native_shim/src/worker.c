@@ -35,15 +35,20 @@ struct wstate {
 
 enum { SERVE_KEEP = 0, SERVE_CLOSED = 1, SERVE_HS_DONE = 2 };
 
+static void take(struct wstate *W, tlsh_lock *l, int lock_id)
+{
+    W->me->lock_waiting = lock_id;
+    tlsh_set_activity(W->me, TLSH_ACT_LOCK_WAIT, tlsh_now_ns());
+    tlsh_lock_get(l);
+    W->me->lock_waiting = -1;
+    W->me->lock_held = lock_id;
+    tlsh_set_activity(W->me, TLSH_ACT_ATTACH, tlsh_now_ns());
+}
+
+/* The connection's lock (with split locks: its read lock). */
 static void lock_conn(struct wstate *W, struct tlsh_conn *c, int id)
 {
-    int64_t now = tlsh_now_ns();
-    W->me->lock_waiting = id;
-    tlsh_set_activity(W->me, TLSH_ACT_LOCK_WAIT, now);
-    tlsh_lock_get(&c->lock);
-    W->me->lock_waiting = -1;
-    W->me->lock_held = id;
-    tlsh_set_activity(W->me, TLSH_ACT_ATTACH, tlsh_now_ns());
+    take(W, &c->lock, id);
 }
 
 static void unlock_global(struct wstate *W, int conn_id)
@@ -74,6 +79,34 @@ static void lock_global(struct wstate *W)
     W->me->lock_waiting = -1;
     W->me->lock_held = TLSH_LOCK_ID_GLOBAL;
     tlsh_set_activity(W->me, TLSH_ACT_ATTACH, tlsh_now_ns());
+}
+
+/* Split locks (OpenSIPS tls_wolfssl): writes and the reply buffer under the
+ * connection's write lock, so that a reader and a writer can be in one
+ * session at once.  Lock order: read lock, write lock, global lock; the
+ * global lock is let go while the write lock is awaited. */
+static void lock_write(struct wstate *W, struct tlsh_conn *c, int id)
+{
+    if (!W->st->cfg.split_locks) return;
+    int global = W->glock_held;
+    unlock_global(W, id);
+    take(W, &c->wlock, TLSH_LOCK_ID_WRITE + id);
+    if (global) lock_global(W);
+}
+
+static void unlock_write(struct wstate *W, struct tlsh_conn *c, int id, int reader)
+{
+    if (!W->st->cfg.split_locks) return;
+    W->me->lock_held = reader ? id : -1;
+    tlsh_lock_release(&c->wlock);
+}
+
+/* The session writers use: the write duplicate once there is one (attached
+ * to this process's fd), else the connection's session. */
+static void *write_side(struct tlsh_conn *c, const struct tlsh_tls_ops *ops, int fd)
+{
+    if (!c->wsess) return c->sess;
+    return ops->set_fd(c->wsess, fd) == 0 ? c->wsess : NULL;
 }
 
 static void maybe_fault(struct wstate *W)
@@ -124,39 +157,55 @@ static int write_all(struct wstate *W, void *sess, int fd, const char *buf, size
     return 0;
 }
 
-/* Write everything in W->out; 0 or -1. */
+/* Write everything in W->out; 0 or -1.  The caller holds the write lock. */
 static int flush_out(struct wstate *W, void *sess, int fd)
 {
-    int r = write_all(W, sess, fd, W->out, W->outlen);
+    int r = sess ? write_all(W, sess, fd, W->out, W->outlen) : (W->outlen ? -1 : 0);
     W->outlen = 0;
+    return r;
+}
+
+/* flush_out by a reader: takes the write lock (split locks) and writes
+ * through the write side. */
+static int reader_flush(struct wstate *W, struct tlsh_conn *c, int id, int fd)
+{
+    if (!W->outlen) return 0;
+    lock_write(W, c, id);
+    int r = flush_out(W, write_side(c, W->ops, fd), fd);
+    unlock_write(W, c, id, 1);
     return r;
 }
 
 /* --reply-by other: leave the replies in the connection (shared memory) for
  * another worker to write; write them here only if they do not fit. */
-static int leave_out(struct wstate *W, struct tlsh_conn *c, int fd)
+static int leave_out(struct wstate *W, struct tlsh_conn *c, int id, int fd)
 {
     if (!W->outlen) return 0;
+    int r = 0;
+    lock_write(W, c, id);
     if (c->outlen + W->outlen > sizeof(c->outbuf)) {
-        if (write_all(W, c->sess, fd, c->outbuf, c->outlen) != 0) return -1;
+        void *ws = write_side(c, W->ops, fd);
+        r = ws ? write_all(W, ws, fd, c->outbuf, c->outlen) : -1;
         c->outlen = 0;
-        return flush_out(W, c->sess, fd);
+        if (r == 0) r = flush_out(W, ws, fd);
+    } else {
+        memcpy(c->outbuf + c->outlen, W->out, W->outlen);
+        c->outlen += (uint32_t)W->outlen;
+        W->want_write = 1;
     }
-    memcpy(c->outbuf + c->outlen, W->out, W->outlen);
-    c->outlen += (uint32_t)W->outlen;
     W->outlen = 0;
-    W->want_write = 1;
-    return 0;
+    unlock_write(W, c, id, 1);
+    return r;
 }
 
 /* Answer every complete request in the connection buffer.
  * 0 ok, -1 malformed input or write error. */
-static int process_requests(struct wstate *W, struct tlsh_conn *c, int fd)
+static int process_requests(struct wstate *W, struct tlsh_conn *c, int id, int fd)
 {
     size_t off = 0, mlen;
     int r;
     while ((r = tlsh_sip_frame(c->inbuf + off, c->inlen - off, &mlen)) == 1) {
-        if (W->outlen + 2048 > OUTBUF && flush_out(W, c->sess, fd) != 0)
+        if (W->outlen + 2048 > OUTBUF && reader_flush(W, c, id, fd) != 0)
             return -1;
         int n = tlsh_sip_reply(c->inbuf + off, mlen, W->out + W->outlen, OUTBUF - W->outlen);
         if (n < 0) { W->me->malformed++; return -1; }
@@ -221,6 +270,13 @@ static int serve(struct wstate *W, int id, int hs_only, int batch_once, int atta
         if (r != TLSH_IO_OK) { W->me->errors++; goto close_sess; }
         c->state = TLSH_CONN_ESTABLISHED;
         W->me->handshakes++;
+        if (st->cfg.write_dup && st->write_dup) {
+            lock_write(W, c, id);
+            c->wsess = st->write_dup(c->sess);
+            unlock_write(W, c, id, 1);
+            if (!c->wsess) { W->me->errors++; goto close_sess; }
+            __atomic_add_fetch(&st->status->write_dups, 1, __ATOMIC_RELAXED);
+        }
         if (W->leaking && st->arena) {
             char *p = tlsh_arena_malloc(st->arena, 32768);   /* never freed: the leak */
             if (p) memset(p, 0x4c, 32768);
@@ -234,16 +290,16 @@ static int serve(struct wstate *W, int id, int hs_only, int batch_once, int atta
         if (n > 0) {
             c->inlen += (uint32_t)n;
             uint64_t before = W->me->requests;
-            if (process_requests(W, c, fd) != 0) goto close_sess;
+            if (process_requests(W, c, id, fd) != 0) goto close_sess;
             if (batch_once && W->me->requests != before) break;
             continue;
         }
         if (n == TLSH_IO_WANT_READ || n == TLSH_IO_WANT_WRITE) break;
         if (n != TLSH_IO_CLOSED) W->me->errors++;
-        flush_out(W, c->sess, fd);
+        reader_flush(W, c, id, fd);
         goto close_sess;
     }
-    if ((st->cfg.reply_other ? leave_out(W, c, fd) : flush_out(W, c->sess, fd)) != 0) {
+    if ((st->cfg.reply_other ? leave_out(W, c, id, fd) : reader_flush(W, c, id, fd)) != 0) {
         W->me->errors++;
         goto close_sess;
     }
@@ -255,13 +311,17 @@ static int serve(struct wstate *W, int id, int hs_only, int batch_once, int atta
     goto out;
 close_sess:
     W->outlen = 0;
+    lock_write(W, c, id);        /* no writer in the session while it goes */
     tlsh_set_activity(W->me, TLSH_ACT_CLOSE, tlsh_now_ns());
     lock_global(W);              /* SSL_shutdown under it, SSL_free outside (as OpenSIPS) */
     W->ops->shutdown(c->sess);
     unlock_global(W, id);
+    if (c->wsess) W->ops->free(c->wsess);
     W->ops->free(c->sess);
     W->ops->clear_errors();
-    c->sess = NULL;
+    c->sess = c->wsess = NULL;
+    c->outlen = 0;
+    unlock_write(W, c, id, 1);
 closed:
     c->state = TLSH_CONN_CLOSED;
     W->me->closed++;
@@ -310,16 +370,25 @@ static void finish(struct wstate *W, int id, int r, int pin)
 static void write_job(struct wstate *W, int id, int gen, int fd)
 {
     struct tlsh_conn *c = &W->st->conns[id];
+    int split = W->st->cfg.split_locks;
     W->me->conn = id;
-    lock_conn(W, c, id);
+    if (split) {                 /* the write lock only: a reader may be in the session */
+        take(W, &c->wlock, TLSH_LOCK_ID_WRITE + id);
+        int32_t reader = __atomic_load_n(&c->lock.holder_pid, __ATOMIC_RELAXED);
+        if (reader && reader != W->me->pid)
+            __atomic_add_fetch(&W->st->status->rw_overlaps, 1, __ATOMIC_RELAXED);
+    } else
+        lock_conn(W, c, id);
     if (c->gen == gen && c->state == TLSH_CONN_ESTABLISHED && c->sess && c->outlen) {
         if (c->last_worker >= 0 && c->last_worker != W->slot)
             W->me->handoffs++;
         c->last_worker = W->slot;
-        if (W->ops->set_fd(c->sess, fd) == 0) {
+        void *ws = c->wsess ? write_side(c, W->ops, fd)
+                            : W->ops->set_fd(c->sess, fd) == 0 ? c->sess : NULL;
+        if (ws) {
             lock_global(W);
             maybe_fault(W);
-            if (write_all(W, c->sess, fd, c->outbuf, c->outlen) != 0)
+            if (write_all(W, ws, fd, c->outbuf, c->outlen) != 0)
                 W->me->errors++;
             else
                 W->me->last_progress_ns = tlsh_now_ns();
@@ -328,7 +397,13 @@ static void write_job(struct wstate *W, int id, int gen, int fd)
         }
         c->outlen = 0;
     }
-    unlock_conn(W, c, id);
+    if (split) {
+        unlock_global(W, id);
+        W->me->lock_held = -1;
+        tlsh_lock_release(&c->wlock);
+    } else {
+        unlock_conn(W, c, id);
+    }
     W->me->conn = -1;
     close(fd);
     struct tlsh_msg m = { TLSH_MSG_WRITTEN, id, gen, 0 };
