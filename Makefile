@@ -48,8 +48,10 @@ debug-openssl: setup
 # the options a multi-process server needs (native_shim/variants.toml, recipes
 # with `source`): slow, cached (rebuilt only when a recipe changes), not part of
 # setup; a build that cannot be done here is listed by `tlsharness libs` with why
+#   make libs LIBS="mbedtls@3.6 wolfssl@5.7"   only these (what CI builds)
 libs: setup
-	-$(VPY) -m native_shim.srcbuild
+	@tools/system-deps.sh libs
+	-$(VPY) -m native_shim.srcbuild $(if $(LIBS),--only "$(LIBS)")
 	$(VPY) -m native_shim.build
 
 # Kamailio 6.x from Debian's source package (trixie, else forky/sid), core +

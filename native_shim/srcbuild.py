@@ -207,14 +207,17 @@ def source_variants() -> list[dict]:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--only", help="one variant by name")
+    ap.add_argument("--only", help="variants by name, comma- or space-separated (default: all)")
     ap.add_argument("--quiet", action="store_true")
     a = ap.parse_args(argv)
-    todo = [v for v in source_variants() if not a.only or v["name"] == a.only]
-    if a.only and not todo:
-        print(f"srcbuild: no source recipe named {a.only!r} "
-              f"(known: {', '.join(v['name'] for v in source_variants())})", file=sys.stderr)
+    only = a.only.replace(",", " ").split() if a.only else []
+    known = [v["name"] for v in source_variants()]
+    unknown = [n for n in only if n not in known]
+    if unknown:
+        print(f"srcbuild: no source recipe named {', '.join(unknown)} "
+              f"(known: {', '.join(known)})", file=sys.stderr)
         return 2
+    todo = [v for v in source_variants() if not only or v["name"] in only]
     failed = 0
     for v in todo:
         try:

@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
 # Install the Debian packages tlsharness needs, only those missing.
 # As root: apt-get install them.  Otherwise: print the exact command, exit 1.
+#   tools/system-deps.sh        what setup needs
+#   tools/system-deps.sh libs   what the source builds need too (make libs)
 set -u
 PKGS="gcc make pkg-config openssl dpkg-dev libssl-dev libwolfssl-dev libmbedtls-dev libgnutls28-dev elfutils python3-venv chromium kamailio kamailio-tls-modules"
+if [ "${1:-}" = libs ]; then
+  PKGS="$PKGS cmake autoconf automake libtool perl nettle-dev libgmp-dev libtasn1-6-dev libidn2-dev"
+fi
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
