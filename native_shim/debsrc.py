@@ -91,10 +91,10 @@ def find_sources(package: str, suites, major: str = "", label: str = "",
 
 # ------------------------------------------------------------ download, unpack
 
-def _dsc_files(dsc: Path) -> dict[str, str]:
-    """name -> sha256 from the .dsc (itself checked by apt against the signed index)."""
+def _sha256_field(text: str) -> dict[str, str]:
+    """name -> sha256 from a Checksums-Sha256 field (a .dsc or an index record)."""
     files, inside = {}, False
-    for line in dsc.read_text(errors="replace").splitlines():
+    for line in text.splitlines():
         if line.startswith("Checksums-Sha256:"):
             inside = True
             continue
@@ -104,6 +104,12 @@ def _dsc_files(dsc: Path) -> dict[str, str]:
             parts = line.split()
             if len(parts) == 3:
                 files[parts[2]] = parts[0]
+    return files
+
+
+def _dsc_files(dsc: Path) -> dict[str, str]:
+    """name -> sha256 from the .dsc (itself checked by apt against the signed index)."""
+    files = _sha256_field(dsc.read_text(errors="replace"))
     if not files:
         raise FetchError(f"{dsc.name}: no Checksums-Sha256")
     return files
@@ -126,17 +132,7 @@ def _index_files(package: str, version: str, apt: list[str], src: Path,
                        capture_output=True, text=True, timeout=120)
     record = next((r for r in q.stdout.split("\n\n")
                    if re.search(rf"^Version:\s*{re.escape(version)}$", r, re.M)), "")
-    files, inside = {}, False
-    for line in record.splitlines():
-        if line.startswith("Checksums-Sha256:"):
-            inside = True
-            continue
-        if inside:
-            if not line.startswith(" "):
-                break
-            digest, _size, name = line.split()
-            if not name.endswith(".dsc"):
-                files[name] = digest
+    files = {n: d for n, d in _sha256_field(record).items() if not n.endswith(".dsc")}
     where = re.search(r"^Directory:\s*(\S+)", record, re.M)
     if not files or not where:
         raise FetchError(f"apt-get source {package}={version} failed: {apt_error}")

@@ -71,12 +71,26 @@ def build_autotools(v: dict, tree: Path, dest: Path, log) -> None:
 
 
 def build_openssl(v: dict, tree: Path, dest: Path, log) -> None:
-    """OpenSSL (or a fork with its Configure): shared libraries and headers
-    only, as distributions build them; no tests, docs or apps."""
-    _run(["./Configure", f"--prefix={dest / 'usr'}", "--libdir=lib", "shared", "no-tests",
-          *v.get("configure", [])], tree, log, 900)
-    _run(["make", f"-j{JOBS}", "build_libs"], tree, log)
-    _run(["make", "install_dev"], tree, log, 600)
+    """OpenSSL: shared libraries and headers only, as distributions build
+    them; no tests, docs or apps.  A fork is built by what its tree has:
+    LibreSSL's ./configure, BoringSSL's CMakeLists.txt."""
+    if (tree / "Configure").exists():
+        _run(["./Configure", f"--prefix={dest / 'usr'}", "--libdir=lib", "shared", "no-tests",
+              *v.get("configure", [])], tree, log, 900)
+        _run(["make", f"-j{JOBS}", "build_libs"], tree, log)
+        _run(["make", "install_dev"], tree, log, 600)
+    elif (tree / "configure").exists() or (tree / "configure.ac").exists():
+        build_autotools({"configure": ["--enable-shared", "--disable-static"]}, tree, dest, log)
+    elif (tree / "CMakeLists.txt").exists():
+        b = tree / "build-tlsh"
+        _run(["cmake", "-S", ".", "-B", str(b), f"-DCMAKE_INSTALL_PREFIX={dest / 'usr'}",
+              "-DBUILD_SHARED_LIBS=1", "-DCMAKE_BUILD_TYPE=Release",
+              "-DCMAKE_INSTALL_LIBDIR=lib"], tree, log, 600)
+        _run(["cmake", "--build", str(b), "-j", JOBS], tree, log)
+        _run(["cmake", "--install", str(b)], tree, log, 600)
+    else:
+        raise FetchError(f"{tree.name}: no Configure, configure or CMakeLists.txt: not an "
+                         "OpenSSL-like source tree")
 
 
 BUILDERS = {"cmake-mbedtls": build_cmake_mbedtls, "autotools": build_autotools,

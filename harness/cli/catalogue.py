@@ -38,25 +38,18 @@ def cmd_scenarios(ns, argv) -> int:
 
 def cmd_libs(ns, argv) -> int:
     from harness.builds import backends
-    if ns.action == "add":
+    if ns.action in ("add", "build"):
         from harness.builds import userlibs
-        if not (ns.name and ns.prefix):
-            print("tlsharness: error: libs add NAME --prefix PATH [--kind openssl]", file=sys.stderr)
+        source = ns.prefix if ns.action == "add" else ns.from_source
+        if not (ns.name and source):
+            print("tlsharness: error: " + ("libs add NAME --prefix PATH [--kind openssl]"
+                  if ns.action == "add" else
+                  "libs build NAME --kind KIND --from-source TARBALL_OR_DIR"), file=sys.stderr)
             return EXIT_USAGE
+        make = userlibs.add if ns.action == "add" else \
+            (lambda name, src, kind: userlibs.build(name, kind, src))
         try:
-            print(f"built {userlibs.add(ns.name, ns.prefix, ns.kind)}: use --lib {ns.name}")
-        except userlibs.UserLibError as e:
-            print(f"tlsharness: error: {e}", file=sys.stderr)
-            return EXIT_USAGE
-        return 0
-    if ns.action == "build":
-        from harness.builds import userlibs
-        if not (ns.name and ns.from_source):
-            print("tlsharness: error: libs build NAME --kind KIND --from-source TARBALL_OR_DIR",
-                  file=sys.stderr)
-            return EXIT_USAGE
-        try:
-            print(f"built {userlibs.build(ns.name, ns.kind, ns.from_source)}: use --lib {ns.name}")
+            print(f"built {make(ns.name, source, ns.kind)}: use --lib {ns.name}")
         except userlibs.UserLibError as e:
             print(f"tlsharness: error: {e}", file=sys.stderr)
             return EXIT_USAGE

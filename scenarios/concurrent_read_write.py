@@ -1,0 +1,14 @@
+"""A reader and a writer in one TLS session at once: split connection locks
+(a read lock and a write lock, as OpenSIPS's tls_wolfssl takes them), replies
+written by another worker than the reader, few connections with many
+requests in flight so that writes begin while a reader holds the session
+(counted: rw_overlaps).  With --mitigate write-dup the writers use the
+session's write duplicate (wolfSSL_write_dup) instead."""
+from harness.spec.scenario import Scenario
+
+SCENARIO = Scenario(
+    summary="split read/write locks: a writer beside a reader in one session (OpenSIPS tls_wolfssl)",
+    params=dict(memory="shared", handoff="per-message", reply_by="other", conn_locks="split",
+                workers=8, conns=4, window=64, duration=10),
+    refs=["OpenSIPS tls_wolfssl"],
+)
