@@ -179,7 +179,12 @@ def headers_of(ext: Extension) -> list[str]:
 
 def make_ffi(ext: Extension, flags: dict):
     import cffi
+    from native_shim import features
     mods = [_binding(b) for b in ext.bindings]
+    for kind in (b for b in ext.bindings if b in features.TESTS):
+        found = features.detect(kind, flags.get("cflags", []))
+        flags = dict(flags, features=found,
+                     cflags=flags.get("cflags", []) + features.defines(found))
     headers = headers_of(ext)
     ffi = cffi.FFI()
     ffi.cdef(cdef.cdef_for(headers) + "\nconst char *tlsh_build_info(void);\n")

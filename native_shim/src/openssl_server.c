@@ -35,24 +35,31 @@ int tlsh_ossl_parent_use(void)
      * thread's error state now exists (in whatever memory the allocator
      * points at) */
     static const char junk[] = "-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n";
+#if TLSH_HAVE_ERR_MARK
     ERR_set_mark();
+#endif
     BIO *m = BIO_new_mem_buf(junk, -1);
     X509 *x = m ? PEM_read_bio_X509(m, NULL, NULL, NULL) : NULL;
     X509_free(x);
+#if TLSH_HAVE_ERR_MARK
     ERR_pop_to_mark();
+#endif
     x = m && BIO_reset(m) >= 0 ? PEM_read_bio_X509(m, NULL, NULL, NULL) : NULL;
     X509_free(x);
     BIO_free(m);
     return 0;
 }
 
+#if TLSH_HAVE_THREAD_STOP
 static void stop_thread_state(void) { OPENSSL_thread_stop(); }
 
 int tlsh_ossl_atfork_stop(void)
 {
     return pthread_atfork(stop_thread_state, NULL, NULL) == 0 ? 0 : -1;
 }
+#endif
 
+#if TLSH_HAVE_RAND_METHOD
 /* ---- RAND method under the server's lock ------------------------------ */
 struct rand_lock {
     tlsh_lock lock;          /* spin, in shared memory: serialises every process */
@@ -105,10 +112,15 @@ static void rl_release(int32_t saved_held)
 
 #define WRAP(call) do { int32_t h = -1, a = 0; rl_get(&h, &a); call; rl_release(h); } while (0)
 
+#if TLSH_RAND_SEED_INT
 static int w_seed(const void *buf, int num) { int r = 0; WRAP(r = inner->seed ? inner->seed(buf, num) : 1); return r; }
+static int w_add(const void *buf, int num, double e) { int r = 0; WRAP(r = inner->add ? inner->add(buf, num, e) : 1); return r; }
+#else   /* OpenSSL 1.0's signatures, kept by LibreSSL and BoringSSL */
+static void w_seed(const void *buf, int num) { WRAP(if (inner->seed) inner->seed(buf, num)); }
+static void w_add(const void *buf, int num, double e) { WRAP(if (inner->add) inner->add(buf, num, e)); }
+#endif
 static int w_bytes(unsigned char *buf, int num) { int r = 0; WRAP(r = inner->bytes(buf, num)); return r; }
 static void w_cleanup(void) { if (inner->cleanup) WRAP(inner->cleanup()); }
-static int w_add(const void *buf, int num, double e) { int r = 0; WRAP(r = inner->add ? inner->add(buf, num, e) : 1); return r; }
 static int w_pseudo(unsigned char *buf, int num) { int r = 0; WRAP(r = inner->pseudorand ? inner->pseudorand(buf, num) : inner->bytes(buf, num)); return r; }
 static int w_status(void) { int r = 0; WRAP(r = inner->status ? inner->status() : 1); return r; }
 
@@ -130,3 +142,4 @@ int tlsh_ossl_rand_wrap(int mode)
 
 unsigned long tlsh_ossl_rand_reentries(void) { return RL ? (unsigned long)RL->reentries : 0; }
 unsigned long tlsh_ossl_rand_calls(void) { return RL ? (unsigned long)RL->calls : 0; }
+#endif

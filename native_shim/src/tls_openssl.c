@@ -13,11 +13,22 @@
 /* Point libcrypto's allocator at the arena.  Must be the first libcrypto
  * call of the process: refused (-1) when OpenSSL has already allocated
  * (Python's ssl or hashlib imported first, for instance). */
+#if TLSH_MEM_FILE_LINE
 static int o_hook(tlsh_arena *a)
 {
     tlsh_hook_arena = a;
     return CRYPTO_set_mem_functions(tlsh_hook_malloc, tlsh_hook_realloc, tlsh_hook_free) ? 0 : -1;
 }
+#elif TLSH_MEM_PLAIN            /* LibreSSL: the same hook without file and line */
+static void *p_malloc(size_t n) { return tlsh_hook_malloc(n, NULL, 0); }
+static void *p_realloc(void *p, size_t n) { return tlsh_hook_realloc(p, n, NULL, 0); }
+static void p_free(void *p) { tlsh_hook_free(p, NULL, 0); }
+static int o_hook(tlsh_arena *a)
+{
+    tlsh_hook_arena = a;
+    return CRYPTO_set_mem_functions(p_malloc, p_realloc, p_free) ? 0 : -1;
+}
+#endif
 
 int tlsh_lib_init(int flags)
 {
@@ -26,8 +37,13 @@ int tlsh_lib_init(int flags)
      * leaves through exit() then frees the same shared objects (OpenSIPS
      * #1121, #1304).  Workers normally leave with _exit(). */
     uint64_t o = OPENSSL_INIT_LOAD_SSL_STRINGS | OPENSSL_INIT_LOAD_CRYPTO_STRINGS;
+#ifdef OPENSSL_INIT_NO_ATEXIT
     if (flags & TLSH_INIT_NO_ATEXIT)
         o |= OPENSSL_INIT_NO_ATEXIT;
+#else
+    if (flags & TLSH_INIT_NO_ATEXIT)
+        return -1;              /* no such option in this library: the mitigation cannot be had */
+#endif
     return OPENSSL_init_ssl(o, NULL) == 1 ? 0 : -1;
 }
 
@@ -158,22 +174,48 @@ const struct tlsh_tls_ops *tlsh_lib_ops(void) { return &OPS; }
 void tlsh_lib_caps(struct tlsh_lib_caps *c)
 {
     memset(c, 0, sizeof(*c));
+#if TLSH_MEM_FILE_LINE || TLSH_MEM_PLAIN
     c->alloc_hook = 1;          /* CRYPTO_set_mem_functions */
+#endif
     c->lock_hook = 0;           /* none since 1.1.0: CRYPTO_set_locking_callback is a no-op macro */
 #ifdef TLS1_3_VERSION
     c->tls13 = 1;
 #endif
-    snprintf(c->flags, sizeof(c->flags), "OPENSSL_VERSION_NUMBER=0x%lx", (unsigned long)OPENSSL_VERSION_NUMBER);
+    snprintf(c->flags, sizeof(c->flags), "OPENSSL_VERSION_NUMBER=0x%lx%s%s%s",
+             (unsigned long)OPENSSL_VERSION_NUMBER,
+#if TLSH_RAND_SEED_INT
+             "",
+#else
+             " RAND_METHOD(void seed)",
+#endif
+#if TLSH_MEM_FILE_LINE
+             "",
+#elif TLSH_MEM_PLAIN
+             " CRYPTO_set_mem_functions(no file/line)",
+#else
+             " no CRYPTO_set_mem_functions",
+#endif
+#if TLSH_HAVE_THREAD_STOP
+             "");
+#else
+             " no OPENSSL_thread_stop");
+#endif
 }
 
 /* No lock counting: OpenSSL has had no lock hook since 1.1.0. */
 static const struct tlsh_lib_optional OPTIONAL = {
+#if TLSH_MEM_FILE_LINE || TLSH_MEM_PLAIN
     .hook = o_hook,
+#endif
     .parent_use = tlsh_ossl_parent_use,
+#if TLSH_HAVE_THREAD_STOP
     .atfork_stop = tlsh_ossl_atfork_stop,
+#endif
+#if TLSH_HAVE_RAND_METHOD
     .rand_wrap = tlsh_ossl_rand_wrap,
     .rand_calls = tlsh_ossl_rand_calls,
     .rand_reentries = tlsh_ossl_rand_reentries,
+#endif
 };
 
 const struct tlsh_lib_optional *tlsh_lib_optional(void) { return &OPTIONAL; }
