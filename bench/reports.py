@@ -36,7 +36,7 @@ def main() -> int:
     rows = []
     for n in names:
         js = out / f"{n}.json"
-        subprocess.run([sys.executable, "-m", "harness.cli", "repro", n, "--repeat", str(a.repeat),
+        subprocess.run([sys.executable, "-m", "harness", "repro", n, "--repeat", str(a.repeat),
                         "--json", str(js), "--out", str(out / "runs"), "-q"], cwd=ROOT,
                        stdout=subprocess.DEVNULL)
         if not js.exists():

@@ -158,3 +158,17 @@ def test_nothing_points_outside_the_project():
     bad = [str(f.relative_to(ROOT)) for f in files if f != Path(__file__)
            and pattern.search(f.read_text(errors="replace"))]
     assert not bad, f"links out of the project: {bad}"
+
+
+def test_bench_scripts_start_modules_that_run():
+    """A bench script starts `python -m X`: X must be runnable (a module, or a
+    package with __main__), or the script prints nothing for every row."""
+    import importlib.util
+    import re as _re
+    for f in sorted((ROOT / "bench").glob("*.py")):
+        for mod in _re.findall(r'"-m",\s*"([\w.]+)"', f.read_text()):
+            spec = importlib.util.find_spec(mod)
+            assert spec is not None, f"{f.name}: no module {mod}"
+            if spec.submodule_search_locations:          # a package: needs __main__
+                assert importlib.util.find_spec(mod + ".__main__"), \
+                    f"{f.name}: python -m {mod} cannot run (a package without __main__)"
