@@ -135,6 +135,7 @@ def test_arena_align_8_crash_in_setup_is_a_crash_verdict_with_its_family(tmp_pat
               "--duration", "2")
     assert out["verdict"] == "crash" and out["exit_code"] == 1, out["reason"]
     assert "during set-up" in out["reason"]
+    assert out["failure_phase"] == "set-up" and out["time_to_failure_ms"] == 0
     assert out["families"] == ["misaligned arena"], out
     assert any(e.startswith("aligned vector access:") for e in out["evidence"])
     # the same library at the default alignment: no such crash

@@ -16,6 +16,8 @@ def summary(out: dict) -> str:
     if out.get("memory", "").startswith("interpose"):
         lines.append("  memory: " + out["memory"])
     ttf = out.get("time_to_failure_ms")
+    if out.get("failure_phase") == "set-up":
+        lines.append("  failure in the stand's set-up, before any load")
     for e in out.get("evidence", [])[:3]:          # a crash in set-up: what was found
         lines.append(f"  evidence: {e}")
     if ttf is not None and out.get("detect_latency_ms") is not None:

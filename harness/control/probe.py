@@ -112,9 +112,11 @@ def _row(r: dict) -> list[str]:
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["  ".join(f"{h:{w}}" for h, w in COLS)]
-    for r in rows:
-        lines.append("  ".join(f"{c:{w}}" for c, (_, w) in zip(_row(r), COLS)))
+    cells = [_row(r) for r in rows]
+    widths = [max([w] + [len(c[i]) for c in cells]) for i, (_, w) in enumerate(COLS)]
+    lines = ["  ".join(f"{h:{w}}" for (h, _), w in zip(COLS, widths)).rstrip()]
+    for c in cells:
+        lines.append("  ".join(f"{x:{w}}" for x, w in zip(c, widths)).rstrip())
     for r in rows:
         if "caps" in r:
             lines.append(f"  {r['lib']}: {r['caps']['flags']}; creates {r['init']['mutex_init'] + r['during_handshakes']['mutex_init']} "

@@ -57,7 +57,8 @@ def outcome_of(run, sig: int) -> dict:
            "reason": v.reason, "exit_code": exit_code(v.verdict), "lib": run.cfg.lib,
            "memory": run.cfg.memory, "mitigations": run.cfg.mitigations,
            "replies": 0, "replies_per_s": 0, "bad": 0, "timed_out": 0, "cross_handoffs": 0,
-           "time_to_failure_ms": None, "families": [f["family"] for f in v.families],
+           # at once: 0 ms, before any load (failure_phase says so)
+           "time_to_failure_ms": 0, "failure_phase": "set-up", "families": [f["family"] for f in v.families],
            "evidence": v.evidence, "stand_log": measures.tail(run.dir / "stand.log"),
            "command": results.rerun_command(run.argv, run.cfg.seed)}
     results.write_json(run.dir / "verdict.json", v.to_dict())
