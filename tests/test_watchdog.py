@@ -390,3 +390,17 @@ def test_crash_record_fault_line_and_evidence(tmp_path):
     ev = stacks.fault_evidence(list(got.values()), 8)
     assert len(ev) == 1 and ev[0].startswith("aligned vector access: pid 42 (stand) faulted at movaps")
     assert stacks.fault_evidence(list(got.values()), 16) == []   # aligned blocks: not this family
+
+
+def test_no_reply_while_every_process_waits_for_input_is_not_a_hang():
+    # measured with wolfSSL 5.7's write_dup and TLS 1.3 key updates: every
+    # connection fails, every stand process sits in epoll_wait: no deadlock
+    s = Sim()
+    s.run(500)
+    for i in s.workers:
+        s.workers[i]["cpu_rate"] = 0.0
+    s.workers[2].update(pstate="R", cpu_rate=0.3)      # busy between failing connections
+    v = s.run(3000, progress=False)
+    assert v is not None and v.verdict == "inconclusive", v
+    assert "waits for input" in v.reason and "not a hang" in v.reason
+    assert s.wd.final().verdict == "inconclusive"

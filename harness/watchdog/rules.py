@@ -97,7 +97,7 @@ class Watchdog(History):
         """Judge the newest sample; the first failure (or no-hang stall) is kept and returned."""
         if self.first is None:
             v = self.judge()
-            if v.failed or v.verdict in NOT_HANGS:
+            if v.failed or v.verdict in NOT_HANGS or v.verdict == V.INCONCLUSIVE:
                 self.first = v
                 return v
         return None
@@ -300,10 +300,31 @@ class Watchdog(History):
         if waits and max(waits) >= self.th.overload_wait:
             return Verdict(V.OVERLOAD, reason=f"no progress while processes wait "
                            f"{max(waits):.2f} s/s for a CPU: not a hang", detect_ns=s["t"])
-        stuck = [(w, "no replies") for w in s["slots"] if w["state"] == "alive"]
+        alive = [w for w in s["slots"] if w["state"] == "alive"]
+        # none inside the library or a lock (a process may be running: between
+        # connections that fail, say): not stuck, whatever its CPU
+        waiting = [w for w in alive if w["activity"] not in BUSY]
+        if alive and len(waiting) == len(alive):
+            return self._waiting_for_input(s)
+        stuck = [(w, "no replies") for w in alive]
         v = self._classify(s, stuck, 0)
         v.onset_ns = s["t"] - int(self.th.no_progress_s * 1e9)
         return v
+
+    def _waiting_for_input(self, s) -> Verdict:
+        """No reply while every stand process waits for input, none inside the
+        library or a lock: the requests are not held by a stuck process.  Not a
+        hang; what the window shows instead (failing connections) is the reason."""
+        old, new = self._window(self.th.no_progress_s)
+        tls = sum(w.get("errors", 0) for w in new["slots"]) - \
+            sum(w.get("errors", 0) for w in old["slots"])
+        conn = new["lg"].get("conn_errors", 0) - old["lg"].get("conn_errors", 0)
+        seen = [f"{tls} TLS errors in the stand"] if tls > 0 else []
+        seen += [f"{conn} connection/handshake errors in the clients"] if conn > 0 else []
+        return Verdict(V.INCONCLUSIVE, detect_ns=s["t"], reason=(
+            f"no reply for {self.th.no_progress_s:g} s while every stand process waits for "
+            "input (none inside the library or a lock): not a hang"
+            + (f"; the connections fail instead ({', '.join(seen)})" if seen else "")))
 
     def final(self) -> Verdict:
         """The verdict of the whole run, from the whole history."""
