@@ -404,3 +404,14 @@ def test_no_reply_while_every_process_waits_for_input_is_not_a_hang():
     assert v is not None and v.verdict == "inconclusive", v
     assert "waits for input" in v.reason and "not a hang" in v.reason
     assert s.wd.final().verdict == "inconclusive"
+
+
+def test_a_sampling_gap_longer_than_the_window_is_not_no_progress():
+    # seen beside a CPU hog: the controller took no sample for 0.7 s while
+    # the others kept serving; the one stuck worker must read degraded
+    s = Sim()
+    s.run(500)
+    s.stick(2, "handshake", futex=(ARENA[0] + 0x68b5c, 0x189), cpu_rate=0.0)
+    assert s.step() is None                       # the sign's first sample
+    v = s.step(ms=700)                            # its second, after the gap: decided here
+    assert v is not None and v.verdict == "degraded", v

@@ -103,6 +103,11 @@ class History:
         old = new
         for s in reversed(self.hist):
             if s["t"] < start:
+                # a gap in the samples longer than the window (a starved controller):
+                # measure from the sample before it, if that is still after since_ns,
+                # instead of finding no interval at all and calling it no progress
+                if old is new and s["t"] >= since_ns:
+                    old = s
                 break
             old = s
         return new["lg"]["answered"] - old["lg"]["answered"]
