@@ -277,9 +277,13 @@ def build(only: str | None = None, quiet: bool = False, user: bool = False) -> d
 def _build_clients(report: dict, tmp: Path, only: str | None, quiet: bool) -> None:
     """The load generator's client loop on each fetched OpenSSL build too: the
     client lives in private memory and any library will do, and OpenSSL 1.1.1
-    spends about a third less CPU per client handshake than 3.0."""
+    spends about a third less CPU per client handshake than 3.0.  Only for the
+    builds that --client names (its choices, declared once in harness/spec/params.py):
+    a client nobody can choose is not built."""
+    from harness.spec.params import BY_NAME
+    wanted = set(BY_NAME["client"].choices) - {"auto", "system"}
     for ext, info in variant_extensions(False):
-        if info["kind"] != "openssl" or "missing" in info or "debug" in info["lib"]:
+        if info["kind"] != "openssl" or "missing" in info or info["lib"] not in wanted:
             continue
         client = Extension("_tlsh_client_" + ext.name[len("_tlsh_v_"):], ["core", "loadgen"])
         if only and only not in (client.name, info["lib"]):
