@@ -157,18 +157,19 @@ def unpack(package: str, version: str, apt: list[str], src: Path) -> tuple[Path,
     noepoch = version.split(":")[-1]
     dsc = src / f"{package}_{noepoch}.dsc"
     if dsc.exists():
-        files, fmt_text = _dsc_files(dsc), dsc.read_text(errors="replace")
+        files, fmt_text, listed = _dsc_files(dsc), dsc.read_text(errors="replace"), dsc.name
     else:       # some mirrors lack a version's .dsc: the signed index lists the same files
         files, fmt_text = _index_files(package, version, apt, src, _tail(r.stderr))
+        listed = "the suite's Sources index"
     absent = []
     for name, digest in files.items():
         p = src / name
         if not p.exists():
             absent.append(name)
         elif _sha256(p) != digest:
-            raise FetchError(f"{name}: checksum differs from {dsc.name}")
-    # the upstream tarball's detached signature (.asc) is not needed to unpack,
-    # and some mirrors lack it: apt then fails, with everything else downloaded
+            raise FetchError(f"{name}: checksum differs from {listed}")
+    # files the mirror lacks: the upstream tarball's signature (.asc) is not
+    # needed; without the Debian tarball the upstream release is built as it is
     upstream = noepoch.rsplit("-", 1)[0]
     tree = src / f"{package}-{upstream}"
     if dsc.exists() and not absent:
@@ -180,12 +181,12 @@ def unpack(package: str, version: str, apt: list[str], src: Path) -> tuple[Path,
     # as dpkg-source does for 3.0 (quilt): upstream tarball, debian/ tarball, patch series
     fmt = re.search(r"^Format:\s*(.+)$", fmt_text, re.M)
     if not fmt or fmt.group(1).strip() != "3.0 (quilt)":
-        raise FetchError(f"{dsc.name}: format {fmt.group(1) if fmt else '?'} and "
+        raise FetchError(f"{listed}: format {fmt.group(1) if fmt else '?'} and "
                          f"{', '.join(absent)} missing: cannot unpack")
     orig = [n for n in files if re.search(r"\.orig\.tar\.[a-z0-9]+$", n)]
     deb = [n for n in files if re.search(r"\.debian\.tar\.[a-z0-9]+$", n)]
     if len(orig) != 1 or len(deb) != 1 or any(".orig-" in n for n in files):
-        raise FetchError(f"{dsc.name}: unexpected file set {', '.join(files)}")
+        raise FetchError(f"{listed}: unexpected file set {', '.join(files)}")
     if orig[0] in absent:
         raise FetchError(f"{orig[0]} is not on the mirror: cannot unpack {package} {version}")
     tree.mkdir()

@@ -100,6 +100,14 @@ TOOLS = {"cmake-mbedtls": ["cmake", "make", "cc", "dpkg-source"],
          "openssl": ["make", "cc", "perl", "dpkg-source"]}
 
 
+def _need_tools(how: str, from_debian: bool = True) -> None:
+    """The tools the builder `how` runs (dpkg-source only for Debian packages)."""
+    missing = [t for t in TOOLS[how] if (from_debian or t != "dpkg-source")
+               and not shutil.which(t)]
+    if missing:
+        raise FetchError(f"missing build tools: {', '.join(missing)} (apt-get install them)")
+
+
 def _unpack_first(v: dict, versions: list[str], apt: list[str], src: Path, quiet: bool):
     """The newest of `versions` whose files the mirror has, unpacked:
     (tree, how, version)."""
@@ -125,9 +133,7 @@ def build(v: dict, quiet: bool = False) -> Path:
     want = recipe_hash(v)
     if done.exists() and done.read_text().strip() == want:
         return dest
-    missing = [t for t in TOOLS[v["build"]] if not shutil.which(t)]
-    if missing:
-        raise FetchError(f"missing build tools: {', '.join(missing)} (apt-get install them)")
+    _need_tools(v["build"])
     for stale in (dest, base / "src", done, base / "reason.txt"):
         if stale.is_dir():
             shutil.rmtree(stale)
@@ -191,9 +197,7 @@ def build_tree(kind: str, source: Path, dest: Path, quiet: bool = False) -> dict
     if recipe is None:
         raise FetchError(f"--kind {kind}: no source recipe for it (one of "
                          f"{', '.join(k for k in KIND_RECIPE)})")
-    missing = [t for t in TOOLS[recipe["build"]] if t != "dpkg-source" and not shutil.which(t)]
-    if missing:
-        raise FetchError(f"missing build tools: {', '.join(missing)} (apt-get install them)")
+    _need_tools(recipe["build"], from_debian=False)
     work = dest.parent
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)

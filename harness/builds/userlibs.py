@@ -25,13 +25,17 @@ def _toml_str(s: str) -> str:
     return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+def _check(name: str, kind: str, kind_flag: str) -> None:
+    if kind not in KINDS:
+        raise UserLibError(f"{kind_flag} must be one of {', '.join(KINDS)} (got {kind!r})")
+    if not re.fullmatch(r"[A-Za-z0-9_.@+-]+", name):
+        raise UserLibError(f"library name {name!r}: letters, digits and _.@+- only")
+
+
 def add(name: str, prefix: str, kind: str = "openssl") -> str:
     """Register and build; returns the library name to pass to --lib."""
     p = Path(prefix).resolve()
-    if kind not in KINDS:
-        raise UserLibError(f"--lib-kind must be one of {', '.join(KINDS)} (got {kind!r})")
-    if not re.fullmatch(r"[A-Za-z0-9_.@+-]+", name):
-        raise UserLibError(f"library name {name!r}: letters, digits and _.@+- only")
+    _check(name, kind, "--lib-kind")
     if not p.is_dir():
         raise UserLibError(f"--lib-prefix {prefix}: not a directory")
     if not any((p / d).is_dir() for d in ("include", "usr/include")):
@@ -62,14 +66,11 @@ def add(name: str, prefix: str, kind: str = "openssl") -> str:
     return name
 
 
-def build(name: str, kind: str, source: str) -> str:
+def build(name: str, source: str, kind: str = "openssl") -> str:
     """Build a source tree or tarball with the recipe of its kind into the
     per-user cache, then register it as add() does; nothing is left behind
     when either step fails."""
-    if kind not in KINDS:
-        raise UserLibError(f"--kind must be one of {', '.join(KINDS)} (got {kind!r})")
-    if not re.fullmatch(r"[A-Za-z0-9_.@+-]+", name):
-        raise UserLibError(f"library name {name!r}: letters, digits and _.@+- only")
+    _check(name, kind, "--kind")
     if not Path(source).exists():
         raise UserLibError(f"--from-source {source}: no such file or directory")
     work = native.user_dir() / "builds" / name

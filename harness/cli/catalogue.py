@@ -46,8 +46,7 @@ def cmd_libs(ns, argv) -> int:
                   if ns.action == "add" else
                   "libs build NAME --kind KIND --from-source TARBALL_OR_DIR"), file=sys.stderr)
             return EXIT_USAGE
-        make = userlibs.add if ns.action == "add" else \
-            (lambda name, src, kind: userlibs.build(name, kind, src))
+        make = userlibs.add if ns.action == "add" else userlibs.build
         try:
             print(f"built {make(ns.name, source, ns.kind)}: use --lib {ns.name}")
         except userlibs.UserLibError as e:

@@ -87,13 +87,7 @@ class Run:
             self._kill_all()
             return setup_crash.outcome_of(self, e.sig)
         except Unsupported as e:
-            out = {"verdict": V.UNSUPPORTED, "outcome": V.UNSUPPORTED, "reason": str(e),
-                   "exit_code": 3, "run_dir": str(self.dir), "lib": self.cfg.lib,
-                   "replies": 0, "replies_per_s": 0, "bad": 0, "timed_out": 0,
-                   "cross_handoffs": 0, "time_to_failure_ms": None,
-                   "command": results.rerun_command(self.argv, self.cfg.seed)}
-            results.write_json(self.dir / "outcome.json", out)
-            return out
+            return self.early_outcome(V.UNSUPPORTED, str(e))
         except (Interrupted, KeyboardInterrupt) as e:
             self._kill_all()
             name = str(e) if isinstance(e, Interrupted) and str(e) else "SIGINT"
@@ -118,6 +112,16 @@ class Run:
                     v.close()
             for s, h in old.items():
                 signal.signal(s, h)
+
+    def early_outcome(self, verdict: str, reason: str, **extra) -> dict:
+        """The outcome of a run that ended before any load (no figures), written."""
+        out = {"verdict": verdict, "outcome": verdicts.outcome(verdict), "reason": reason,
+               "exit_code": exit_code(verdict), "run_dir": str(self.dir), "lib": self.cfg.lib,
+               "replies": 0, "replies_per_s": 0, "bad": 0, "timed_out": 0,
+               "cross_handoffs": 0, "time_to_failure_ms": None,
+               "command": results.rerun_command(self.argv, self.cfg.seed), **extra}
+        results.write_json(self.dir / "outcome.json", out)
+        return out
 
     def _manifest(self, lib_version: str = "", **extra) -> dict:
         m = {"tool": "tlsharness", "config": self.cfg.to_dict(), "lib": self.cfg.lib,
@@ -312,8 +316,8 @@ class Run:
         self.progress.event(f"collecting stacks of {len(procs)} processes")
         taken = stacks.collect(procs, self.dir / "stacks")
         crashed = stacks.crash_stacks(self.dir / "stacks")
-        v.stacks = [{k: t[k] for k in ("pid", "slot", "role", "tool", "file", "changed")}
-                    | {"top": t["frames"][:12]} for t in taken + crashed if "pid" in t]
+        v.stacks = stacks.summary(taken + crashed)
+        v.evidence += stacks.fault_evidence(crashed, int(self.cfg.arena_align))
         disturbed = [t["pid"] for t in taken if t["changed"]]
         if disturbed:
             v.evidence.append(f"ptrace changed the state of pids {disturbed}: stacks were "

@@ -9,7 +9,7 @@ import signal
 
 from harness.analysis import results
 from harness.control import measures
-from harness.verdicts import V, exit_code, outcome
+from harness.verdicts import V
 from harness.watchdog import families, stacks
 from harness.watchdog.verdict import Verdict
 
@@ -40,8 +40,7 @@ def verdict_of(run, sig: int) -> Verdict:
     if not crashed:
         v.evidence.append("no crash record: the signal came before the stand's handler was in "
                           "place, or the handler could not write")
-    v.stacks = [{k: c[k] for k in ("pid", "slot", "role", "tool", "file", "changed")}
-                | {"top": c["frames"][:12]} for c in crashed]
+    v.stacks = stacks.summary(crashed)
     log = (run.dir / "stand.log").read_text(errors="replace").splitlines() \
         if (run.dir / "stand.log").exists() else []
     try:
@@ -53,14 +52,9 @@ def verdict_of(run, sig: int) -> Verdict:
 
 def outcome_of(run, sig: int) -> dict:
     v = verdict_of(run, sig)
-    out = {"run_dir": str(run.dir), "verdict": v.verdict, "outcome": outcome(v.verdict),
-           "reason": v.reason, "exit_code": exit_code(v.verdict), "lib": run.cfg.lib,
-           "memory": run.cfg.memory, "mitigations": run.cfg.mitigations,
-           "replies": 0, "replies_per_s": 0, "bad": 0, "timed_out": 0, "cross_handoffs": 0,
-           # at once: 0 ms, before any load (failure_phase says so)
-           "time_to_failure_ms": 0, "failure_phase": "set-up", "families": [f["family"] for f in v.families],
-           "evidence": v.evidence, "stand_log": measures.tail(run.dir / "stand.log"),
-           "command": results.rerun_command(run.argv, run.cfg.seed)}
     results.write_json(run.dir / "verdict.json", v.to_dict())
-    results.write_json(run.dir / "outcome.json", out)
-    return out
+    # at once: 0 ms, before any load (failure_phase says so)
+    return run.early_outcome(v.verdict, v.reason, memory=run.cfg.memory,
+                             mitigations=run.cfg.mitigations, time_to_failure_ms=0,
+                             failure_phase="set-up", families=[f["family"] for f in v.families],
+                             evidence=v.evidence, stand_log=measures.tail(run.dir / "stand.log"))

@@ -36,6 +36,16 @@ STALLS = (
 )
 
 
+def failing_connections(old: dict | None, new: dict) -> list[str]:
+    """The TLS errors in the stand and the clients' connection errors between
+    two samples (old None: since the start), as evidence lines."""
+    tls = sum(w.get("errors", 0) for w in new["slots"]) - \
+        (sum(w.get("errors", 0) for w in old["slots"]) if old else 0)
+    conn = new["lg"].get("conn_errors", 0) - (old["lg"].get("conn_errors", 0) if old else 0)
+    return ([f"{tls} TLS errors in the stand"] if tls > 0 else []) + \
+        ([f"{conn} connection/handshake errors in the clients"] if conn > 0 else [])
+
+
 class Watchdog(History):
     def __init__(self, th: Thresholds, arena: tuple[int, int] = (0, 0)):
         super().__init__()
@@ -315,12 +325,7 @@ class Watchdog(History):
         """No reply while every stand process waits for input, none inside the
         library or a lock: the requests are not held by a stuck process.  Not a
         hang; what the window shows instead (failing connections) is the reason."""
-        old, new = self._window(self.th.no_progress_s)
-        tls = sum(w.get("errors", 0) for w in new["slots"]) - \
-            sum(w.get("errors", 0) for w in old["slots"])
-        conn = new["lg"].get("conn_errors", 0) - old["lg"].get("conn_errors", 0)
-        seen = [f"{tls} TLS errors in the stand"] if tls > 0 else []
-        seen += [f"{conn} connection/handshake errors in the clients"] if conn > 0 else []
+        seen = failing_connections(*self._window(self.th.no_progress_s))
         return Verdict(V.INCONCLUSIVE, detect_ns=s["t"], reason=(
             f"no reply for {self.th.no_progress_s:g} s while every stand process waits for "
             "input (none inside the library or a lock): not a hang"
@@ -340,12 +345,7 @@ class Watchdog(History):
             return v
         s = self.hist[-1]
         if not self.load_start_ns or s["lg"]["answered"] == 0:
-            errs = list(s["lg"].get("errors") or [])
-            stand_errs = sum(w.get("errors", 0) for w in s["slots"])
-            if stand_errs:
-                errs.append(f"{stand_errs} TLS errors in the stand")
-            if s["lg"].get("conn_errors"):
-                errs.append(f"{s['lg']['conn_errors']} connection/handshake errors in the clients")
+            errs = list(s["lg"].get("errors") or []) + failing_connections(None, s)
             if s["lg"].get("sent", 1) == 0 and not errs:
                 return Verdict(V.INCONCLUSIVE, reason="no request was sent during the run "
                                "(is --rate too low for --duration?)")

@@ -122,6 +122,12 @@ def crash_stacks(stacks_dir: Path) -> list[dict]:
     return out
 
 
+def summary(stacks: list[dict]) -> list[dict]:
+    """What a verdict keeps of each stack: who, how it was taken, the top frames."""
+    return [{k: t[k] for k in ("pid", "slot", "role", "tool", "file", "changed")}
+            | {"top": t["frames"][:12]} for t in stacks if "pid" in t]
+
+
 def fault_evidence(crashed: list[dict], arena_align: int) -> list[str]:
     """Evidence lines for crashes at an instruction that needs a 16-byte-aligned
     operand, when the arena hands out blocks 8 bytes off 16."""

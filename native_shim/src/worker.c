@@ -101,12 +101,14 @@ static void unlock_write(struct wstate *W, struct tlsh_conn *c, int id, int read
     tlsh_lock_release(&c->wlock);
 }
 
-/* The session writers use: the write duplicate once there is one (attached
- * to this process's fd), else the connection's session. */
-static void *write_side(struct tlsh_conn *c, const struct tlsh_tls_ops *ops, int fd)
+/* The session writers use, attached to this process's fd: the write
+ * duplicate once there is one, else the connection's session (which a reader
+ * has attached already: attached != 0).  NULL when the fd cannot be set. */
+static void *write_side(struct tlsh_conn *c, const struct tlsh_tls_ops *ops, int fd, int attached)
 {
-    if (!c->wsess) return c->sess;
-    return ops->set_fd(c->wsess, fd) == 0 ? c->wsess : NULL;
+    void *s = c->wsess ? c->wsess : c->sess;
+    if (s == c->sess && attached) return s;
+    return ops->set_fd(s, fd) == 0 ? s : NULL;
 }
 
 static void maybe_fault(struct wstate *W)
@@ -171,7 +173,7 @@ static int reader_flush(struct wstate *W, struct tlsh_conn *c, int id, int fd)
 {
     if (!W->outlen) return 0;
     lock_write(W, c, id);
-    int r = flush_out(W, write_side(c, W->ops, fd), fd);
+    int r = flush_out(W, write_side(c, W->ops, fd, 1), fd);
     unlock_write(W, c, id, 1);
     return r;
 }
@@ -184,7 +186,7 @@ static int leave_out(struct wstate *W, struct tlsh_conn *c, int id, int fd)
     int r = 0;
     lock_write(W, c, id);
     if (c->outlen + W->outlen > sizeof(c->outbuf)) {
-        void *ws = write_side(c, W->ops, fd);
+        void *ws = write_side(c, W->ops, fd, 1);
         r = ws ? write_all(W, ws, fd, c->outbuf, c->outlen) : -1;
         c->outlen = 0;
         if (r == 0) r = flush_out(W, ws, fd);
@@ -373,7 +375,7 @@ static void write_job(struct wstate *W, int id, int gen, int fd)
     int split = W->st->cfg.split_locks;
     W->me->conn = id;
     if (split) {                 /* the write lock only: a reader may be in the session */
-        take(W, &c->wlock, TLSH_LOCK_ID_WRITE + id);
+        lock_write(W, c, id);
         int32_t reader = __atomic_load_n(&c->lock.holder_pid, __ATOMIC_RELAXED);
         if (reader && reader != W->me->pid)
             __atomic_add_fetch(&W->st->status->rw_overlaps, 1, __ATOMIC_RELAXED);
@@ -383,8 +385,7 @@ static void write_job(struct wstate *W, int id, int gen, int fd)
         if (c->last_worker >= 0 && c->last_worker != W->slot)
             W->me->handoffs++;
         c->last_worker = W->slot;
-        void *ws = c->wsess ? write_side(c, W->ops, fd)
-                            : W->ops->set_fd(c->sess, fd) == 0 ? c->sess : NULL;
+        void *ws = write_side(c, W->ops, fd, 0);
         if (ws) {
             lock_global(W);
             maybe_fault(W);
@@ -399,8 +400,7 @@ static void write_job(struct wstate *W, int id, int gen, int fd)
     }
     if (split) {
         unlock_global(W, id);
-        W->me->lock_held = -1;
-        tlsh_lock_release(&c->wlock);
+        unlock_write(W, c, id, 0);
     } else {
         unlock_conn(W, c, id);
     }
