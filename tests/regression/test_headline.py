@@ -18,9 +18,12 @@ def test_openssl_in_shared_memory_with_handoff_fails(tlsharness):
 
 
 def test_openssl_failure_is_named_a_lost_wakeup(tlsharness):
+    # the shared error state's double frees race the lost wake-up and sometimes win
+    # (a fresh clone beside a CPU hog: 3 of 3 corruption); prefork-thread removes
+    # that family and leaves this one: 12 of 12 lost wake-up, 6 of them beside a hog
     tlsharness.must_reproduce(lib="openssl", min_rate=0.33, repeat=3, duration=8,
                               verdicts=["degraded", "deadlock", "mixed"],
-                              families=["lost wake-up"], **CHURN)
+                              families=["lost wake-up"], mitigate="prefork-thread", **CHURN)
 
 
 def test_wolfssl_in_shared_memory_with_handoff_passes(tlsharness):
