@@ -70,11 +70,44 @@ def build_autotools(v: dict, tree: Path, dest: Path, log) -> None:
     _run(["make", "install"], tree, log, 600)
 
 
+# BoringSSL as Debian's android-platform-external-boringssl builds it (its
+# debian/rules flags), with gcc: libcrypto.so.0 and libssl.so.0
+BSSL_CPPFLAGS = ["-DNDEBUG", "-DBORINGSSL_ANDROID_SYSTEM", "-DBORINGSSL_IMPLEMENTATION",
+                 "-DBORINGSSL_SHARED_LIBRARY", "-DOPENSSL_SMALL", "-fno-strict-aliasing",
+                 "-fno-exceptions"]
+
+
+def build_boringssl_mk(tree: Path, dest: Path, log) -> None:
+    """The Debian package's own makefiles (debian/libcrypto.mk, libssl.mk),
+    which need neither Go nor clang; installed as <dest>/usr/lib and
+    usr/include/openssl.  libssl finds its libcrypto by $ORIGIN."""
+    arch = {"x86_64": "amd64", "aarch64": "arm64"}.get(os.uname().machine, os.uname().machine)
+    lib = dest / "usr" / "lib"
+    common = [f"DEB_HOST_ARCH={arch}", "CC=" + (shutil.which("gcc") or "cc"),
+              "CXX=" + (shutil.which("g++") or "c++")]
+    _run(["make", "-f", "debian/libcrypto.mk", "build", f"-j{JOBS}", *common,
+          "CFLAGS=-O2 -fPIC -std=gnu17 -fvisibility=hidden -Wa,--noexecstack",
+          "CPPFLAGS=" + " ".join(BSSL_CPPFLAGS + ["-Isrc/crypto", "-Isrc/include"])], tree, log)
+    _run(["make", "-f", "debian/libssl.mk", "build", f"-j{JOBS}", *common,
+          "CXXFLAGS=-O2 -fPIC -std=gnu++2a -fvisibility=hidden",
+          "CPPFLAGS=" + " ".join(BSSL_CPPFLAGS + ["-Isrc/include"]),
+          "LDFLAGS=-Ldebian/out -Wl,-soname,libssl.so.0 -Wl,-rpath,\\$$ORIGIN -lcrypto -shared"],
+         tree, log)
+    lib.mkdir(parents=True, exist_ok=True)
+    for name in ("libcrypto", "libssl"):
+        shutil.copy2(tree / "debian" / "out" / f"{name}.so.0", lib / f"{name}.so.0")
+        (lib / f"{name}.so").symlink_to(f"{name}.so.0")
+    shutil.copytree(tree / "src" / "include" / "openssl", dest / "usr" / "include" / "openssl")
+
+
 def build_openssl(v: dict, tree: Path, dest: Path, log) -> None:
     """OpenSSL: shared libraries and headers only, as distributions build
     them; no tests, docs or apps.  A fork is built by what its tree has:
-    LibreSSL's ./configure, BoringSSL's CMakeLists.txt."""
-    if (tree / "Configure").exists():
+    LibreSSL's ./configure, BoringSSL's CMakeLists.txt or, in Debian's
+    Android snapshot, its debian/ makefiles."""
+    if (tree / "debian" / "libcrypto.mk").exists() and (tree / "src" / "crypto").is_dir():
+        build_boringssl_mk(tree, dest, log)
+    elif (tree / "Configure").exists():
         _run(["./Configure", f"--prefix={dest / 'usr'}", "--libdir=lib", "shared", "no-tests",
               *v.get("configure", [])], tree, log, 900)
         _run(["make", f"-j{JOBS}", "build_libs"], tree, log)
@@ -94,10 +127,11 @@ def build_openssl(v: dict, tree: Path, dest: Path, log) -> None:
 
 
 BUILDERS = {"cmake-mbedtls": build_cmake_mbedtls, "autotools": build_autotools,
-            "openssl": build_openssl}
+            "openssl": build_openssl, "boringssl": build_openssl}
 TOOLS = {"cmake-mbedtls": ["cmake", "make", "cc", "dpkg-source"],
          "autotools": ["make", "cc", "dpkg-source", "autoreconf", "libtoolize"],
-         "openssl": ["make", "cc", "perl", "dpkg-source"]}
+         "openssl": ["make", "cc", "perl", "dpkg-source"],
+         "boringssl": ["make", "gcc", "g++", "dpkg-source"]}
 
 
 def _need_tools(how: str, from_debian: bool = True) -> None:

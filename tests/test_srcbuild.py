@@ -72,3 +72,32 @@ def test_only_an_unknown_recipe_is_one_line():
                        capture_output=True, text=True, cwd=str(ROOT), timeout=60)
     assert r.returncode == 2 and "no source recipe named nosuch@1" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_debians_boringssl_tree_is_built_by_its_own_makefiles(monkeypatch, tmp_path):
+    """Debian's Android BoringSSL has no Configure or top CMakeLists: the
+    builder recognises its debian/libcrypto.mk and builds both libraries
+    with it (no Go, no clang), then installs them and the headers."""
+    tree = tmp_path / "tree"
+    (tree / "debian").mkdir(parents=True)
+    (tree / "debian" / "libcrypto.mk").write_text("")
+    (tree / "src" / "crypto").mkdir(parents=True)
+    (tree / "src" / "include" / "openssl").mkdir(parents=True)
+    (tree / "src" / "include" / "openssl" / "ssl.h").write_text("/* */\n")
+    ran = []
+
+    def fake_run(cmd, cwd, log, timeout=3600):
+        ran.append(cmd)
+        out = tree / "debian" / "out"
+        out.mkdir(exist_ok=True)
+        for n in ("libcrypto", "libssl"):
+            (out / f"{n}.so.0").write_bytes(b"")
+    monkeypatch.setattr(srcbuild, "_run", fake_run)
+    dest = tmp_path / "dest"
+    with open(tmp_path / "log", "w") as log:
+        srcbuild.build_openssl({}, tree, dest, log)
+    assert [c[2] for c in ran] == ["debian/libcrypto.mk", "debian/libssl.mk"]
+    assert any("BORINGSSL_SHARED_LIBRARY" in a for a in ran[0])
+    assert any("$$ORIGIN" in a for a in ran[1])          # libssl finds its libcrypto
+    assert (dest / "usr/lib/libssl.so").resolve().name == "libssl.so.0"
+    assert (dest / "usr/include/openssl/ssl.h").exists()
