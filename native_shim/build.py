@@ -182,7 +182,7 @@ def make_ffi(ext: Extension, flags: dict):
     from native_shim import features
     mods = [_binding(b) for b in ext.bindings]
     for kind in (b for b in ext.bindings if b in features.TESTS):
-        found = features.detect(kind, flags.get("cflags", []))
+        found = features.detect(kind, flags.get("cflags", []), libdirs=flags.get("libdirs", []))
         flags = dict(flags, features=found,
                      cflags=flags.get("cflags", []) + features.defines(found))
     headers = headers_of(ext)

@@ -24,11 +24,14 @@ OPENSSL = {
         static int a(const void *b, int n, double e) { (void)b; (void)n; (void)e; return 1; }
         static RAND_METHOD m = { s, 0, 0, a, 0, 0 };
         void *tlsh_f(void) { return &m; }""",
-    # a replaceable RAND method and the library's default one to wrap
+    # a replaceable RAND method of the classic shape (bytes take an int
+    # length; BoringSSL's take size_t) and the library's default one to wrap
     "TLSH_HAVE_RAND_METHOD": """
         #define OPENSSL_SUPPRESS_DEPRECATED
         #include <openssl/rand.h>
-        int tlsh_f(void) { return RAND_set_rand_method(RAND_OpenSSL()); }""",
+        static int b(unsigned char *p, int n) { (void)p; (void)n; return 1; }
+        static RAND_METHOD m = { .bytes = b, .pseudorand = b };
+        int tlsh_f(void) { (void)m; return RAND_set_rand_method(RAND_OpenSSL()); }""",
     # CRYPTO_set_mem_functions with file and line (OpenSSL 1.1+)
     "TLSH_MEM_FILE_LINE": """
         #include <stddef.h>
@@ -57,18 +60,47 @@ OPENSSL = {
 
 TESTS = {"openssl": OPENSSL}
 
+# Hooks a library offers by leaving symbols for the application to define:
+# weak, undefined references in its shared object (BoringSSL's allocator).
+# Read from the library file itself, as the dynamic linker will.
+WEAK = {"openssl": {"TLSH_MEM_LINK_TIME": ("crypto", ("OPENSSL_memory_alloc",
+                                                    "OPENSSL_memory_free",
+                                                    "OPENSSL_memory_get_size"))}}
+
+
+def _library(stem: str, libdirs: list[str], cc: str) -> Path | None:
+    for d in libdirs:
+        if (Path(d) / f"lib{stem}.so").exists():
+            return Path(d) / f"lib{stem}.so"
+    r = subprocess.run([cc, f"-print-file-name=lib{stem}.so"], capture_output=True, text=True,
+                       timeout=60)
+    p = Path(r.stdout.strip())
+    return p if r.returncode == 0 and p.is_absolute() and p.exists() else None
+
+
+def weak_undefined(path: Path) -> set[str]:
+    """The weak undefined dynamic symbols of a shared object (nm -D)."""
+    r = subprocess.run(["nm", "-D", "--undefined-only", str(path)], capture_output=True,
+                       text=True, timeout=60)
+    return {parts[1] for parts in (l.split() for l in r.stdout.splitlines())
+            if len(parts) == 2 and parts[0] in ("w", "v")}
+
 # what makes a feature test fail: an undeclared function, a callback of
 # another signature, a void value used
 STRICT = ["-fsyntax-only", "-Werror=implicit-function-declaration",
           "-Werror=incompatible-pointer-types", "-Werror=int-conversion"]
 
 
-def detect(kind: str, cflags: list[str], cc: str | None = None) -> dict[str, bool]:
+def detect(kind: str, cflags: list[str], cc: str | None = None,
+           libdirs: list[str] | None = None) -> dict[str, bool]:
     """Each feature of `kind`'s adapter: found (True) or not, with the
-    include flags of the build at hand."""
+    include flags and library directories of the build at hand."""
     tests = TESTS.get(kind, {})
     cc = cc or shutil.which("cc") or "cc"
     found = {}
+    for name, (stem, symbols) in WEAK.get(kind, {}).items():
+        lib = _library(stem, libdirs or [], cc)
+        found[name] = bool(lib) and set(symbols) <= weak_undefined(lib)
     with tempfile.TemporaryDirectory(prefix="tlsh-feature-") as d:
         for name, code in tests.items():
             src = Path(d) / f"{name}.c"

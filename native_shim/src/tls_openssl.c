@@ -19,6 +19,60 @@ static int o_hook(tlsh_arena *a)
     tlsh_hook_arena = a;
     return CRYPTO_set_mem_functions(tlsh_hook_malloc, tlsh_hook_realloc, tlsh_hook_free) ? 0 : -1;
 }
+#elif TLSH_MEM_LINK_TIME        /* BoringSSL: no setter, weak symbols bound at load time */
+/* libcrypto calls OPENSSL_memory_alloc/free/get_size when the process
+ * defines them.  Its references are weak and bound when libcrypto is
+ * loaded; this extension is what loads it, so the definitions here are in
+ * scope then.  Blocks made before the hook (libcrypto's load-time state)
+ * are private; every block carries its size and where it lives.  BoringSSL
+ * leaves zeroing freed memory to these functions. */
+#include <openssl/mem.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+struct lt_hdr { uint64_t size; uint32_t magic; uint32_t in_arena; };
+#define LT_MAGIC 0x7115b551u
+#define LT_HDR 16
+
+__attribute__((visibility("default"))) void *OPENSSL_memory_alloc(size_t n)
+{
+    tlsh_arena *a = tlsh_hook_arena;
+    struct lt_hdr *h = a ? tlsh_arena_malloc(a, n + LT_HDR) : malloc(n + LT_HDR);
+    if (!h) return NULL;
+    h->size = n;
+    h->magic = LT_MAGIC;
+    h->in_arena = a != NULL;
+    return (char *)h + LT_HDR;
+}
+
+__attribute__((visibility("default"))) void OPENSSL_memory_free(void *p)
+{
+    struct lt_hdr *h = (struct lt_hdr *)((char *)p - LT_HDR);
+    size_t n = (size_t)h->size;
+    int in_arena = h->in_arena;
+    explicit_bzero(h, n + LT_HDR);
+    if (!in_arena)
+        free(h);
+    else if (tlsh_hook_arena)       /* after the arena is gone its blocks are gone with it */
+        tlsh_arena_free(tlsh_hook_arena, h);
+}
+
+__attribute__((visibility("default"))) size_t OPENSSL_memory_get_size(void *p)
+{
+    return (size_t)((struct lt_hdr *)((char *)p - LT_HDR))->size;
+}
+
+/* Accepted only when libcrypto really calls the functions above: a block
+ * asked of it must land in the arena. */
+static int o_hook(tlsh_arena *a)
+{
+    tlsh_hook_arena = a;
+    void *p = OPENSSL_malloc(64);
+    int ok = p && tlsh_arena_contains(a, p);
+    OPENSSL_free(p);
+    if (!ok) tlsh_hook_arena = NULL;
+    return ok ? 0 : -1;
+}
 #elif TLSH_MEM_PLAIN            /* LibreSSL: the same hook without file and line */
 static void *p_malloc(size_t n) { return tlsh_hook_malloc(n, NULL, 0); }
 static void *p_realloc(void *p, size_t n) { return tlsh_hook_realloc(p, n, NULL, 0); }
@@ -174,8 +228,8 @@ const struct tlsh_tls_ops *tlsh_lib_ops(void) { return &OPS; }
 void tlsh_lib_caps(struct tlsh_lib_caps *c)
 {
     memset(c, 0, sizeof(*c));
-#if TLSH_MEM_FILE_LINE || TLSH_MEM_PLAIN
-    c->alloc_hook = 1;          /* CRYPTO_set_mem_functions */
+#if TLSH_MEM_FILE_LINE || TLSH_MEM_PLAIN || TLSH_MEM_LINK_TIME
+    c->alloc_hook = 1;          /* CRYPTO_set_mem_functions, or BoringSSL's link-time symbols */
 #endif
     c->lock_hook = 0;           /* none since 1.1.0: CRYPTO_set_locking_callback is a no-op macro */
 #ifdef TLS1_3_VERSION
@@ -192,6 +246,8 @@ void tlsh_lib_caps(struct tlsh_lib_caps *c)
              "",
 #elif TLSH_MEM_PLAIN
              " CRYPTO_set_mem_functions(no file/line)",
+#elif TLSH_MEM_LINK_TIME
+             " OPENSSL_memory_alloc(link time)",
 #else
              " no CRYPTO_set_mem_functions",
 #endif
@@ -204,10 +260,11 @@ void tlsh_lib_caps(struct tlsh_lib_caps *c)
 
 /* No lock counting: OpenSSL has had no lock hook since 1.1.0. */
 static const struct tlsh_lib_optional OPTIONAL = {
-#if TLSH_MEM_FILE_LINE || TLSH_MEM_PLAIN
+#if TLSH_MEM_FILE_LINE || TLSH_MEM_PLAIN || TLSH_MEM_LINK_TIME
     .hook = o_hook,
 #endif
     .parent_use = tlsh_ossl_parent_use,
+    .warm_methods = tlsh_ossl_warm_methods,
 #if TLSH_HAVE_THREAD_STOP
     .atfork_stop = tlsh_ossl_atfork_stop,
 #endif
