@@ -61,6 +61,29 @@ def test_gnutls_memory_functions_exported_but_never_called(rows):
     assert r["reading"]["alloc"] == "accepted, never called"
 
 
+def test_allocations_past_the_hook_are_counted(rows):
+    """The counter sees malloc called by the library's own code: none where
+    the hook takes everything (OpenSSL's setter), every allocation where
+    there is no hook (mbed TLS as Debian builds it)."""
+    need("openssl")
+    need("mbedtls")
+    assert rows["openssl"]["watched_code_ranges"] > 0
+    assert rows["openssl"]["during_handshakes"]["direct_allocs"] == 0
+    assert rows["mbedtls"]["during_handshakes"]["direct_allocs"] > 100
+    assert rows["openssl"]["reading"]["alloc"].endswith("; 0 past it")
+
+
+def test_boringssl_link_time_hook_places_sessions_but_not_record_buffers(rows):
+    """BoringSSL's allocator is replaced by defining OPENSSL_memory_alloc and
+    friends; the session lands in the arena, but its record buffers are
+    malloc'ed directly (ssl_buffer.cc), past the hook."""
+    need("boringssl")
+    r = rows["boringssl"]
+    assert r["alloc_hook_accepted"] is True and r["arena_allocs_during_handshakes"] > 100
+    assert r["session_in_arena"] and "OPENSSL_memory_alloc(link time)" in r["caps"]["flags"]
+    assert r["during_handshakes"]["direct_allocs"] > 0
+
+
 def test_markdown_output(tmp_path):
     md = tmp_path / "probe.md"
     r = tlsharness("probe", "--lib", "openssl", "--markdown", str(md), timeout=120)

@@ -71,6 +71,9 @@ def verdicts(r: dict) -> dict:
     acc = r["alloc_hook_accepted"]
     alloc = ("none" if acc is None else "refused" if acc is False else
              f"effective ({allocs} calls / {r['handshakes']} handshakes)" if allocs else "accepted, never called")
+    direct = r.get("during_handshakes", {}).get("direct_allocs")
+    if direct is not None and r.get("watched_code_ranges"):
+        alloc += f"; {direct} past it"     # malloc/calloc/realloc called by the library itself
     n = r["lock_calls_during_handshakes"]
     if not r["lock_hook"]:
         lock = "none"
@@ -102,7 +105,7 @@ def run(names: list[str] | None = None) -> list[dict]:
     return out
 
 
-COLS = [("library", 14), ("version", 24), ("allocator hook", 38), ("lock hook", 22),
+COLS = [("library", 14), ("version", 24), ("allocator hook", 48), ("lock hook", 22),
         ("thread-local state", 28), ("session in arena", 16)]
 
 
@@ -119,9 +122,11 @@ def table(rows: list[dict]) -> str:
         lines.append("  ".join(f"{x:{w}}" for x, w in zip(c, widths)).rstrip())
     for r in rows:
         if "caps" in r:
-            lines.append(f"  {r['lib']}: {r['caps']['flags']}; creates {r['init']['mutex_init'] + r['during_handshakes']['mutex_init']} "
-                         f"mutexes, {r['init']['rwlock_init'] + r['during_handshakes']['rwlock_init']} rwlocks "
-                         f"(none PROCESS_SHARED: {r['init']['pshared_requests'] + r['during_handshakes']['pshared_requests'] == 0})")
+            made = {k: sum(r.get(w, {}).get(k, 0) for w in ("init", "ctx_new", "during_handshakes"))
+                    for k in ("mutex_init", "rwlock_init", "pshared_requests")}
+            lines.append(f"  {r['lib']}: {r['caps']['flags']}; creates {made['mutex_init']} mutexes, "
+                         f"{made['rwlock_init']} rwlocks (none PROCESS_SHARED: "
+                         f"{made['pshared_requests'] == 0})")
     return "\n".join(lines)
 
 

@@ -22,9 +22,31 @@ def counts() -> dict:
         f = ctypes.CDLL(None).tlsh_count_get
     except AttributeError:
         return {}
-    f.restype = ctypes.POINTER(ctypes.c_ulong * 4)
+    f.restype = ctypes.POINTER(ctypes.c_ulong * 5)
     v = f().contents
-    return {"key_create": v[0], "mutex_init": v[1], "rwlock_init": v[2], "pshared_requests": v[3]}
+    return {"key_create": v[0], "mutex_init": v[1], "rwlock_init": v[2], "pshared_requests": v[3],
+            "direct_allocs": v[4]}
+
+
+def watch_library_code(paths: list[str]) -> int:
+    """Name the TLS library's executable mappings to the counter, whose
+    malloc/calloc/realloc then count the calls made from there; the number
+    of ranges named (0 without the counter)."""
+    try:
+        watch = ctypes.CDLL(None).tlsh_count_watch
+    except AttributeError:
+        return 0
+    watch.argtypes = [ctypes.c_size_t, ctypes.c_size_t]
+    n = 0
+    real = {os.path.realpath(p) for p in paths}
+    with open("/proc/self/maps") as f:
+        for line in f:
+            parts = line.split(None, 5)
+            if len(parts) == 6 and "x" in parts[1] and os.path.realpath(parts[5].strip()) in real:
+                lo, hi = (int(x, 16) for x in parts[0].split("-"))
+                if watch(lo, hi) == 0:
+                    n += 1
+    return n
 
 
 def delta(a: dict, b: dict) -> dict:
@@ -58,6 +80,7 @@ def main(argv=None) -> int:
     c0 = counts()
     be = backends.get(name)
     ffi, lib = be.ffi, be.lib
+    out["watched_code_ranges"] = watch_library_code(backends.loaded_tls_libraries())
     arena = lib.tlsh_arena_create(64 << 20)
     try:
         out["alloc_hook_accepted"] = be.hook(arena)
@@ -74,7 +97,9 @@ def main(argv=None) -> int:
                         for p in backends.loaded_tls_libraries()]
     tls = 13 if out["caps"]["tls13"] else 12          # wolfSSL 4.6's TLS 1.2 fails with OpenSSL 3 clients
     out["tls"] = tls
+    c3 = counts()
     ctx = be.ctx_new(cert, key, tls, "", True)
+    out["ctx_new"] = delta(c3, counts())
     sess = be.ops().sess_new(ctx)
     out["session_in_arena"] = bool(lib.tlsh_arena_contains(arena, sess))
     be.ops().free(sess)
