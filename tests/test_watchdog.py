@@ -378,6 +378,8 @@ def test_crash_record_fault_line_and_evidence(tmp_path):
     from harness.watchdog import insn, stacks
     assert insn.parse("ip 0x7f00 code 128 insn 0f 29 83 80")["aligned_operand"] == "movaps"
     assert insn.parse("ip 0x7f00 code x insn 0f") is None and insn.parse("garbage") is None
+    nul = insn.parse("ip (nil) code 1 insn unreadable")       # a call through a NULL pointer
+    assert nul["insn"] == "unreadable" and nul["aligned_operand"] is False
     (tmp_path / "crash--1-42.txt").write_text(
         "signal 11 (Segmentation fault) address (nil) pid 42\n"
         "ip 0x7f00 code 128 insn 0f 29 83 80 00 00 00\n--- backtrace\n")

@@ -54,9 +54,11 @@ class Backend:
         "rand_wrap": "no replaceable RAND method (OpenSSL's RAND_set_rand_method)",
         "write_dup": "--mitigate write-dup needs wolfSSL_write_dup (a wolfSSL built with "
                      "--enable-writedup: HAVE_WRITE_DUP)",
+        "warm_methods": "--mitigate warm-methods: the adapter knows no method tables of this "
+                        "library to set up before fork (OpenSSL and its forks only)",
     }
     OPTIONAL = ("hook", "parent_use", "atfork_stop", "rand_wrap", "rand_calls", "rand_reentries",
-                "set_lock_counting", "lock_calls", "write_dup")
+                "set_lock_counting", "lock_calls", "write_dup", "warm_methods")
 
     def _optional(self, name: str):
         """The adapter's entry `name` (a cffi function pointer), or None where the
@@ -92,6 +94,10 @@ class Backend:
         """Use the library on this thread as a server's other modules do before fork."""
         if self._required("parent_use")() != 0:
             raise BackendError(f"{self.name}: using the library in the parent failed")
+
+    def warm_methods(self) -> None:
+        if self._required("warm_methods")() != 0:
+            raise BackendError(f"{self.name}: a method table could not be set up")
 
     def atfork_stop(self) -> None:
         if self._required("atfork_stop")() != 0:
@@ -144,8 +150,16 @@ class Backend:
         ctx = self.lib.tlsh_lib_ctx_new(cert.encode(), key.encode(), tls, ciphers.encode(),
                                         int(tickets), err, 256)
         if ctx == self.ffi.NULL:
-            raise BackendError(f"{self.name}: " + self.ffi.string(err).decode(errors="replace"))
+            raise self.ctx_error(self.ffi.string(err).decode(errors="replace"), ciphers)
         return ctx
+
+    def ctx_error(self, msg: str, ciphers: str) -> BackendError:
+        """What a failed context means: a cipher list the build offers none of
+        (BoringSSL has no CBC-SHA256 suites) is unsupported, the rest errors."""
+        if msg.startswith("cipher list"):
+            return Unsupported(f"{self.name}: this build offers none of the TLS 1.2 ciphers "
+                               f"{ciphers!r} ({msg})")
+        return BackendError(f"{self.name}: " + msg)
 
     def ops(self):
         return self.lib.tlsh_lib_ops()

@@ -129,6 +129,9 @@ MITIGATIONS = {
                       "worker serves every connection",
     "write-dup": "wolfSSL_write_dup after the handshake (OpenSIPS tls_wolfssl); needs a wolfSSL "
                  "built with HAVE_WRITE_DUP",
+    "warm-methods": "every digest and cipher method used once in the parent before fork, so "
+                    "that tables a library fills on first use (BoringSSL's EVP_sha1() and "
+                    "friends) are filled in every worker's memory",
 }
 
 

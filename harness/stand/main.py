@@ -53,6 +53,7 @@ def main(argv=None) -> int:
     try:
         arena = _arena(cfg, be, st)
         _check_mitigations(cfg, be)
+        cfg["ciphers"] = _ciphers(cfg, be)
         try:
             ctxs = _contexts(cfg, be, st)
         except backends.Unsupported as e:
@@ -137,6 +138,16 @@ def _arena(cfg, be, st):
     return arena
 
 
+def _ciphers(cfg, be) -> str:
+    """The TLS 1.2 cipher list in the library's own words (GnuTLS: a priority string)."""
+    from harness.builds import backends, ciphers
+    try:
+        return ciphers.for_kind(backends.info(be.name).get("kind", be.name),
+                                cfg.get("ciphers", ""))
+    except ciphers.CipherError as e:
+        raise SetupFailed(f"{be.name}: {e}", EXIT_UNSUPPORTED) from None
+
+
 def _check_mitigations(cfg, be) -> None:
     mitig = cfg.get("mitigations", [])
     if "write-dup" in mitig and be._optional("write_dup") is None:
@@ -166,7 +177,7 @@ def _contexts(cfg, be, st) -> list:
                                             cfg["cert"].encode(), cfg["key"].encode(), cfg["tls"],
                                             cfg.get("ciphers", "").encode(),
                                             int(cfg.get("tickets", True)), nctx, arr, err, 256) != 0:
-            raise backends.BackendError(f"{be.name}: " + ffi.string(err).decode(errors="replace"))
+            raise be.ctx_error(ffi.string(err).decode(errors="replace"), cfg.get("ciphers", ""))
         ctxs = [arr[i] for i in range(nctx)]
     else:
         be.init(no_atexit)
@@ -176,6 +187,8 @@ def _contexts(cfg, be, st) -> list:
         be.rand_wrap(reentrant="locked-rand" in mitig)
     if "atfork-stop" in mitig:
         be.atfork_stop()
+    if "warm-methods" in mitig:
+        be.warm_methods()
     if cfg.get("parent_use"):
         be.parent_use()
     return ctxs

@@ -77,6 +77,9 @@ def parse(line: str) -> dict | None:
     parts = line.split()
     if len(parts) < 5 or parts[0] != "ip" or parts[2] != "code" or parts[4] != "insn":
         return None
+    if parts[5:] == ["unreadable"]:      # a jump to NULL or to unmapped memory
+        return {"ip": parts[1], "si_code": int(parts[3]) if parts[3].lstrip("-").isdigit() else 0,
+                "insn": "unreadable", "aligned_operand": False}
     try:
         code = bytes(int(b, 16) for b in parts[5:])
         return {"ip": parts[1], "si_code": int(parts[3]), "insn": code.hex(" "),

@@ -114,6 +114,12 @@ def crash_stacks(stacks_dir: Path) -> list[dict]:
             frames = frames[frames.index("__restore_rt") + 1:]
         lines = text.splitlines()
         fault = next((insn.parse(l) for l in lines[1:3] if l.startswith("ip ")), None)
+        if fault and fault["insn"] == "unreadable" and "called from" in lines:
+            # a call through a bad pointer: no unwinder gets past it; the
+            # handler recorded the caller from the top of the stack
+            caller = parse_frames(lines[lines.index("called from") + 1])
+            frames = ["<bad code pointer>"] + caller[:1] + [
+                f for f in frames if f not in ("on_crash", "clock_nanosleep", "__nanosleep")]
         out.append({"slot": slot, "pid": pid, "file": str(f),
                     "role": "stand" if slot < 0 else "crashed",
                     "tool": "self (signal handler)", "changed": False,

@@ -46,6 +46,10 @@ struct tlsh_lib_optional {
     /* wolfSSL_write_dup: after the handshake, a session for writing only;
      * the original then only reads.  NULL: failed. */
     void *(*write_dup)(void *sess);
+    /* Mitigation warm-methods: every digest and cipher method table the TLS
+     * code may use set up in the parent, before fork (where a library fills
+     * them on first use, in each process's own memory). */
+    int (*warm_methods)(void);
 };
 
 enum { TLSH_INIT_NO_ATEXIT = 1 };   /* mitigation no-atexit: no cleanup handler at exit */

@@ -8,6 +8,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/uio.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <ucontext.h>
@@ -26,11 +27,29 @@ static void put_insn(int fd, int code, void *uc)
 #if defined(__x86_64__)
     const unsigned char *ip = (const unsigned char *)((ucontext_t *)uc)->uc_mcontext.gregs[REG_RIP];
     char line[160];
+    /* read through the kernel: a jump to NULL or to unmapped memory must
+     * not fault again in here (the record would end at its first line) */
+    unsigned char bytes[16];
+    struct iovec local = { bytes, sizeof(bytes) }, remote = { (void *)ip, sizeof(bytes) };
+    ssize_t got = process_vm_readv(getpid(), &local, 1, &remote, 1, 0);
     int n = snprintf(line, sizeof(line), "ip %p code %d insn", (const void *)ip, code);
-    for (int i = 0; i < 16 && n < (int)sizeof(line) - 4; i++)
-        n += snprintf(line + n, sizeof(line) - (size_t)n, " %02x", ip[i]);
+    if (got <= 0)
+        n += snprintf(line + n, sizeof(line) - (size_t)n, " unreadable");
+    for (int i = 0; i < (int)got && n < (int)sizeof(line) - 4; i++)
+        n += snprintf(line + n, sizeof(line) - (size_t)n, " %02x", bytes[i]);
     snprintf(line + n, sizeof(line) - (size_t)n, "\n");
     put(fd, line);
+    if (got <= 0) {
+        /* a call through a bad pointer: the return address on top of the
+         * stack names the caller, which the unwinder cannot reach from here */
+        void *ret = NULL;
+        struct iovec l2 = { &ret, sizeof(ret) };
+        struct iovec r2 = { (void *)((ucontext_t *)uc)->uc_mcontext.gregs[REG_RSP], sizeof(ret) };
+        if (process_vm_readv(getpid(), &l2, 1, &r2, 1, 0) == (ssize_t)sizeof(ret)) {
+            put(fd, "called from\n");
+            backtrace_symbols_fd(&ret, 1, fd);
+        }
+    }
 #else
     (void)fd; (void)code; (void)uc;
 #endif

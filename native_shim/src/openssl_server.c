@@ -59,6 +59,35 @@ int tlsh_ossl_atfork_stop(void)
 }
 #endif
 
+/* ---- warm-methods ---------------------------------------------------------
+ * BoringSSL fills its method tables (EVP_sha1(), EVP_aes_128_gcm(), the TLS
+ * AEADs) on first call, with CRYPTO_once, into static storage: memory of
+ * each process, not of the arena.  A session set up by one worker points at
+ * that storage; a worker that never made the call itself finds it empty and
+ * calls a NULL function.  Servers avoid it by using every method once before
+ * fork; so does this.  Elsewhere the tables are constant data and the calls
+ * cost nothing. */
+#ifdef OPENSSL_IS_BORINGSSL
+#include <openssl/aead.h>
+#endif
+
+int tlsh_ossl_warm_methods(void)
+{
+    const void *m[] = {
+        EVP_md5(), EVP_sha1(), EVP_sha224(), EVP_sha256(), EVP_sha384(), EVP_sha512(),
+        EVP_aes_128_cbc(), EVP_aes_256_cbc(), EVP_aes_128_gcm(), EVP_aes_256_gcm(),
+#ifdef OPENSSL_IS_BORINGSSL
+        EVP_md5_sha1(), EVP_aead_aes_128_gcm(), EVP_aead_aes_256_gcm(),
+        EVP_aead_aes_128_gcm_tls12(), EVP_aead_aes_256_gcm_tls12(),
+        EVP_aead_aes_128_gcm_tls13(), EVP_aead_aes_256_gcm_tls13(),
+        EVP_aead_chacha20_poly1305(),
+#endif
+    };
+    for (size_t i = 0; i < sizeof(m) / sizeof(m[0]); i++)
+        if (!m[i]) return -1;
+    return 0;
+}
+
 #if TLSH_HAVE_RAND_METHOD
 /* ---- RAND method under the server's lock ------------------------------ */
 struct rand_lock {
