@@ -165,6 +165,13 @@ def test_default_sets_read_the_mitigations_given():
                                            ("new-one",), ("pshared", "prefork-thread")]
 
 
+def test_a_library_specific_mitigation_is_a_default_set_for_its_library_only():
+    known = {"pshared": "", "write-dup": "", "warm-methods": ""}
+    assert compare.default_sets(known, "boringssl") == [(), ("pshared",), ("warm-methods",)]
+    assert compare.default_sets(known, "wolfssl@5.7") == [(), ("pshared",), ("write-dup",)]
+    assert compare.default_sets(known, "openssl") == [(), ("pshared",)]
+
+
 def test_parse_sets():
     known = {"pshared": "", "prefork-thread": ""}
     assert compare.parse_sets("none; pshared;pshared,prefork-thread;prefork-thread,pshared", known) == \

@@ -61,6 +61,11 @@ def cmd_libs(ns, argv) -> int:
         where = inf.get("prefix") or ("system" if built else reason)
         ver = inf.get("version", "") or ("" if built else "-")
         print(f"{name:{w}} {'built' if built else 'missing':8} {ver:22} {where}")
+    if not any(backends.info(n).get("version", "").lower().startswith("libressl") or
+               n.startswith("libressl") for n in avail):
+        print(f"{'libressl':{w}} {'no recipe':8} {'-':22} in no Debian suite on the mirror: on a "
+              "machine with internet access, tlsharness libs build libressl --kind openssl "
+              "--from-source libressl-X.Y.Z.tar.gz")
     from harness.builds import native
     if not native.build_report():
         print("no native extension is built here: in a checkout of tlsharness, run `make setup` "

@@ -63,7 +63,7 @@ def _new_mitigations(ns):
         raise ConfigError(f"--duration must be between 0.5 and 3600 (got {ns.duration})")
     known = dict(params.MITIGATIONS)
     sets = (compare.parse_sets(ns.sets, known) if ns.sets is not None
-            else compare.default_sets(known))
+            else compare.default_sets(known, ns.lib))
     wanted = [f for f in (ns.families or "").split(",") if f.strip()]
     named = [x for x in (ns.scenarios or "").split(",") if x.strip()]
     cat = [scenario.load(x.strip()) for x in named] if named else scenario.catalogue()

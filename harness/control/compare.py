@@ -163,11 +163,16 @@ def bar(done: int, total: int, width: int = 28) -> str:
 
 # -- `tlsharness mitigations`: failure families × mitigation sets, one library ----------
 
-def default_sets(known) -> list[tuple]:
-    """none, each single mitigation (but write-dup, wolfSSL-only), and the
-    combination the servers ship (pshared,prefork-thread).  `known` is
-    params.MITIGATIONS, read when called (it grows)."""
-    sets = [()] + [(m,) for m in known if m != "write-dup"]
+# mitigations for one library's own trouble: in the default sets only for it
+LIB_SPECIFIC = {"write-dup": "wolfssl", "warm-methods": "boringssl"}
+
+
+def default_sets(known, lib: str = "") -> list[tuple]:
+    """none, each single mitigation (those of LIB_SPECIFIC only for their
+    library), and the combination the servers ship (pshared,prefork-thread).
+    `known` is params.MITIGATIONS, read when called (it grows)."""
+    sets = [()] + [(m,) for m in known
+                   if m not in LIB_SPECIFIC or lib.startswith(LIB_SPECIFIC[m])]
     if "pshared" in known and "prefork-thread" in known:
         sets.append(("pshared", "prefork-thread"))
     return sets
