@@ -7,14 +7,14 @@ arena points at that storage; a worker that continues a handshake or writes a
 record before it ever made the call itself finds the table empty and calls a
 NULL function (EVP_DigestUpdate).  The cure is to use every method once in
 the parent, before fork (--mitigate warm-methods)."""
-from harness.spec.scenario import Scenario, fails, passes
+from harness.spec.scenario import Scenario, fails, load, passes
 from harness.verdicts import V
 
 SCENARIO = Scenario(
     summary="a worker calls a method table it never set up: BoringSSL's lazily filled EVP_MD",
     family="method table not set up in this process",
-    params=dict(memory="shared", handoff="per-message", lock="spin", reply_by="other", tls="1.2",
-                ciphers="ECDHE-ECDSA-AES128-SHA", window=8, workers=4, conns=12, ramp=1,
+    # the headline's load, with the CBC-SHA1 suite BoringSSL still has
+    params=dict(load("headline-spinners").params, ciphers="ECDHE-ECDSA-AES128-SHA",
                 duration=10, linger=2),
     expect={"boringssl": fails(verdicts=[V.CRASH, V.MIXED],
                                families=["method table not set up in this process"]),

@@ -58,7 +58,8 @@ def test_gnutls_memory_functions_exported_but_never_called(rows):
     r = rows["gnutls"]
     assert r["alloc_hook_accepted"] is True
     assert r["arena_allocs_during_handshakes"] == 0
-    assert r["reading"]["alloc"] == "accepted, never called"
+    assert r["reading"]["alloc"].startswith("accepted, never called")
+    assert r["during_handshakes"]["direct_allocs"] > 0      # it allocates with malloc instead
 
 
 def test_allocations_past_the_hook_are_counted(rows):

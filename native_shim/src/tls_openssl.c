@@ -235,7 +235,7 @@ void tlsh_lib_caps(struct tlsh_lib_caps *c)
 #ifdef TLS1_3_VERSION
     c->tls13 = 1;
 #endif
-    snprintf(c->flags, sizeof(c->flags), "OPENSSL_VERSION_NUMBER=0x%lx%s%s%s",
+    snprintf(c->flags, sizeof(c->flags), "OPENSSL_VERSION_NUMBER=0x%lx%s%s%s%s",
              (unsigned long)OPENSSL_VERSION_NUMBER,
 #if TLSH_RAND_SEED_INT
              "",
@@ -250,6 +250,11 @@ void tlsh_lib_caps(struct tlsh_lib_caps *c)
              " OPENSSL_memory_alloc(link time)",
 #else
              " no CRYPTO_set_mem_functions",
+#endif
+#if TLSH_HAVE_RAND_METHOD
+             "",
+#else
+             " no RAND_METHOD wrapper",
 #endif
 #if TLSH_HAVE_THREAD_STOP
              "");
