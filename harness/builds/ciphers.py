@@ -5,6 +5,8 @@ mbed TLS's adapter ignores the list.
 
     ECDHE-ECDSA-AES128-SHA256  ->  NONE:+VERS-TLS1.2:+ECDHE-ECDSA:+AES-128-CBC:+SHA256:...
 
+A priority string allows every combination of its elements: one suite is
+that suite exactly; a list of several may allow combinations it did not name.
 A name that cannot be read is an error naming it, never a silent default.
 """
 from __future__ import annotations

@@ -30,8 +30,7 @@ static int o_hook(tlsh_arena *a)
 #include <stdint.h>
 #include <stdlib.h>
 
-struct lt_hdr { uint64_t size; uint32_t magic; uint32_t in_arena; };
-#define LT_MAGIC 0x7115b551u
+struct lt_hdr { uint64_t size; uint64_t in_arena; };    /* 16 bytes: alignment kept */
 #define LT_HDR 16
 
 __attribute__((visibility("default"))) void *OPENSSL_memory_alloc(size_t n)
@@ -40,7 +39,6 @@ __attribute__((visibility("default"))) void *OPENSSL_memory_alloc(size_t n)
     struct lt_hdr *h = a ? tlsh_arena_malloc(a, n + LT_HDR) : malloc(n + LT_HDR);
     if (!h) return NULL;
     h->size = n;
-    h->magic = LT_MAGIC;
     h->in_arena = a != NULL;
     return (char *)h + LT_HDR;
 }
