@@ -43,6 +43,11 @@ class Backend:
     def __init__(self, name: str, ffi, lib):
         self.name, self.ffi, self.lib = name, ffi, lib
 
+    @property
+    def kind(self) -> str:
+        """openssl, wolfssl, mbedtls or gnutls: the adapter, for variants too."""
+        return info(self.name).get("kind") or self.name.split("@")[0]
+
     # what a missing optional entry means to the user: the same words as a run
     # that asks for it on a library without it
     UNSUPPORTED = {
@@ -155,7 +160,8 @@ class Backend:
 
     def ctx_error(self, msg: str, ciphers: str) -> BackendError:
         """What a failed context means: a cipher list the build offers none of
-        (BoringSSL has no CBC-SHA256 suites) is unsupported, the rest errors."""
+        (BoringSSL has no CBC-SHA256 suites; the adapters' err convention in
+        tlsh_lib.h) is unsupported, the rest errors."""
         if msg.startswith("cipher list"):
             return Unsupported(f"{self.name}: this build offers none of the TLS 1.2 ciphers "
                                f"{ciphers!r} ({msg})")

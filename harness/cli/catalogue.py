@@ -56,13 +56,14 @@ def cmd_libs(ns, argv) -> int:
     avail = backends.availability()
     w = max([16] + [len(n) + 1 for n in avail])
     print(f"{'library':{w}} {'state':8} {'version':22} where")
+    versions = []
     for name, (built, reason) in avail.items():
         inf = backends.info(name)
         where = inf.get("prefix") or ("system" if built else reason)
         ver = inf.get("version", "") or ("" if built else "-")
+        versions.append(f"{name} {inf.get('caps', {}).get('version', '')}".lower())
         print(f"{name:{w}} {'built' if built else 'missing':8} {ver:22} {where}")
-    if not any(backends.info(n).get("version", "").lower().startswith("libressl") or
-               n.startswith("libressl") for n in avail):
+    if not any("libressl" in v for v in versions):
         print(f"{'libressl':{w}} {'no recipe':8} {'-':22} in no Debian suite on the mirror: on a "
               "machine with internet access, tlsharness libs build libressl --kind openssl "
               "--from-source libressl-X.Y.Z.tar.gz")

@@ -117,9 +117,7 @@ def crash_stacks(stacks_dir: Path) -> list[dict]:
         if fault and fault["insn"] == "unreadable" and "called from" in lines:
             # a call through a bad pointer: no unwinder gets past it; the
             # handler recorded the caller from the top of the stack
-            caller = parse_frames(lines[lines.index("called from") + 1])
-            frames = ["<bad code pointer>"] + caller[:1] + [
-                f for f in frames if f not in ("on_crash", "clock_nanosleep", "__nanosleep")]
+            frames = ["<bad code pointer>"] + parse_frames(lines[lines.index("called from") + 1])
         out.append({"slot": slot, "pid": pid, "file": str(f),
                     "role": "stand" if slot < 0 else "crashed",
                     "tool": "self (signal handler)", "changed": False,

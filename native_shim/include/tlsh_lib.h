@@ -58,6 +58,8 @@ const struct tlsh_lib_optional *tlsh_lib_optional(void);
 int tlsh_lib_init(int flags);
 void tlsh_lib_ctx_free(void *ctx);
 const char *tlsh_lib_version(void);
+/* NULL on failure, err saying why; a message that begins "cipher list" means
+ * the build offers none of the ciphers asked for (the run is unsupported). */
 void *tlsh_lib_ctx_new(const char *cert, const char *key, int tls_version,
                        const char *ciphers, int tickets, char *err, size_t errlen);
 const struct tlsh_tls_ops *tlsh_lib_ops(void);
