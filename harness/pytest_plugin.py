@@ -16,11 +16,23 @@ Options: --tls-lib NAME (repeatable: only these libraries), --tls-repeat N
 import pytest
 
 
+def _at_least_one(text: str) -> int:
+    """--tls-repeat N: a whole number >= 1 (0 would run nothing and pass)."""
+    import argparse
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1 (got {text!r})") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1 (got {n})")
+    return n
+
+
 def pytest_addoption(parser):
     g = parser.getgroup("tlsharness", "tlsharness regression runs")
     g.addoption("--tls-lib", action="append", default=[], metavar="NAME",
                 help="run only expectations for these TLS libraries (repeatable)")
-    g.addoption("--tls-repeat", type=int, default=None, metavar="N",
+    g.addoption("--tls-repeat", type=_at_least_one, default=None, metavar="N",
                 help="override the repeat count of every expectation")
     g.addoption("--tls-seed", type=int, default=None, metavar="N", help="seed every run")
     g.addoption("--tls-results", default=None, metavar="DIR",

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from support import tlsharness
+from support import ROOT, tlsharness
 
 
 def plan(tmp_path, *extra):
@@ -214,3 +214,25 @@ def _has_run_child(pgid: int) -> bool:
             except (OSError, IndexError, ValueError):
                 pass
     return False
+
+
+def test_readme_dask_commands_bind_to_loopback_without_dashboards():
+    """Dask runs pickled code unauthenticated: the documented scheduler and
+    worker commands listen on 127.0.0.1 only and start no dashboard, and
+    those flags are real options of the installed dask."""
+    import re
+    text = (ROOT / "README.md").read_text()
+    cmds = [l.strip() for l in text.splitlines() if re.match(r"\s*dask (scheduler|worker)\b", l)]
+    assert {c.split()[1] for c in cmds} == {"scheduler", "worker"}, cmds
+    for c in cmds:
+        words = c.split()
+        assert words[words.index("--host") + 1] == "127.0.0.1", c
+        assert "--no-dashboard" in words, c
+        assert not re.search(r"(tcp|tls)://(?!127\.0\.0\.1)", c), c
+    assert re.search(r"--scheduler tcp://127\.0\.0\.1:\d+", text)
+    exe = Path(sys.executable).parent / "dask"
+    if not exe.exists():
+        pytest.skip("dask is not installed here")
+    for what in ("scheduler", "worker"):
+        h = subprocess.run([str(exe), what, "--help"], capture_output=True, text=True, timeout=60)
+        assert "--no-dashboard" in h.stdout and "--host" in h.stdout, h.stdout[-500:]

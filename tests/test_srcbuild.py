@@ -57,14 +57,14 @@ def test_a_tree_that_is_not_openssl_like_is_refused(tmp_path):
 def test_build_tree_bad_sources_leave_nothing(tmp_path):
     dest = tmp_path / "work" / "root"
     with pytest.raises(FetchError, match="no such file or directory"):
-        srcbuild.build_tree("openssl", tmp_path / "absent.tar.gz", dest, quiet=True)
+        srcbuild.build_tree("openssl", tmp_path / "absent.tar.gz", dest, quiet=True, owner=tmp_path)
     junk = tmp_path / "junk.tar.gz"
     junk.write_text("not a tarball")
     with pytest.raises(FetchError, match="not a tarball"):
-        srcbuild.build_tree("openssl", junk, dest, quiet=True)
+        srcbuild.build_tree("openssl", junk, dest, quiet=True, owner=tmp_path)
     assert not (tmp_path / "work").exists()
     with pytest.raises(FetchError, match="no source recipe"):
-        srcbuild.build_tree("rustls", junk, dest, quiet=True)
+        srcbuild.build_tree("rustls", junk, dest, quiet=True, owner=tmp_path)
 
 
 def test_only_an_unknown_recipe_is_one_line():

@@ -25,14 +25,15 @@ def results_dir(root: str) -> Path:
     if not str(root).strip():
         raise ResultsError("--out must name a folder (got an empty path)")
     p = Path(root).expanduser().absolute()
+    shown = root if len(str(root)) <= 120 else str(root)[:100] + f"... ({len(str(root))} characters)"
     if str(p).startswith(("/proc/", "/sys/")) or str(p) in ("/proc", "/sys"):
-        raise ResultsError(f"--out {root}: results cannot live under /proc or /sys")
-    if p.exists() and not p.is_dir():
-        raise ResultsError(f"--out {root}: exists and is not a folder")
+        raise ResultsError(f"--out {shown}: results cannot live under /proc or /sys")
     try:
+        if p.exists() and not p.is_dir():
+            raise ResultsError(f"--out {shown}: exists and is not a folder")
         p.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise ResultsError(f"--out {root}: cannot create it ({e.strerror})") from None
+    except OSError as e:                  # ENAMETOOLONG, EACCES, ENOSPC...
+        raise ResultsError(f"--out {shown}: cannot create it ({e.strerror})") from None
     if not os.access(p, os.W_OK | os.X_OK):
         raise ResultsError(f"--out {root}: not writable")
     return p

@@ -178,6 +178,9 @@ def availability() -> dict[str, tuple[bool, str]]:
     for name, ext in registry().items():
         r = rep.get(ext)
         out[name] = (bool(r and r.get("built")), (r or {}).get("reason", "not built"))
+        if out[name][0] and r.get("origin") == "user prefix" and not all(
+                os.path.exists(r.get(k) or "") for k in ("path", "prefix")):
+            out[name] = (False, "its files are gone (build it again: tlsharness libs add/build)")
     return out
 
 

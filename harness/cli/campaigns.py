@@ -27,25 +27,40 @@ def _plan(ns) -> int:
     if ns.emit == "github-matrix":
         print(json.dumps(campaign.github_matrix(ns.shards)))
         return 0
+    from harness.control import compare
+    from harness.spec.params import MITIGATIONS
     avail = backends.availability()
-    libs = [x for x in ns.libs.split(",") if x] or \
-        [n for n, (ok, _) in avail.items() if ok and "@" not in n]
+    if ns.libs is not None:
+        libs = _items(ns.libs, "--libs")
+    else:
+        libs = [n for n, (ok, _) in avail.items() if ok and "@" not in n]
     for x in libs:
         if x not in avail:
             raise campaign.CampaignError(f"unknown library {x!r} (known: {', '.join(avail)})")
-    mits = [tuple(m for m in part.split(",") if m and m != "none")
-            for part in ns.mitigations.split(";")]
-    state = campaign.plan([x for x in libs if avail[x][0]],
-                          [s for s in ns.scenarios.split(",") if s], mits, ns.repeat, ns.duration)
+    mits = compare.parse_sets(ns.mitigations, MITIGATIONS)
+    state = campaign.plan([x for x in libs if avail[x][0]], _items(ns.scenarios, "--scenarios"),
+                          mits, ns.repeat, ns.duration)
     d = results.new_run_dir(ns.out)
     results.write_json(d / "campaign.json", state)
     print(f"campaign {d}: {len(state['specs'])} runs ({len(state['cells'])} cells x {ns.repeat})")
     return 0
 
 
+def _items(text: str, flag: str) -> list[str]:
+    """The comma-separated items of TEXT, each once, in order; an empty list
+    is an error naming FLAG (never "all of them")."""
+    from harness.control import campaign
+    items = list(dict.fromkeys(x.strip() for x in text.split(",") if x.strip()))
+    if not items:
+        raise campaign.CampaignError(f"{flag} names nothing (got {text!r}); leave it out for the default")
+    return items
+
+
 def _run(ns) -> int:
     from harness.control import campaign
-    d = Path(ns.dir).absolute()
+    d = campaign.folder(ns.dir)
+    if ns.scheduler:
+        campaign.check_scheduler(ns.scheduler)
     state = campaign.load(d)
     specs = campaign.todo(d, state, campaign.parse_shard(ns.shard))
     print(f"campaign {d}: {len(specs)} runs to do"
@@ -78,11 +93,13 @@ def _run(ns) -> int:
 def _merge(ns) -> int:
     from harness.analysis import report
     from harness.control import campaign
-    d = Path(ns.dir).absolute()
-    summary = campaign.merge(d, [Path(o).absolute() for o in ns.others])
+    d = campaign.folder(ns.dir)
+    summary = campaign.merge(d, [campaign.folder(o) for o in ns.others])
     html_path, md_path = report.compare_report(d)
     print(md_path.read_text())
-    print(f"{summary['done']} of {summary['total']} runs; time per machine:")
+    print(f"{summary['done']} of {summary['total']} runs"
+          + (f" ({summary['errors']} ended in error: not counted, run again by campaign run)"
+             if summary.get("errors") else "") + "; time per machine:")
     for host, t in sorted(summary["timing"].items()):
         print(f"  {host}: {t['runs']} runs, {t['seconds']:.0f} s")
     print(f"report: {html_path}")
@@ -95,7 +112,7 @@ def add_parsers(sub) -> None:
     c.add_argument("action", choices=["plan", "run", "merge"], help="plan | run DIR | merge DIR [DIR...]")
     c.add_argument("dir", nargs="?", help="run/merge: the campaign folder")
     c.add_argument("others", nargs="*", help="merge: shard folders to join into DIR")
-    c.add_argument("--libs", default="", help="plan: comma-separated (default: every built system library)")
+    c.add_argument("--libs", default=None, help="plan: comma-separated (default: every built system library)")
     c.add_argument("--scenarios", default="handoff-per-message", help="plan: comma-separated scenarios")
     c.add_argument("--mitigations", default="none", help="plan: ';'-separated sets, each comma-separated")
     c.add_argument("--repeat", type=int_in(1, 10000), default=3, help="plan: runs per cell (default 3)")

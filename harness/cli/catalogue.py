@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import sys
 
+from harness.cli.common import writable_file
 from harness.verdicts import EXIT_USAGE
 
 
@@ -19,8 +20,12 @@ def cmd_probe(ns, argv) -> int:
     else:
         print(probe.table(rows))
     if ns.markdown:
-        with open(ns.markdown, "w") as f:
-            f.write(probe.markdown(rows))
+        try:
+            with open(ns.markdown, "w") as f:
+                f.write(probe.markdown(rows))
+        except OSError as e:
+            print(f"tlsharness: error: --markdown {ns.markdown}: {e.strerror or e}", file=sys.stderr)
+            return EXIT_USAGE
     return 0 if all("error" not in r for r in rows) else 1
 
 
@@ -80,7 +85,8 @@ def add_parsers(sub) -> None:
     pr = sub.add_parser("probe", help="measure each library's hooks and thread-local state")
     pr.add_argument("--lib", action="append", help="library to probe (repeatable; default all built)")
     pr.add_argument("--json", action="store_true", help="print the rows as JSON")
-    pr.add_argument("--markdown", metavar="FILE", help="also write the table as Markdown")
+    pr.add_argument("--markdown", metavar="FILE", type=writable_file,
+                    help="also write the table as Markdown")
     pr.set_defaults(fn=cmd_probe)
     lb = sub.add_parser("libs", help="list the TLS libraries built here; 'libs add' your own build")
     lb.add_argument("action", nargs="?", choices=["list", "add", "build"], default="list",

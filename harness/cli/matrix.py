@@ -20,7 +20,7 @@ def cmd_mitigations(ns, argv) -> int:
     from harness.spec import scenario
     try:
         if ns.resume:
-            d = Path(ns.resume)
+            d = compare.folder(ns.resume)
             state = compare.load_state(d)
             if state.get("tool") != "tlsharness mitigations":
                 raise compare.CompareError(f"{d}: not a mitigations matrix (tlsharness compare --resume?)")
@@ -146,7 +146,7 @@ def cmd_compare(ns, argv) -> int:
     from harness.builds import backends
     try:
         if ns.resume:
-            d = Path(ns.resume)
+            d = compare.folder(ns.resume)
             state = compare.load_state(d)
         else:
             avail = backends.availability()

@@ -5,6 +5,7 @@ import json
 import sys
 from pathlib import Path
 
+from harness.cli.common import int_in, writable_file
 from harness.verdicts import EXIT_USAGE
 
 GROUPS = ("lib", "lib_version", "scenario", "mitigations", "kind", "verdict", "campaign",
@@ -24,6 +25,9 @@ def cmd_history(ns, argv) -> int:
         print(f"tlsharness: error: --by takes a comma-separated list of {', '.join(GROUPS)} "
               f"(got {ns.by!r})", file=sys.stderr)
         return EXIT_USAGE
+    if path.is_file() and path.stat().st_size == 0:    # read, never written into
+        print("[]" if ns.json else "no recorded run matches (the history file is empty)")
+        return 0
     try:
         con = history.connect(path)
         where = {"lib": ns.lib, "scenario": ns.scenario}
@@ -36,6 +40,9 @@ def cmd_history(ns, argv) -> int:
         con.close()
     except history.HistoryError as e:
         print(f"tlsharness: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as e:
+        print(f"tlsharness: error: {e.filename or ns.plot}: {e.strerror or e}", file=sys.stderr)
         return EXIT_USAGE
     if ns.json:
         print(json.dumps(rows, indent=2))
@@ -60,6 +67,16 @@ def cmd_history(ns, argv) -> int:
     return 0
 
 
+def _date(text: str) -> str:
+    """--since: a real calendar date, YYYY-MM-DD."""
+    import argparse
+    import datetime
+    try:
+        return datetime.date.fromisoformat(text).isoformat()
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a date YYYY-MM-DD (got {text!r})") from None
+
+
 def add_parsers(sub) -> None:
     h = sub.add_parser("history", help="failure rates over time from the run history "
                        "(results/history.sqlite)")
@@ -69,8 +86,9 @@ def add_parsers(sub) -> None:
                    help=f"group by, comma-separated: {', '.join(GROUPS)}")
     h.add_argument("--lib", help="only this library")
     h.add_argument("--scenario", help="only this scenario")
-    h.add_argument("--since", help="only runs recorded since this date (YYYY-MM-DD)")
-    h.add_argument("--runs", type=int, metavar="N", help="list the last N runs instead")
+    h.add_argument("--since", type=_date, help="only runs recorded since this date (YYYY-MM-DD)")
+    h.add_argument("--runs", type=int_in(1, 1_000_000), metavar="N",
+                   help="list the last N runs instead")
     h.add_argument("--json", action="store_true", help="print the rows as JSON")
-    h.add_argument("--plot", metavar="PNG", help="also draw the failure rate per day of each group")
+    h.add_argument("--plot", metavar="PNG", type=writable_file, help="also draw the failure rate per day of each group")
     h.set_defaults(fn=cmd_history)

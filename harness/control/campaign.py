@@ -12,7 +12,8 @@ repeats) written down as data, then run anywhere, resumed, and merged.
 - `merge`: shards' folders joined, the same report as `compare`, plus the
   time each machine spent.
 
-A spec is done when runs/<id>/result.json exists; a task lost with its worker
+A spec is done when runs/<id>/result.json holds a verdict other than
+`error` (a run the tool could not do is run again); a task lost with its worker
 is recorded as verdict `lost` (never a pass or a failure) and is run again by
 the next `campaign run`.
 """
@@ -33,6 +34,7 @@ from pathlib import Path
 from harness.control import compare
 from harness.analysis import results
 from harness.analysis.stats import kept
+from harness.builds import safepath
 from harness.verdicts import V
 
 
@@ -58,16 +60,78 @@ def plan(libs, scenarios, mitigation_sets, repeat: int, duration) -> dict:
     return dict(state, tool="tlsharness campaign", specs=specs)
 
 
+def folder(path) -> Path:
+    """The campaign folder of PATH: the folder itself, or the folder of its
+    campaign.json when the manifest file is given."""
+    d = Path(path).absolute()
+    if d.is_file():
+        if d.name != "campaign.json":
+            raise CampaignError(f"{d}: a file, not a campaign folder (give the folder or its "
+                                "campaign.json)")
+        d = d.parent
+    return d
+
+
 def load(d: Path) -> dict:
+    """The manifest of campaign folder d (or of d/../campaign.json), checked
+    before anything is written: every run id a plain name (a manifest travels
+    between machines: an id is never a path), ids unique."""
+    d = folder(d)
     try:
-        state = json.loads((Path(d) / "campaign.json").read_text(encoding="utf-8"))
+        state = json.loads((d / "campaign.json").read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise CampaignError(f"{d}: no campaign.json (plan one: tlsharness campaign plan)") from None
     except (OSError, ValueError) as e:
-        raise CampaignError(f"{Path(d) / 'campaign.json'}: damaged ({type(e).__name__})") from None
+        raise CampaignError(f"{d / 'campaign.json'}: damaged ({type(e).__name__})") from None
     if not isinstance(state, dict) or not isinstance(state.get("specs"), list):
-        raise CampaignError(f"{Path(d) / 'campaign.json'}: not a campaign (no specs)")
+        raise CampaignError(f"{d / 'campaign.json'}: not a campaign (no specs)")
+    seen: set = set()
+    for k, spec in enumerate(state["specs"]):
+        _check_spec(d / "campaign.json", k, spec, state)
+        if spec["id"] in seen:
+            raise CampaignError(f"{d / 'campaign.json'}: run id {spec['id']!r} appears twice")
+        seen.add(spec["id"])
     return state
+
+
+def _check_spec(f: Path, k: int, spec, state: dict) -> None:
+    if not isinstance(spec, dict):
+        raise CampaignError(f"{f}: spec {k} is not an object")
+    try:
+        safepath.check_name(spec.get("id"), f"spec {k}: run id")
+    except safepath.BadName as e:
+        raise CampaignError(f"{f}: {e}") from None
+    mits = spec.get("mitigations", [])
+    if isinstance(mits, str):                  # a hand-edited "pshared,prefork-thread"
+        spec["mitigations"] = mits = [m for m in mits.split(",") if m and m != "none"]
+    ok = (isinstance(spec.get("lib"), str) and isinstance(spec.get("scenario"), str)
+          and isinstance(mits, list) and all(isinstance(m, str) for m in mits)
+          and isinstance(spec.get("seed"), int) and isinstance(spec.get("rep", 0), int)
+          and isinstance(spec.get("cell"), int)
+          and 0 <= spec["cell"] < len(state.get("cells") or []))
+    if not ok:
+        raise CampaignError(f"{f}: spec {k} ({spec.get('id')}): not the shape of a run "
+                            "(lib, scenario, mitigations list, seed, cell)")
+
+
+def run_dir(d: Path, spec: dict) -> Path:
+    """runs/<id> of a spec, checked to lie inside the campaign's runs/."""
+    dest = Path(d) / "runs" / safepath.check_name(spec["id"], "run id")
+    safepath.must_be_inside(Path(d) / "runs", dest, "run folder")
+    return dest
+
+
+def result_of(dest: Path) -> dict | None:
+    """The result of a finished run in DEST; None when there is none, it is
+    unreadable, or the run ended `error` (the tool could not run it: it is
+    not done, it is run again, and it never counts in a failure rate)."""
+    try:
+        res = json.loads((Path(dest) / "result.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(res, dict) or res.get("verdict") in (V.ERROR, "lost", None):
+        return None
+    return res
 
 
 def parse_shard(text: str | None) -> tuple[int, int]:
@@ -85,7 +149,7 @@ def parse_shard(text: str | None) -> tuple[int, int]:
 def todo(d: Path, state: dict, shard=(0, 1)) -> list[dict]:
     i, n = shard
     return [s for k, s in enumerate(state["specs"]) if k % n == i
-            and not (Path(d) / "runs" / s["id"] / "result.json").exists()]
+            and result_of(run_dir(d, s)) is None]
 
 
 def run_args(state: dict, spec: dict, out_dir: str) -> list[str]:
@@ -140,7 +204,7 @@ def run_packed(state: dict, spec: dict, campaign_name: str = "") -> bytes:
 
 
 def unpack(d: Path, spec: dict, blob: bytes) -> dict:
-    dest = Path(d) / "runs" / spec["id"]
+    dest = run_dir(d, spec)
     part = dest.with_name(dest.name + ".part")
     shutil.rmtree(part, ignore_errors=True)
     part.mkdir(parents=True)
@@ -166,7 +230,7 @@ def _timeout(state: dict) -> float:
 
 
 def record(d: Path, spec: dict, out: dict) -> dict:
-    dest = Path(d) / "runs" / spec["id"]
+    dest = run_dir(d, spec)
     dest.mkdir(parents=True, exist_ok=True)
     results.write_json(dest / "result.json", out)
     from harness.analysis import history
@@ -178,10 +242,10 @@ def record(d: Path, spec: dict, out: dict) -> dict:
 
 def run_embedded(d: Path, state: dict, specs: list[dict], progress=None) -> None:
     for k, spec in enumerate(specs):
-        dest = Path(d) / "runs" / spec["id"]
+        dest = run_dir(d, spec)
         shutil.rmtree(dest, ignore_errors=True)          # a half-made attempt from an interruption
         out = execute(run_args(state, spec, str(dest)), _timeout(state))
-        if out.get("verdict") == V.INTERRUPTED or out.get("exit_code") == 130:
+        if out.get("verdict") == V.INTERRUPTED or out.get("exit_code") in (129, 130, 143):
             shutil.rmtree(dest, ignore_errors=True)
             raise KeyboardInterrupt
         record(d, spec, out)
@@ -189,15 +253,32 @@ def run_embedded(d: Path, state: dict, specs: list[dict], progress=None) -> None
             progress(k + 1, len(specs), spec, out)
 
 
+def check_scheduler(address: str) -> None:
+    """--scheduler: a Dask address, tcp://HOST:PORT (or tls://), checked
+    before anything is imported or started."""
+    from urllib.parse import urlsplit
+    try:
+        u = urlsplit(address)
+        ok = u.scheme in ("tcp", "tls") and bool(u.hostname) and u.port is not None \
+            and not u.path.strip("/") and not u.query
+    except ValueError:
+        ok = False
+    if not ok:
+        raise CampaignError(f"--scheduler must be a Dask address tcp://HOST:PORT "
+                            f"(got {address!r})")
+
+
 def run_dask(d: Path, state: dict, specs: list[dict], scheduler: str, progress=None) -> None:
     try:
         from distributed import Client, as_completed
     except ImportError:
         raise CampaignError("--scheduler needs Dask distributed (pip install distributed)") from None
+    check_scheduler(scheduler)
     try:
         client = Client(scheduler, timeout=10)
-    except (OSError, TimeoutError) as e:
-        raise CampaignError(f"cannot reach the Dask scheduler {scheduler}: {e}") from None
+    except Exception as e:               # OSError, TimeoutError, ValueError of a bad address
+        raise CampaignError(f"cannot reach the Dask scheduler {scheduler}: "
+                            f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
     name = Path(d).name
     attempts: dict[str, list] = {}
 
@@ -212,7 +293,7 @@ def run_dask(d: Path, state: dict, specs: list[dict], scheduler: str, progress=N
             pass
         for a in attempts.pop(spec["id"], []):
             if a["worker"] != winner:
-                lost = Path(d) / "runs" / spec["id"]
+                lost = run_dir(d, spec)
                 lost.mkdir(parents=True, exist_ok=True)
                 results.write_json(lost / f"lost-{int(a['t'] * 1000)}.json",
                                    {"verdict": "lost", "reason": "worker lost during the run "
@@ -227,7 +308,7 @@ def run_dask(d: Path, state: dict, specs: list[dict], scheduler: str, progress=N
                 note_lost(spec, out.get("worker"))
             except Exception as e:             # KilledWorker and the like: the attempt was lost
                 out = {"verdict": "lost", "reason": f"{type(e).__name__}: {str(e)[:200]}"}
-                lost = Path(d) / "runs" / spec["id"]
+                lost = run_dir(d, spec)
                 lost.mkdir(parents=True, exist_ok=True)    # kept, but the spec is not done
                 results.write_json(lost / f"lost-{int(time.time() * 1000)}.json", out)
             else:
@@ -239,25 +320,29 @@ def run_dask(d: Path, state: dict, specs: list[dict], scheduler: str, progress=N
 
 
 def merge(d: Path, others: list[Path]) -> dict:
-    """Join shards into d; build the comparison state from every result."""
+    """Join shards into d; build the comparison state from every result.
+    A run that ended `error` is neither done nor in any failure rate."""
+    d = folder(d)
     state = load(d)
     for o in others:
+        o = folder(o)
         other = load(o)
         if [s["id"] for s in other["specs"]] != [s["id"] for s in state["specs"]]:
             raise CampaignError(f"{o}: a different campaign (its specs differ from {d}'s)")
         for spec in state["specs"]:
-            src, dst = Path(o) / "runs" / spec["id"], Path(d) / "runs" / spec["id"]
-            if (src / "result.json").exists() and not (dst / "result.json").exists():
+            src, dst = run_dir(o, spec), run_dir(d, spec)
+            if result_of(src) is not None and result_of(dst) is None:
                 shutil.rmtree(dst, ignore_errors=True)
                 shutil.copytree(src, dst)
                 _fix_paths(dst)
     cells = [dict(c, runs=[]) for c in state["cells"]]
     timing: dict[str, dict] = {}
+    errors = 0
     for spec in state["specs"]:
-        f = Path(d) / "runs" / spec["id"] / "result.json"
-        if not f.exists():
+        res = result_of(run_dir(d, spec))
+        if res is None:
+            errors += (run_dir(d, spec) / "result.json").exists()
             continue
-        res = json.loads(f.read_text())
         cells[spec["cell"]]["runs"].append(kept(res))
         t = timing.setdefault(res.get("host") or "?", {"runs": 0, "seconds": 0.0})
         t["runs"] += 1
@@ -266,7 +351,7 @@ def merge(d: Path, others: list[Path]) -> dict:
                                                                  "tool": "tlsharness compare"}
     results.write_json(Path(d) / "compare.json", merged)
     return {"done": sum(len(c["runs"]) for c in cells), "total": len(state["specs"]),
-            "timing": timing}
+            "timing": timing, "errors": errors}
 
 
 def github_matrix(shards: int) -> dict:

@@ -125,8 +125,9 @@ def table(rows: list[dict]) -> str:
             made = {k: sum(r.get(w, {}).get(k, 0) for w in ("init", "ctx_new", "during_handshakes"))
                     for k in ("mutex_init", "rwlock_init", "pshared_requests")}
             lines.append(f"  {r['lib']}: {r['caps']['flags']}; creates {made['mutex_init']} mutexes, "
-                         f"{made['rwlock_init']} rwlocks (none PROCESS_SHARED: "
-                         f"{made['pshared_requests'] == 0})")
+                         f"{made['rwlock_init']} rwlocks, "
+                         + (f"{made['pshared_requests']} of them asked for PROCESS_SHARED"
+                            if made['pshared_requests'] else "none asked for PROCESS_SHARED"))
     return "\n".join(lines)
 
 

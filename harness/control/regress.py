@@ -29,8 +29,14 @@ class Runner:
         self.tmpf = tmp_path_factory
         self.item._tlsh_runs = []
 
-    def _repeat(self, n: int) -> int:
-        return self.config.getoption("--tls-repeat") or n
+    def _repeat(self, n, what: str = "must_pass") -> int:
+        """The number of runs: --tls-repeat, else N, which must be a whole
+        number >= 1 (zero runs would pass having run nothing)."""
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            pytest.fail(f"{what}: repeat must be a whole number of at least 1 (got {n!r})",
+                        pytrace=False)
+        forced = self.config.getoption("--tls-repeat")
+        return forced if forced is not None else n
 
     def _check_lib(self, lib: str) -> None:
         only = self.config.getoption("--tls-lib")
@@ -74,11 +80,12 @@ class Runner:
     def must_pass(self, repeat: int = 1, **params) -> list[dict]:
         """Fails on the first run that is not a pass, and shows it."""
         outs = []
-        for i in range(self._repeat(repeat)):
+        n = self._repeat(repeat)
+        for i in range(n):
             o = self.run(**params)
             outs.append(o)
             if o["verdict"] != V.PASS:
-                pytest.fail(f"expected pass, run {i + 1} of {self._repeat(repeat)} gave "
+                pytest.fail(f"expected pass, run {i + 1} of {n} gave "
                             + describe(o), pytrace=False)
         return outs
 
@@ -87,7 +94,7 @@ class Runner:
         """At least min_rate of `repeat` runs end in one of `verdicts` (default: any
         failure) with every family in `families` named."""
         want = set(verdicts or FAILURES)
-        n = self._repeat(repeat)
+        n = self._repeat(repeat, "must_reproduce")
         if not 0 <= min_rate <= 1:
             pytest.fail(f"must_reproduce: min_rate must be between 0 and 1 (got {min_rate})",
                         pytrace=False)

@@ -41,7 +41,7 @@ def run_series(run_one, n: int, until_fail: bool = False, on_result=None) -> tup
             o = run_one(i)
         except KeyboardInterrupt:
             return outs, True
-        if o.get("exit_code") == EXIT_INTERRUPTED:
+        if o.get("verdict") == V.INTERRUPTED or o.get("exit_code") == EXIT_INTERRUPTED:
             return outs, True
         outs.append(o)
         if on_result:
