@@ -136,14 +136,19 @@ def test_counter_cmd_that_prints_no_number_is_inconclusive(tree, tmp_path):
 
 
 def test_probe_on_a_port_that_speaks_no_tls_is_inconclusive(tree, tmp_path):
-    srv = socket.socket()
-    srv.bind(("127.0.0.1", 0))
-    srv.listen()
+    # the plain listener is watched too: a port held outside the watched tree is
+    # inconclusive for that reason alone (tests/test_lifetime.py)
+    srv = subprocess.Popen([sys.executable, "-c", "import socket, sys, time\n"
+                            "s = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen()\n"
+                            "print(s.getsockname()[1], flush=True); time.sleep(60)"],
+                           stdout=subprocess.PIPE, text=True)
     t = tree("idle")
     try:
-        r, out = watch(t, tmp_path, "--port", str(srv.getsockname()[1]), duration=2.0)
+        port = srv.stdout.readline().strip()
+        r, out = watch(t, tmp_path, "--pid", str(srv.pid), "--port", port, duration=2.0)
     finally:
-        srv.close()
+        srv.kill()
+        srv.wait()
     assert out["verdict"] == "inconclusive" and r.returncode == 3, out
     assert "no TLS handshake answer" in out["reason"]             # why, in the reason
     assert not Path(out["run_dir"], "stacks").exists()

@@ -1,7 +1,8 @@
 """Child processes of the controller: spawned fresh (never forked from the
 controller), each in its own process group, output to a log in the run
 folder, stopped politely then killed by group.  Children set
-PR_SET_PDEATHSIG themselves, so a SIGKILL of the controller kills them too."""
+PR_SET_PDEATHSIG themselves, so a SIGKILL of the controller kills them too.
+(A server tlsharness did not build runs under a keeper instead: kept.py.)"""
 from __future__ import annotations
 
 import json
@@ -11,6 +12,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+import psutil
 
 from harness.analysis import results
 from harness.segments import LoadgenView
@@ -65,7 +68,9 @@ def start_loadgens(children: Children, port: int, conns: int, clients: int,
                    fields: dict, ext: str = "_tlsh_loadgen") -> tuple[LoadgenView, list]:
     """K load generator processes sharing `conns` connections to 127.0.0.1:port;
     `fields` fill each one's struct tlsh_lg_config (harness.spec.params.c_fields),
-    `ext` is the client build (harness.builds.native.client_extension)."""
+    `ext` is the client build (harness.builds.native.client_extension).  With
+    the fields of `transport="tcp"` the load is plain SIP over TCP: `port` is
+    then the server's plain TCP port, not its TLS port."""
     view = LoadgenView(clients)
     procs, base = [], 0
     for i in range(clients):
@@ -81,16 +86,15 @@ def start_loadgens(children: Children, port: int, conns: int, clients: int,
 
 
 def group_members(pgid: int) -> list[int]:
+    """The live (not zombie) members of a process group (psutil has no pgid:
+    os.getpgid of each process)."""
     out = []
-    for d in os.listdir("/proc"):
-        if d.isdigit():
-            try:
-                with open(f"/proc/{d}/stat") as f:
-                    rest = f.read().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(rest[2]) == pgid and rest[0] != "Z":
-                out.append(int(d))
+    for p in psutil.process_iter(["status"]):
+        try:
+            if p.info["status"] != psutil.STATUS_ZOMBIE and os.getpgid(p.pid) == pgid:
+                out.append(p.pid)
+        except (OSError, psutil.Error):
+            pass
     return out
 
 

@@ -36,11 +36,20 @@ The judge (`ForeignWatchdog`) turns conditions into stuck processes:
 
 Workers are the processes that ever held a connection accepted on the
 server's port (matched through /proc/PID/fd and /proc/net/tcp*).
+
+The process tree is found with psutil (`children(recursive=True)`).  The
+per-sample reads stay hand-written on purpose: psutil has no equivalent of
+/proc/PID/syscall, wchan or schedstat, and the port's sockets are matched
+from one read of /proc/net/tcp* per 200 ms for the whole tree, where
+psutil's per-process net_connections() would re-read it for every process
+at 20 Hz (harness.control.ports uses psutil for who listens on the port).
 """
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+
+import psutil
 
 from harness.watchdog import procfs
 
@@ -92,6 +101,7 @@ class ForeignSampler:
     roots: list
     port: int | None = None
     tree: bool = True
+    skip_roots: bool = False        # the roots are a keeper: judge only their descendants
     roles: dict = field(default_factory=dict)
     stat_every: int = 4             # state re-read this often for processes that did not run
     sockets_every_s: float = 1.0
@@ -104,11 +114,11 @@ class ForeignSampler:
     _fds: procfs.FdCache = field(default_factory=procfs.FdCache)
     _pids: list = field(default_factory=list)
 
-    def pids(self) -> list[int]:
-        if self.tick % self.tree_every == 1 or not self._pids:
+    def pids(self, fresh: bool = False) -> list[int]:
+        if fresh or self.tick % self.tree_every == 1 or not self._pids:
             out = []
             for r in self.roots:
-                out += procfs.tree(r) if self.tree else [r]
+                out += ([] if self.skip_roots else [r]) + (_descendants(r) if self.tree else [])
             self._pids = list(dict.fromkeys(out))
         return self._pids
 
@@ -124,13 +134,9 @@ class ForeignSampler:
     def sample(self, now: int | None = None, lg: dict | None = None) -> dict:
         now = now or time.monotonic_ns()
         self.tick += 1
-        live = set()
-        for pid in self.pids():
-            tr = self.tracks.get(pid)
-            if tr is None or tr.gone_ns:
-                tr = self.tracks[pid] = Track(pid, now, since_ns=now)
-            if self._update(tr, now):
-                live.add(pid)
+        live = self._sample_all(self.pids(), now)
+        if not live and self.tree:            # all gone, or replaced (a daemon's fork)?
+            live = self._sample_all(self.pids(fresh=True), now)
         for pid, tr in self.tracks.items():
             if pid not in live and not tr.gone_ns:
                 tr.gone_ns = now
@@ -143,6 +149,16 @@ class ForeignSampler:
                              "errors": []},
                 "hdr": {"ok": True, "arena": {"double_free": 0, "wild_free": 0},
                         "cross_handoffs": 0}}
+
+    def _sample_all(self, pids: list[int], now: int) -> set:
+        live = set()
+        for pid in pids:
+            tr = self.tracks.get(pid)
+            if tr is None or tr.gone_ns:
+                tr = self.tracks[pid] = Track(pid, now, since_ns=now)
+            if self._update(tr, now):
+                live.add(pid)
+        return live
 
     # -- one process ----------------------------------------------------------------
     def _update(self, tr: Track, now: int) -> bool:
@@ -280,3 +296,10 @@ class ForeignSampler:
                         "lock_waiting": -1, "lock_held": -1, "ok": True, "exit_signal": 0,
                         "exit_code": -1 if tr.gone_ns else 0, "exit_ns": tr.gone_ns})
         return out
+
+
+def _descendants(pid: int) -> list[int]:
+    try:
+        return [p.pid for p in psutil.Process(pid).children(recursive=True)]
+    except psutil.Error:
+        return []
