@@ -7,7 +7,7 @@ VPY    := $(VENV)/bin/python
 NATIVE := harness/_native/build.json
 NATIVE_SRC := $(wildcard native_shim/src/*.c native_shim/src/*.h native_shim/include/*.h native_shim/bindings/*.py) native_shim/build.py native_shim/cdef.py
 
-.PHONY: setup system-deps demo test bench clean debug-openssl kamailio6 libs
+.PHONY: setup system-deps demo test bench clean debug-openssl kamailio6 libs opensips
 
 setup: system-deps $(VENV)/.installed $(NATIVE)
 
@@ -60,6 +60,16 @@ libs: setup
 # build/kamailio6/build.json
 kamailio6: setup
 	$(VPY) -m native_shim.fetch_kamailio
+
+# OpenSIPS from a release tarball (or a source tree) into the user's cache,
+# with tls_openssl (or tls_wolfssl), optional, about 2 minutes each:
+#   make opensips OPENSIPS_SOURCE=opensips-3.6.8.tar.gz [OPENSIPS_ARGS="--tls-lib wolfssl"]
+# then: tlsharness servers; tlsharness target opensips
+opensips: setup
+	@tools/system-deps.sh libs
+	@if [ -z "$(OPENSIPS_SOURCE)" ]; then \
+	  echo "make opensips: give OPENSIPS_SOURCE=PATH (an OpenSIPS release tarball such as opensips-3.6.8.tar.gz, or a source tree)" >&2; exit 2; fi
+	$(VENV)/bin/tlsharness servers build opensips --from-source "$(OPENSIPS_SOURCE)" $(OPENSIPS_ARGS)
 
 clean:
 	rm -rf build harness/_native/*.so $(NATIVE)

@@ -30,15 +30,22 @@ def _tail(text: str, n: int = 200) -> str:
 
 # ------------------------------------------------------------ private apt (deb-src)
 
+# suites that have no -updates and -security beside them: unstable, and
+# experimental (whose Sources index is read the same way: it lists only the
+# packages uploaded there, each newer than sid's)
+ROLLING = ("sid", "unstable", "experimental", "rc-buggy")
+
+
 def _apt_src(suite: str) -> list[str]:
     """apt-get with fetch.py's private state directory for `suite`, reading the
     deb-src entries of that suite (and its -updates and -security, where they
     exist) from this machine's mirrors."""
     cmd = _apt(suite)                   # state dirs, main mirror and keyring
     uri, key = debian_mirror()
-    suites = [suite] if suite == "sid" else [suite, f"{suite}-updates"]
+    rolling = suite in ROLLING           # no -updates or -security suites of their own
+    suites = [suite] if rolling else [suite, f"{suite}-updates"]
     lines = [f"deb-src [signed-by={key}] {uri} {s} main\n" for s in suites]
-    if suite != "sid":
+    if not rolling:
         codename = _release_codename()
         for u, ss, k in _apt_entries():
             if f"{codename}-security" in ss:
@@ -206,3 +213,35 @@ def unpack(package: str, version: str, apt: list[str], src: Path) -> tuple[Path,
         if r.returncode != 0:
             raise FetchError(f"debian patch {p} does not apply: {_tail(r.stdout + r.stderr)}")
     return tree, f"tar + {len(patches)} debian patches ({', '.join(absent)} not on the mirror)"
+
+
+def main(argv=None) -> int:
+    """python -m native_shim.debsrc PACKAGE --major M --suites a,b --into DIR:
+    the newest fitting source unpacked; prints `TREE<TAB>VERSION<TAB>SUITE`,
+    or one line on stderr and exit 3."""
+    import argparse
+    import sys
+    p = argparse.ArgumentParser(prog="python -m native_shim.debsrc")
+    p.add_argument("package")
+    p.add_argument("--major", default="")
+    p.add_argument("--suites", required=True)
+    p.add_argument("--into", required=True)
+    a = p.parse_args(argv)
+    try:
+        suite, versions, apt = find_sources(a.package, a.suites.split(","), a.major, quiet=True)
+        last = None
+        for version in versions:                 # a mirror may lack the newest one's files
+            try:
+                tree, _ = unpack(a.package, version, apt, Path(a.into))
+                print(f"{tree}\t{version}\t{suite}")
+                return 0
+            except FetchError as e:
+                last = e
+        raise last or FetchError(f"no {a.package} source could be unpacked")
+    except (FetchError, OSError, subprocess.SubprocessError) as e:
+        print(f"{a.package}: {e}", file=sys.stderr)
+        return 3
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -6,7 +6,7 @@
 set -u
 PKGS="gcc make pkg-config openssl dpkg-dev libssl-dev libwolfssl-dev libmbedtls-dev libgnutls28-dev elfutils python3-venv chromium kamailio kamailio-tls-modules"
 if [ "${1:-}" = libs ]; then
-  PKGS="$PKGS g++ cmake autoconf automake libtool perl nettle-dev libgmp-dev libtasn1-6-dev libidn2-dev"
+  PKGS="$PKGS g++ cmake autoconf automake libtool perl nettle-dev libgmp-dev libtasn1-6-dev libidn2-dev bison flex"
 fi
 missing=""
 for p in $PKGS; do

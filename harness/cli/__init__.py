@@ -4,9 +4,11 @@ TLS library).  One module per family of commands:
 - runs.py       run, repro
 - matrix.py     compare, mitigations, demo, report
 - servers.py    target, watch (servers tlsharness did not build)
+- serverbuilds.py  servers [list | build opensips] (real servers built here)
 - catalogue.py  scenarios, libs, probe
 - campaigns.py  campaign plan | run | merge (here, sharded, or on Dask workers)
 - records.py    history (the run history in results/history.sqlite)
+- reduce.py     shrink, bundle (from a failing run to a bug report)
 
 Exit codes of `run`: 0 clean, 1 failure found, 2 usage error,
 3 inconclusive (includes overload, stopped, unsupported), 4 harness error,
@@ -19,7 +21,7 @@ import os
 import sys
 
 from harness import __version__
-from harness.cli import campaigns, catalogue, matrix, records, runs, servers
+from harness.cli import campaigns, catalogue, matrix, records, reduce, runs, serverbuilds, servers
 from harness.cli.common import ArgParser
 from harness.verdicts import EXIT_HARNESS, EXIT_USAGE, bisect_code
 
@@ -33,7 +35,7 @@ def main(argv=None) -> int:
                   "for TLS libraries inside multi-process servers.")
     p.add_argument("--version", action="version", version=f"tlsharness {__version__}")
     sub = p.add_subparsers(dest="cmd", required=True, parser_class=ArgParser)
-    for module in (runs, matrix, campaigns, servers, catalogue, records):
+    for module in (runs, matrix, campaigns, servers, serverbuilds, catalogue, records, reduce):
         module.add_parsers(sub)
     server_cmd = []
     if argv and argv[0] == "target" and "--" in argv:     # target cmd [flags] -- COMMAND...

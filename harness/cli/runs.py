@@ -7,7 +7,7 @@ import sys
 
 from harness.spec.config import ConfigError
 from harness.spec.runflags import add_run_flags as _add_run_flags, config_from_args
-from harness.verdicts import EXIT_HARNESS, EXIT_USAGE, bisect_code
+from harness.verdicts import EXIT_HARNESS, EXIT_USAGE, V, bisect_code
 from harness.cli.common import ArgParser, int_in
 
 
@@ -51,7 +51,7 @@ def summary(out: dict) -> str:
 def with_scenario(ns, argv):
     """Scenario params first, the user's own flags after them (so they win)."""
     from harness.spec import scenario
-    sc = scenario.load(ns.scenario)
+    sc = scenario.load_stand(ns.scenario)
     user = list(argv[1:])
     user.remove(ns.scenario)
     sub = ArgParser(prog="tlsharness run")
@@ -86,11 +86,19 @@ def cmd_run(ns, argv) -> int:
     except ConfigError as e:
         print(f"tlsharness: error: {e}", file=sys.stderr)
         return EXIT_USAGE
+    if cfg.ciphers and cfg.tls == 13:
+        print(f"tlsharness: warning: --ciphers {cfg.ciphers!r} is a TLS 1.2 cipher list: ignored "
+              "with TLS 1.3 (add --tls 1.2 to use it)", file=sys.stderr)
+    run = None
     try:
         run = Run(cfg, argv, Progress(quiet=ns.quiet))
         out = run.execute()
-    except (HarnessError, OSError) as e:
+    except HarnessError as e:
         print(f"tlsharness: {e}", file=sys.stderr)
+        return bisect_code(EXIT_HARNESS) if ns.bisect else EXIT_HARNESS
+    except OSError as e:                   # ENOSPC, EROFS...: the path it happened to, one line
+        where = e.filename or getattr(run, "dir", None) or cfg.out
+        print(f"tlsharness: error: {where}: {e.strerror or e}", file=sys.stderr)
         return bisect_code(EXIT_HARNESS) if ns.bisect else EXIT_HARNESS
     if sc is not None:
         check_expectation(sc, cfg, out)
@@ -149,7 +157,7 @@ def checked_config(ns):
         from harness.builds import userlibs
         try:
             ns.lib = userlibs.add(userlibs.name_for(ns.lib_prefix, ns.lib_kind), ns.lib_prefix,
-                                  ns.lib_kind)
+                                  ns.lib_kind, ("--lib-prefix", "--lib-kind"))
         except userlibs.UserLibError as e:
             raise ConfigError(str(e)) from None
     cfg = config_from_args(ns)
@@ -176,7 +184,7 @@ def _repro_setup(ns, argv):
     from harness.spec import scenario
     sc = None
     if ns.scenario:
-        sc = scenario.load(ns.scenario)
+        sc = scenario.load_stand(ns.scenario)
         user = list(argv[1:])
         user.remove(ns.scenario)
         sub = ArgParser(prog="tlsharness repro", conflict_handler="resolve")
@@ -214,7 +222,7 @@ def _repro_one(ns, sc, run_argv, seed0):
         except (HarnessError, OSError) as e:
             raise _Abort(str(e)) from None
         out["seed"] = cfg.seed
-        if out.get("exit_code") != 130:
+        if out.get("verdict") != V.INTERRUPTED:
             if sc is not None:
                 check_expectation(sc, cfg, out)
             if out.get("run_dir"):

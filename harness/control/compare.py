@@ -52,7 +52,7 @@ def cell_config(cell: Cell, duration: float | None, out_dir: Path, quiet: bool =
     """RunConfig of one cell: the scenario's params, the library, the mitigations.
     The cell's mitigations replace the scenario's own `mitigate`, or, with
     add_to_scenario (`tlsharness mitigations`), come on top of them."""
-    sc = scenario.load(cell.scenario)
+    sc = scenario.load_stand(cell.scenario)
     args = [*runflags.tokens(sc.params), "--lib", cell.lib, "--out", str(out_dir), "-q"]
     mits = list(cell.mitigations)
     if add_to_scenario:
@@ -70,6 +70,17 @@ def cell_config(cell: Cell, duration: float | None, out_dir: Path, quiet: bool =
         return runflags.config_from_args(runflags.parser().parse_args(args)), args
     except (runflags.FlagError, ConfigError) as e:
         raise CompareError(f"cell {cell.key}: {e}") from None
+
+
+def folder(path) -> Path:
+    """The comparison folder of PATH: the folder, or that of its compare.json."""
+    d = Path(path)
+    if d.is_file():
+        if d.name != "compare.json":
+            raise CompareError(f"{d}: a file, not a comparison folder (give the folder or its "
+                               "compare.json)")
+        d = d.parent
+    return d
 
 
 def load_state(d: Path) -> dict:
@@ -113,7 +124,7 @@ def run_matrix(d: Path, state: dict, progress=None) -> dict:
         except HarnessError as e:                 # (Unsupported is a verdict of execute())
             o = {"verdict": V.ERROR, "reason": str(e), "replies": 0, "replies_per_s": 0,
                  "exit_code": exit_code(V.ERROR)}
-        if o.get("exit_code") == 130:             # interrupted: not a finished run
+        if o.get("verdict") == V.INTERRUPTED:     # interrupted: not a finished run
             raise KeyboardInterrupt
         if cfg.tls == 12 and "tls" not in scenario.load(cell.scenario).params:
             o["reason"] = (o.get("reason") or "") + " [TLS 1.2: no TLS 1.3 in this build]"
@@ -142,11 +153,20 @@ def new_state(libs, scenarios, mitigation_sets, repeat, duration) -> dict:
         raise CompareError(f"--duration must be between 0.5 and 3600 (got {duration:g})")
     if not libs:
         raise CompareError("no library to compare (none built, or --libs empty)")
+    if not scenarios:
+        raise CompareError("no scenario to compare (--scenarios empty)")
+    # each library, scenario (file) and set of mitigations once: two cells
+    # with one key would overwrite each other's runs
+    libs = list(dict.fromkeys(libs))
+    mitigation_sets = list({tuple(sorted(ms)): tuple(ms) for ms in
+                            [[ms] if isinstance(ms, str) else ms for ms in mitigation_sets]}.values())
     for m in {m for ms in mitigation_sets for m in ms}:
         if m not in MITIGATIONS:
             raise CompareError(f"unknown mitigation {m!r} (known: {', '.join(MITIGATIONS)})")
+    files: dict = {}
     for s in scenarios:
-        scenario.load(s)                      # fail early, naming the file
+        files.setdefault(scenario.load_stand(s).path, s)    # fail early, naming the file
+    scenarios = list(files.values())
     cells = [{"lib": l, "scenario": s, "mitigations": list(m), "runs": []}
              for s in scenarios for l in libs for m in mitigation_sets]
     return {"tool": "tlsharness compare", "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -195,7 +215,7 @@ def pick_family_scenarios(cat: list, wanted: list[str], lib: str, explicit: bool
     """The scenarios that declare a family, those named in `wanted` (a family
     or a scenario name, any case) only.  A catalogue scenario whose params pin
     another library is skipped.  Returns (picked, [(scenario, why skipped)])."""
-    fam = [s for s in cat if s.family] if not explicit else list(cat)
+    fam = [s for s in cat if s.family and not s.target] if not explicit else list(cat)
     known = sorted({s.family for s in fam if s.family})
     want = {w.strip().lower() for w in wanted if w.strip()}
     for w in (w.strip() for w in wanted if w.strip()):
@@ -207,7 +227,10 @@ def pick_family_scenarios(cat: list, wanted: list[str], lib: str, explicit: bool
     picked, skipped = [], []
     for s in fam:
         pinned = s.params.get("lib")
-        if pinned and pinned != lib and not explicit:
+        if s.target:
+            skipped.append((s, f"a scenario for target {s.target} (tlsharness target {s.target} "
+                               f"--scenario {s.name})"))
+        elif pinned and pinned != lib and not explicit:
             skipped.append((s, f"built for --lib {pinned}"))
         else:
             picked.append(s)

@@ -69,3 +69,20 @@ def cpu_of(pids: list[int]) -> float | None:
             return None
         total += int(rest[11]) + int(rest[12])
     return round(total / tick, 2)
+
+
+def load_figures(lg, sampler, out: dict, load_s: float) -> dict:
+    """What a run costs the server: latency quantiles of the answered requests,
+    new TLS connections per second, and the server's CPU per handshake and per
+    1,000 replies (schedstat of its processes since they started, so the
+    start-up's own CPU is in it)."""
+    from harness.segments import hist_quantile
+    hist = lg.latency_hist()
+    cpu_s = sum(max(tr.run_ns, 0) for tr in sampler.tracks.values()) / 1e9
+    hs = out.get("handshakes_client") or 0
+    return {"latency_ms": {"p50": hist_quantile(hist, 0.5), "p99": hist_quantile(hist, 0.99)},
+            "new_conns_per_s": round(hs / load_s, 1) if load_s else 0,
+            "server_cpu_s": round(cpu_s, 3),
+            "server_cpu_ms_per_handshake": round(cpu_s * 1e3 / hs, 3) if hs else None,
+            "server_cpu_s_per_1k_replies": (round(cpu_s * 1e3 / out["replies"], 4)
+                                            if out.get("replies") else None)}

@@ -71,15 +71,20 @@ def _check_relations(cfg) -> None:
         _check_chaos(cfg)
 
 
-def _check_chaos(cfg) -> None:
+def check_chaos(spec: str) -> None:
+    """--chaos P:DELAY_US, for the stand and for a target alike."""
     try:
-        p, us = cfg.chaos.split(":")
+        p, us = spec.split(":")
         p, us = float(p), int(us)
         if not (0 < p <= 1 and 0 < us <= 1_000_000):
             raise ValueError
     except ValueError:
         raise ConfigError(f"--chaos takes P:DELAY_US with 0 < P <= 1 and 0 < DELAY_US <= 1000000 "
-                          f"(got {cfg.chaos!r})") from None
+                          f"(got {spec!r})") from None
+
+
+def _check_chaos(cfg) -> None:
+    check_chaos(cfg.chaos)
     if cfg.memory == "private":
         raise ConfigError("--chaos delays locks that live in the shared arena: use --memory "
                           "shared or interpose")

@@ -75,6 +75,7 @@ class Scenario:
     refs: list = field(default_factory=list)
     notes: str = ""
     family: str = ""                  # the failure family it is built to produce ("lost wake-up")
+    target: str = ""                  # a real server ("opensips"): params are `target` flags
     name: str = ""
     path: str = ""
 
@@ -94,7 +95,7 @@ def _line_of(source: str, needle: str) -> int:
     return 1
 
 
-def load(name_or_path: str) -> Scenario:
+def _path_of(name_or_path: str) -> Path:
     p = Path(name_or_path)
     if not p.suffix and os.sep not in name_or_path:     # a name from the catalogue
         p = SCENARIO_DIR / (name_or_path.replace("-", "_") + ".py")
@@ -105,27 +106,47 @@ def load(name_or_path: str) -> Scenario:
         raise ScenarioError(f"no scenario {name_or_path!r} (see: tlsharness scenarios)")
     if not p.is_file():
         raise ScenarioError(f"{p}: not a scenario file (a folder?)")
+    return p.absolute()
+
+
+def _source(p: Path):
+    """(source, code) of a scenario file; its syntax checked, nothing run."""
     try:
         source = p.read_text(encoding="utf-8")
-        code = compile(source, str(p), "exec")
+        return source, compile(source, str(p), "exec")
     except (OSError, UnicodeDecodeError, ValueError) as e:
         raise ScenarioError(f"{p}: cannot read it as a Python scenario file ({e})") from None
     except SyntaxError as e:
         raise ScenarioError(f"{p}:{e.lineno}: syntax error: {e.msg}") from None
+
+
+def run_file(p: Path) -> Scenario:
+    """Execute a scenario file and check what it defines.  Runs only in the
+    child process of harness.spec.scenario_child (load() starts it): the
+    file's own exit, interrupt or endless loop never reaches the tool."""
+    source, code = _source(p)
     ns: dict = {"__file__": str(p), "__name__": f"tlsh_scenario_{p.stem}"}
     try:
         exec(code, ns)
-    except Exception as e:                 # a scenario's own mistake: name the line
+    except BaseException as e:             # a scenario's own mistake (or exit): name the line
         tb = e.__traceback__
         line = 1
         while tb is not None:
             if tb.tb_frame.f_code.co_filename == str(p):
                 line = tb.tb_lineno
             tb = tb.tb_next
-        raise ScenarioError(f"{p}:{line}: {type(e).__name__}: {e}") from None
-    sc = ns.get("SCENARIO")
+        hint = "" if isinstance(e, Exception) else " (a scenario file must only define SCENARIO)"
+        raise ScenarioError(f"{p}:{line}: {type(e).__name__}" + (f": {e}" if str(e) else "")
+                            + hint) from None
+    return _checked(ns.get("SCENARIO"), p, source)
+
+
+def _checked(sc, p: Path, source: str) -> Scenario:
     if not isinstance(sc, Scenario):
         raise ScenarioError(f"{p}:1: defines no SCENARIO = Scenario(...)")
+    if sc.target:
+        _check_target(sc, p, source)
+        return _named(sc, p)
     known = runflags.dests()
     for k, v in sc.params.items():
         if k not in known:
@@ -142,18 +163,90 @@ def load(name_or_path: str) -> Scenario:
     for k, e in sc.expect.items():
         if not isinstance(e, Expectation):
             raise ScenarioError(f"{p}:{_line_of(source, k)}: expect[{k!r}] must be fails(...) or passes()")
+    return _named(sc, p)
+
+
+def _named(sc, p: Path):
     sc.name = sc.name or p.stem.replace("_", "-")
     sc.path = str(p)
     return sc
 
 
+# what a target scenario may set: `tlsharness target` flags (with _ for -)
+TARGET_KINDS = ("opensips", "kamailio")
+TARGET_PARAMS = {"workers", "conns", "clients", "window", "load", "churn_every", "rate", "tls",
+                 "duration", "shm_mb", "opensips_version", "tls_lib", "no_pshared_override",
+                 "tcp_threads", "tcp_port", "chaos", "reload_every", "rekey_every",
+                 "tls_threads_mode", "ready_timeout", "db_domains"}
+
+
+def _check_target(sc, p: Path, source: str) -> None:
+    if sc.target not in TARGET_KINDS:
+        raise ScenarioError(f"{p}:{_line_of(source, 'target=')}: target must be one of "
+                            f"{', '.join(TARGET_KINDS)} (got {sc.target!r})")
+    for k in sc.params:
+        if k not in TARGET_PARAMS:
+            raise ScenarioError(f"{p}:{_line_of(source, k)}: unknown parameter {k!r} for a "
+                                f"target scenario (one of {', '.join(sorted(TARGET_PARAMS))})")
+    for k, e in sc.expect.items():
+        if not isinstance(e, Expectation):
+            raise ScenarioError(f"{p}:{_line_of(source, k)}: expect[{k!r}] must be fails(...) or passes()")
+
+
+def to_data(sc: Scenario) -> dict:
+    import dataclasses
+    return dataclasses.asdict(sc)
+
+
+def from_data(d: dict) -> Scenario:
+    expect = {k: Expectation(e["outcome"], [V(v) for v in e["verdicts"]], list(e["families"]))
+              for k, e in d.pop("expect").items()}
+    return Scenario(**d, expect=expect)
+
+
+_CACHE: dict = {}
+
+
+def load_many(paths: list[Path]) -> list:
+    """Each file's Scenario, or the ScenarioError that says why not; the
+    files run in a child process (harness.spec.sandbox), each with a time
+    limit; a file unchanged since it was last loaded is not run again."""
+    import copy
+    from harness.spec import sandbox
+    keys = {}
+    for p in paths:
+        st = p.stat()
+        keys[p] = (str(p), st.st_mtime_ns, st.st_size)
+    todo = [str(p) for p in paths if keys[p] not in _CACHE]
+    for path, rec in sandbox.load_files(todo).items():
+        key = keys[Path(path)]
+        _CACHE[key] = ScenarioError(rec["error"]) if "error" in rec else from_data(rec["scenario"])
+    return [copy.deepcopy(_CACHE[keys[p]]) for p in paths]
+
+
+def load(name_or_path: str) -> Scenario:
+    p = _path_of(name_or_path)
+    _source(p)                                  # a syntax error is named without running anything
+    sc = load_many([p])[0]
+    if isinstance(sc, ScenarioError):
+        raise sc
+    return sc
+
+
+def load_stand(name_or_path: str) -> Scenario:
+    """A scenario of the stand (`run`, `repro`, `compare`); a target scenario
+    is refused with the command that runs it."""
+    sc = load(name_or_path)
+    if sc.target:
+        raise ScenarioError(f"{sc.name} is a scenario for a real {sc.target}: run it with "
+                            f"`tlsharness target {sc.target} --scenario {sc.name}`")
+    return sc
+
+
 def catalogue() -> list[Scenario]:
+    files = [p.absolute() for p in sorted(SCENARIO_DIR.rglob("*.py")) if not p.name.startswith("_")]
     out = []
-    for p in sorted(SCENARIO_DIR.rglob("*.py")):
-        if p.name.startswith("_"):
-            continue
-        try:
-            out.append(load(str(p)))
-        except ScenarioError as e:
-            out.append(Scenario(summary=f"BROKEN: {e}", name=p.stem.replace("_", "-"), path=str(p)))
+    for p, sc in zip(files, load_many(files)):
+        out.append(sc if isinstance(sc, Scenario) else
+                   Scenario(summary=f"BROKEN: {sc}", name=p.stem.replace("_", "-"), path=str(p)))
     return out

@@ -1,0 +1,105 @@
+"""An independent /proc sampler, run beside a series to check the verdicts
+against the truth: who sits in a process-private futex wait on an address in
+a shared mapping, and for how long.  Written from the kernel's files alone,
+without any of the watchdog's code, so that the two can disagree.
+
+    with Truth("opensips") as t:
+        ... one run ...
+    t.longest_s        # the longest private wait on shared memory seen, by any task
+
+x86-64: /proc/PID/task/TID/syscall reads "202 0xADDR 0xOP ..." in a futex
+call; FUTEX_PRIVATE_FLAG is 128; the wait ops are 0 (WAIT) and 9 (WAIT_BITSET).
+"""
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+
+def _comm(pid: str) -> str:
+    try:
+        with open(f"/proc/{pid}/comm") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
+def _shared_ranges(pid: str) -> list[tuple[int, int]]:
+    out = []
+    try:
+        with open(f"/proc/{pid}/maps") as f:
+            for line in f:
+                rng, perms = line.split()[:2]
+                if perms.endswith("s"):
+                    lo, hi = rng.split("-")
+                    out.append((int(lo, 16), int(hi, 16)))
+    except OSError:
+        pass
+    return out
+
+
+def private_shared_waits(comm: str) -> dict[str, tuple[int, int]]:
+    """tid -> (pid, address) for every task of a process called COMM now in a
+    private futex wait on an address inside one of its shared mappings."""
+    hits = {}
+    for pid in (d for d in os.listdir("/proc") if d.isdigit()):
+        if _comm(pid) != comm:
+            continue
+        ranges = None
+        try:
+            tids = os.listdir(f"/proc/{pid}/task")
+        except OSError:
+            continue
+        for tid in tids:
+            try:
+                with open(f"/proc/{pid}/task/{tid}/syscall") as f:
+                    parts = f.read().split()
+            except OSError:
+                continue
+            if len(parts) < 3 or parts[0] != "202":
+                continue
+            addr, op = int(parts[1], 16), int(parts[2], 16)
+            if not op & 128 or op & 0x7F not in (0, 9):
+                continue
+            ranges = _shared_ranges(pid) if ranges is None else ranges
+            if any(lo <= addr < hi for lo, hi in ranges):
+                hits[tid] = (int(pid), addr)
+    return hits
+
+
+class Truth:
+    """Samples at `hz` in a thread while the block runs."""
+
+    def __init__(self, comm: str, hz: float = 20.0):
+        self.comm, self.period = comm, 1.0 / hz
+        self.since: dict[str, float] = {}
+        self.longest_s = 0.0
+        self.pids: set[int] = set()
+        self.samples = 0
+        self._stop = threading.Event()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            now = time.monotonic()
+            hits = private_shared_waits(self.comm)
+            self.samples += 1
+            for tid, (pid, _) in hits.items():
+                first = self.since.setdefault(tid, now)
+                self.pids.add(pid)
+                self.longest_s = max(self.longest_s, now - first)
+            for tid in [t for t in self.since if t not in hits]:
+                del self.since[tid]
+            self._stop.wait(self.period)
+
+    def __enter__(self) -> "Truth":
+        self._t = threading.Thread(target=self._loop, daemon=True)
+        self._t.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._t.join(2)
+
+    def hung(self, at_least_s: float = 1.0) -> bool:
+        return self.longest_s >= at_least_s
