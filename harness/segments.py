@@ -145,11 +145,26 @@ class StatusView:
         self.seg.close()
 
 
+# The kinds of bad reply (enum tlsh_bad_kind) and why an unparseable one is
+# (enum tlsh_bad_why), by their C names: the header holds the numbers.
+BAD_KINDS = {"TLSH_BAD_DUPLICATE": "duplicate", "TLSH_BAD_UNKNOWN": "unknown",
+             "TLSH_BAD_WRONG_CONN": "wrong-connection", "TLSH_BAD_STATUS": "status",
+             "TLSH_BAD_UNPARSEABLE": "unparseable"}
+BAD_WHY = {"TLSH_WHY_NONE": "", "TLSH_WHY_PARSE": "no status line, Call-ID or CSeq",
+           "TLSH_WHY_CALLID": "Call-ID not of the form <conn>-<seq>@tlsharness",
+           "TLSH_WHY_CSEQ": "CSeq differs from the seq in the Call-ID",
+           "TLSH_WHY_FRAMING": "the stream cannot be framed (connection dropped)",
+           "TLSH_WHY_OVERSIZE": "no complete message within the read buffer's limit "
+                                "(connection dropped)"}
+_BAD_SCALARS = ("status", "conn", "time_ns", "cseq", "cid_conn", "cid_seq", "oldest", "newest",
+                "next_seq", "live", "msg_len", "answered_ns")
+
+
 class LoadgenView:
     """Read-only view of the load generators' counters (one struct each)."""
 
     FIELDS = ("sent", "answered", "bad", "timed_out", "connects", "handshakes",
-              "resumed", "conn_errors", "rejected", "rekeys")
+              "resumed", "conn_errors", "rejected", "rekeys", "write_waits")
 
     def __init__(self, nprocs: int):
         ffi, lib = native.core()
@@ -159,6 +174,8 @@ class LoadgenView:
         self.seg = Segment("tlsh-loadgen", self.stride * nprocs)
         self.buf = ffi.from_buffer(self.seg.map)
         self.c = ffi.cast("struct tlsh_lg_counters *", self.buf)
+        self.kinds = {getattr(lib, k): v for k, v in BAD_KINDS.items()}
+        self.why = {getattr(lib, k): v for k, v in BAD_WHY.items()}
 
     @property
     def fd(self):
@@ -167,6 +184,7 @@ class LoadgenView:
     def proc(self, i: int) -> dict:
         c = self.c[i]
         d = {f: getattr(c, f) for f in self.FIELDS}
+        d["bad_kinds"] = {name: c.bad_kind[k] for k, name in self.kinds.items()}
         d.update(pid=c.pid, done=c.done, ready=c.ready, ok=c.magic == self.lib.TLSH_LG_MAGIC,
                  last_answer_ns=c.last_answer_ns, updated_ns=c.updated_ns, ready_ns=c.ready_ns, start_ns=c.start_ns,
                  error=_cstr(self.ffi, c.error))
@@ -175,6 +193,7 @@ class LoadgenView:
     def total(self) -> dict:
         procs = [self.proc(i) for i in range(self.n)]
         t = {f: sum(p[f] for p in procs) for f in self.FIELDS}
+        t["bad_kinds"] = {k: sum(p["bad_kinds"][k] for p in procs) for k in self.kinds.values()}
         t["ready"] = sum(1 for p in procs if p["ready"])
         t["done"] = sum(1 for p in procs if p["done"])
         t["last_answer_ns"] = max((p["last_answer_ns"] for p in procs), default=0)
@@ -182,6 +201,26 @@ class LoadgenView:
         t["start_ns"] = min((p["start_ns"] for p in procs if p["start_ns"]), default=0)
         t["errors"] = [p["error"] for p in procs if p["error"]]
         return t
+
+    def bad_samples(self) -> list[dict]:
+        """The bad replies each load generator kept (its first few), oldest first:
+        kind, why, the connection and its window then, the reply's fields and first
+        bytes (raw).  t_ms is since that load generator started."""
+        ffi, out = self.ffi, []
+        for i in range(self.n):
+            c = self.c[i]
+            if c.magic != self.lib.TLSH_LG_MAGIC:
+                continue
+            for j in range(min(c.n_bad_samples, self.lib.TLSH_LG_BAD_SAMPLES)):
+                b = c.bad_samples[j]
+                r = {k: getattr(b, k) for k in _BAD_SCALARS}
+                r.update(proc=i, pid=c.pid, kind=self.kinds.get(b.kind, str(b.kind)),
+                         why=self.why.get(b.why, str(b.why)),
+                         call_id=ffi.string(b.callid).decode("utf-8", "replace"),
+                         bytes=ffi.buffer(b.bytes, min(b.nbytes, len(b.bytes)))[:],
+                         t_ms=round((b.time_ns - c.start_ns) / 1e6, 3) if c.start_ns else None)
+                out.append(r)
+        return sorted(out, key=lambda r: r["time_ns"])
 
     def latency_hist(self) -> list[int]:
         n = self.lib.TLSH_LAT_BUCKETS

@@ -20,7 +20,7 @@ from harness import verdicts
 from harness.builds import native
 from harness.analysis import results
 from harness.spec import certs
-from harness.watchdog import families, procfs, stacks
+from harness.watchdog import bad_replies, families, procfs, stacks
 from harness.control import measures, setup_crash
 from harness.control.setup_crash import StandCrashed
 from harness.control.children import Children, start_loadgens
@@ -91,8 +91,11 @@ class Run:
         except (Interrupted, KeyboardInterrupt) as e:
             self._kill_all()
             name = str(e) if isinstance(e, Interrupted) and str(e) else "SIGINT"
+            # the shell's convention, 128 + the signal: 130 SIGINT, 143 SIGTERM, 129 SIGHUP
+            code = 128 + signal.Signals[name] if name in signal.Signals.__members__ \
+                else verdicts.EXIT_INTERRUPTED
             out = {"verdict": V.INTERRUPTED, "outcome": V.INTERRUPTED,
-                   "reason": f"controller received {name}", "exit_code": verdicts.EXIT_INTERRUPTED,
+                   "reason": f"controller received {name}", "exit_code": code,
                    "run_dir": str(self.dir)}
             if self.lg is not None:                # the counters gathered so far
                 try:
@@ -239,6 +242,7 @@ class Run:
         finally:
             log.close()
         final = wd.final()
+        final.evidence += bad_replies.report(self.lg, self.dir)   # and bad-replies.json
         self.progress.done()
         if final.verdict not in (V.PASS, V.INCONCLUSIVE) and s is not None:
             self._evidence(final, s)
@@ -346,8 +350,9 @@ class Run:
             if v.failed and v.detect_ns and v.onset_ns else None,
             "load_seconds": round(load_s, 3),
             "replies": lg.get("answered", 0), "sent": lg.get("sent", 0),
-            "bad": lg.get("bad", 0), "timed_out": lg.get("timed_out", 0),
-            "handshakes_client": lg.get("handshakes", 0), "conn_errors": lg.get("conn_errors", 0),
+            "bad": lg.get("bad", 0), "bad_kinds": lg.get("bad_kinds", {}),
+            "timed_out": lg.get("timed_out", 0), "handshakes_client": lg.get("handshakes", 0),
+            "conn_errors": lg.get("conn_errors", 0),
             "replies_per_s": round(lg.get("answered", 0) / load_s, 1) if load_s > 0 else 0,
             "latency_ms": {"p50": hist_quantile(hist, 0.5), "p99": hist_quantile(hist, 0.99)},
             "cross_handoffs": s["hdr"]["cross_handoffs"] if s else 0,

@@ -76,6 +76,7 @@ class Param:
             return f.value(cfg)
         v = getattr(cfg, self.name)
         if self.choices:
+            self.check(v)                  # one line (ConfigError), not a ValueError
             return self.choices.index(v)
         return int(v) if isinstance(v, bool) else v
 
@@ -166,6 +167,11 @@ PARAMS: tuple[Param, ...] = (
     Param("lock", "spin", "connection lock: spin | futex | robust",
           choices=("spin", "futex", "robust"), c=(CField(S, "lock_flavor"),)),
     Param("tls", "1.3", "1.2 | 1.3", kind=int, parse=parse_tls, c=(CField(L, "tls_version"),)),
+    # not a flag of `tlsharness run`: the stand speaks TLS only; `target` sets it for a server
+    # that also listens on plain TCP (the index is TLSH_LG_TLS / TLSH_LG_TCP)
+    Param("transport", "tls", "the load generators' transport: tls | tcp (plain SIP over TCP: no "
+          "TLS client, the same requests, window, churn and reply checks)",
+          choices=("tls", "tcp"), c=(CField(L, "transport"),), flag=None),
     Param("load", "persistent", "persistent | churn", choices=("persistent", "churn")),
     Param("churn_every", 100, "requests per connection (churn)", range=(1, 10**9),
           c=(CField(L, "churn", lambda cfg: cfg.churn_every if cfg.load == "churn" else 0),)),

@@ -11,6 +11,7 @@ overload, stopped, inconclusive.  Thresholds are `Thresholds` fields.
 from __future__ import annotations
 
 from harness.verdicts import NOT_HANGS, V
+from harness.watchdog.bad_replies import kinds_text
 from harness.watchdog.history import History
 from harness.watchdog.leak import leak_verdict
 from harness.watchdog.verdict import (Thresholds, Verdict, crash_reason, in_arena, outstanding,
@@ -151,7 +152,7 @@ class Watchdog(History):
         if hdr["arena"]["wild_free"]:
             ev.append(f"arena: {hdr['arena']['wild_free']} wild free(s)")
         if s["lg"]["bad"]:
-            ev.append(f"load generator: {s['lg']['bad']} bad replies")
+            ev.append(f"load generator: {s['lg']['bad']} bad replies{kinds_text(s['lg'])}")
         drawn: dict[bytes, list[int]] = {}
         for w in s["slots"]:
             if w.get("rand_state") == 1:

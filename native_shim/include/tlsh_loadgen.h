@@ -6,6 +6,10 @@
 #include "tlsh_status.h"
 
 /* cffi:begin */
+/* struct tlsh_lg_config.transport */
+#define TLSH_LG_TLS 0           /* SIP over TLS (the default) */
+#define TLSH_LG_TCP 1           /* plain SIP over TCP: no TLS client at all */
+
 struct tlsh_lg_config {
     char host[64];          /* always a loopback address */
     int port;
@@ -28,6 +32,8 @@ struct tlsh_lg_config {
     int client_index;
     int total_conns;        /* connections of all of them: with admission, requests start
                                once that many have been opened (or half the run passed) */
+    int transport;          /* TLSH_LG_TLS or TLSH_LG_TCP; with TCP: tls_version and ciphers
+                               unused, resume, reject_every and rekey_every must be 0 */
 };
 
 /* Runs until duration or until *stop becomes non-zero; returns 0, or -1

@@ -108,6 +108,49 @@ static inline uint64_t tlsh_status_bytes(int nslots)
 #define TLSH_LG_MAGIC 0x4c4f414447454e31ULL
 #define TLSH_LAT_BUCKETS 128   /* latency histogram: see tlsh_lat_bucket() */
 
+/* A bad reply: what the load generator read and why it did not count as
+ * answered.  The kinds, each counted in bad_kind[]: */
+enum tlsh_bad_kind {
+    TLSH_BAD_DUPLICATE = 1,   /* a reply for a request of this connection already answered */
+    TLSH_BAD_UNKNOWN = 2,     /* this connection's Call-ID, a request not outstanding (never
+                                 sent, or neither answered recently nor timed out) */
+    TLSH_BAD_WRONG_CONN = 3,  /* the Call-ID names another connection */
+    TLSH_BAD_STATUS = 4,      /* an outstanding request answered with a status other than 200 */
+    TLSH_BAD_UNPARSEABLE = 5  /* see enum tlsh_bad_why */
+};
+#define TLSH_BAD_KINDS 6          /* bad_kind[] entries: the kinds above, and 0 */
+/* Why an unparseable reply is one. */
+enum tlsh_bad_why {
+    TLSH_WHY_NONE = 0,
+    TLSH_WHY_PARSE = 1,       /* no status line, no Call-ID or CSeq header */
+    TLSH_WHY_CALLID = 2,      /* Call-ID not of the form <conn>-<seq>@tlsharness */
+    TLSH_WHY_CSEQ = 3,        /* CSeq differs from the seq in the Call-ID (or is 0) */
+    TLSH_WHY_FRAMING = 4,     /* the stream cannot be framed: the connection is dropped */
+    TLSH_WHY_OVERSIZE = 5     /* no complete message within the read buffer's limit */
+};
+#define TLSH_LG_BAD_SAMPLES 8     /* bad replies kept per load generator process */
+#define TLSH_LG_BAD_BYTES 320     /* of each, its first bytes */
+
+struct tlsh_lg_bad {
+    int32_t kind;             /* enum tlsh_bad_kind */
+    int32_t why;              /* enum tlsh_bad_why (unparseable) */
+    int32_t status;           /* the reply's status code, 0 when none was read */
+    uint32_t conn;            /* this connection's number (the one the reply came on) */
+    int64_t time_ns;          /* monotonic, the counters' clock */
+    uint64_t cseq;            /* the reply's CSeq number, 0 none */
+    uint64_t cid_conn;        /* the connection and seq its Call-ID names (when parsed) */
+    uint64_t cid_seq;
+    uint64_t oldest;          /* oldest outstanding seq on the connection then, 0 none */
+    uint64_t newest;          /* newest outstanding seq, 0 none */
+    uint64_t next_seq;        /* the seq the connection would send next */
+    uint32_t live;            /* requests outstanding on it then */
+    uint32_t msg_len;         /* the reply's length (framing errors: bytes buffered) */
+    int64_t answered_ns;      /* duplicate: when the first reply for that seq was read */
+    uint32_t nbytes;          /* bytes[] used */
+    char callid[84];          /* the Call-ID as read, cut, NUL-terminated */
+    char bytes[TLSH_LG_BAD_BYTES];   /* the reply's first bytes, raw */
+};
+
 struct tlsh_lg_counters {
     uint64_t magic;
     int32_t pid;
@@ -116,7 +159,7 @@ struct tlsh_lg_counters {
     int32_t nconns;
     uint64_t sent;
     uint64_t answered;        /* good replies: 200, matching Call-ID and CSeq */
-    uint64_t bad;             /* wrong status, unknown Call-ID/CSeq, unparsable */
+    uint64_t bad;             /* every bad reply (the sum of bad_kind[]) */
     uint64_t timed_out;       /* requests without a reply within the timeout */
     uint64_t connects;        /* TCP connections opened */
     uint64_t handshakes;      /* TLS handshakes completed */
@@ -131,6 +174,12 @@ struct tlsh_lg_counters {
     uint64_t opened;          /* connections opened for the first time */
     uint64_t lat_hist[TLSH_LAT_BUCKETS];
     char error[160];
+    /* bad replies by kind (their sum is `bad`), and the first few kept whole */
+    uint64_t bad_kind[TLSH_BAD_KINDS];   /* indexed by enum tlsh_bad_kind (0 unused) */
+    uint64_t write_waits;     /* SSL_write that had to wait (WANT_WRITE/READ) and was retried */
+    uint32_t n_bad_samples;   /* bad_samples[] filled (a slot is complete before it counts) */
+    uint32_t pad;
+    struct tlsh_lg_bad bad_samples[TLSH_LG_BAD_SAMPLES];
     uint64_t magic2;
 };
 

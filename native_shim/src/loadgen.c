@@ -1,6 +1,11 @@
 /* Load generator: K TLS client connections multiplexed with epoll in one
  * thread, sending SIP OPTIONS requests (tlsh_sip_request) and matching the
- * 200 replies by (Call-ID, CSeq).  All memory is private (malloc); counters
+ * 200 replies by (Call-ID, CSeq).  With cfg->transport == TLSH_LG_TCP the
+ * same load goes over plain TCP instead (to set a server's TLS path beside
+ * its TCP path): no SSL object at all, read(2)/write(2) on the non-blocking
+ * socket, the requests' Via saying SIP/2.0/TCP, and everything else
+ * (framing, matching, window, churn, timeouts, counters, bad replies) the
+ * same code.  All memory is private (malloc); counters
  * live in the caller's struct tlsh_lg_counters (usually a shared mapping read
  * by the controller), updated in place with plain stores.
  *
@@ -20,13 +25,26 @@
  * counts bad and releases that request.  Requests lost with a connection
  * (error, peer close) are simply dropped, not counted.
  *
+ * Bad replies are counted by kind (enum tlsh_bad_kind in tlsh_status.h) and
+ * the first TLSH_LG_BAD_SAMPLES of this process are kept whole in the
+ * counters (struct tlsh_lg_bad: why, the window then, the first bytes).  To
+ * tell a duplicate from an unknown reply, each connection number keeps a ring
+ * of its last 2*window+8 settled seqs with when they were settled (kept over
+ * reconnects: seqs are never reused); a good reply costs one entry there.
+ *
  * Churn N: a connection sends at most N requests; once they are all settled
  * (answered, bad or timed out) it is shut down (one close_notify, no wait)
  * and a new connection is opened at once, resuming the previous session when
  * cfg->resume is set.  The session is taken after the first reply has been
  * read (TLS 1.3 tickets arrive after the handshake).
  *
- * SIGPIPE is set to SIG_IGN in this process (OpenSSL writes with write(2)). */
+ * Plain TCP: a connection is ready for requests when its connect completes;
+ * that is counted in `handshakes` (and `opened`, `ready`) as the TLS handshake
+ * is, so that handshakes still means "connections that could carry requests"
+ * whatever the transport (resumed, rejected and rekeys stay 0).
+ *
+ * SIGPIPE is set to SIG_IGN in this process (OpenSSL and the TCP path write
+ * with write(2)). */
 #define _GNU_SOURCE
 #include "tlsh_loadgen.h"
 #include "tlsh_sip.h"
@@ -57,10 +75,28 @@ enum { ST_IDLE = 0, ST_CONNECTING, ST_HANDSHAKE, ST_OPEN };
 #define REQ_RESERVE 1024        /* room needed to build one more request */
 #define MAX_EVENTS 256
 #define SCAN_NS 10000000LL      /* timeout / reconnect scan period */
+/* tlsh_sip_request's Via starts with this; over plain TCP its "TLS" becomes
+ * "TCP" in place (same length; the self-check refuses another format) */
+#define VIA_HEAD "OPTIONS sip:tlsh@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/"
+#define VIA_PROTO_OFF (sizeof VIA_HEAD - 1)
 
 struct slot {
     uint64_t seq;               /* 0: hole (settled out of order) */
     int64_t sent_ns;
+};
+
+struct done_seq {
+    uint64_t seq;
+    int64_t ns;                 /* when its reply was read */
+};
+
+/* What was read of a reply, as far as it could be parsed. */
+struct parsed {
+    int status;
+    const char *cid;
+    size_t cidlen;
+    unsigned long cseq, cconn, cseqid;
+    int have_cid;               /* cconn and cseqid were parsed from the Call-ID */
 };
 
 struct lgconn {
@@ -78,6 +114,8 @@ struct lgconn {
     uint32_t rcap, rhead, rcount, live;
     uint64_t *grave;            /* seqs dropped by timeout (late replies ignored) */
     uint32_t gcap, ghead;
+    struct done_seq *done;      /* the last settled seqs: a second reply is a duplicate */
+    uint32_t dcap, dhead;
     uint64_t conn_sent, conn_settled;
     int tokens;                 /* open loop: requests granted, not yet built */
     int sess_taken;
@@ -116,6 +154,7 @@ struct lg {
                                    all at once (a burst the size of the ramp) */
     const volatile struct tlsh_lg_counters *all;   /* every client's counters, or own */
     int nall;
+    int tcp;                    /* plain TCP (cfg->transport == TLSH_LG_TCP): no SSL objects */
 };
 
 /* Admission (many connections, no --ramp): connections are opened at the rate
@@ -236,6 +275,14 @@ static void conn_fail(struct lg *g, struct lgconn *cn, int64_t now)
 }
 
 static void start_tls(struct lg *g, struct lgconn *cn, int64_t now);
+static void conn_ready(struct lg *g, struct lgconn *cn, int64_t now);
+
+/* The TCP connect completed: TLS begins its handshake, plain TCP is ready. */
+static inline void connected(struct lg *g, struct lgconn *cn, int64_t now)
+{
+    if (g->tcp) conn_ready(g, cn, now);
+    else start_tls(g, cn, now);
+}
 
 static void start_connect(struct lg *g, struct lgconn *cn, int64_t now)
 {
@@ -253,39 +300,46 @@ static void start_connect(struct lg *g, struct lgconn *cn, int64_t now)
     ev.data.u64 = ((uint64_t)cn->gen << 32) | (uint32_t)(cn - g->conns);
     if (epoll_ctl(g->ep, EPOLL_CTL_ADD, cn->fd, &ev) != 0) { conn_fail(g, cn, now); return; }
     cn->evmask = ev.events;
-    if (r == 0) start_tls(g, cn, now);
+    if (r == 0) connected(g, cn, now);
 }
 
 static void fill(struct lg *g, struct lgconn *cn, int64_t now);
+
+/* The connection can carry requests: its TLS handshake completed, or (plain
+ * TCP) its connect did; either counts as a handshake. */
+static void conn_ready(struct lg *g, struct lgconn *cn, int64_t now)
+{
+    struct tlsh_lg_counters *c = g->c;
+    c->handshakes++;
+    if (!c->ready) c->ready_ns = now;
+    c->ready = 1;
+    g->opening--;
+    if (g->admit) {
+        /* admission follows the server's pace: one more in flight per quick
+         * handshake, a quarter fewer when one took more than a quarter of the
+         * timeout (the server is queueing; before anything fails) */
+        int64_t took = now - cn->connect_ns;
+        if (took > g->timeout_ns / 4)
+            g->admit = g->admit * 3 / 4 < ADMIT_MIN ? ADMIT_MIN : g->admit * 3 / 4;
+        else if (took < g->timeout_ns / 8 && g->admit < ADMIT_MAX)
+            g->admit++;
+    }
+    cn->state = ST_OPEN;
+    if (!cn->opened_once) {
+        cn->opened_once = 1;
+        c->opened++;
+    }
+    ep_set(g, cn, EPOLLIN);
+    fill(g, cn, now);
+}
 
 static void do_handshake(struct lg *g, struct lgconn *cn, int64_t now)
 {
     ERR_clear_error();
     int r = SSL_do_handshake(cn->ssl);
     if (r == 1) {
-        struct tlsh_lg_counters *c = g->c;
-        c->handshakes++;
-        if (SSL_session_reused(cn->ssl)) c->resumed++;
-        if (!c->ready) c->ready_ns = now;
-        c->ready = 1;
-        g->opening--;
-        if (g->admit) {
-            /* admission follows the server's pace: one more in flight per quick
-             * handshake, a quarter fewer when one took more than a quarter of the
-             * timeout (the server is queueing; before anything fails) */
-            int64_t took = now - cn->connect_ns;
-            if (took > g->timeout_ns / 4)
-                g->admit = g->admit * 3 / 4 < ADMIT_MIN ? ADMIT_MIN : g->admit * 3 / 4;
-            else if (took < g->timeout_ns / 8 && g->admit < ADMIT_MAX)
-                g->admit++;
-        }
-        cn->state = ST_OPEN;
-        if (!cn->opened_once) {
-            cn->opened_once = 1;
-            c->opened++;
-        }
-        ep_set(g, cn, EPOLLIN);
-        fill(g, cn, now);
+        if (SSL_session_reused(cn->ssl)) g->c->resumed++;
+        conn_ready(g, cn, now);
         return;
     }
     int e = SSL_get_error(cn->ssl, r);
@@ -368,11 +422,36 @@ static inline int room(struct lg *g, struct lgconn *cn)
     return k > 0 ? k : 0;
 }
 
+/* flush() over plain TCP: what write(2) did not take moves to the buffer's
+ * start and waits for the socket (nothing is rebuilt, nothing sent twice). */
+static int flush_tcp(struct lg *g, struct lgconn *cn, int64_t now)
+{
+    size_t off = 0;
+    while (off < cn->wlen) {
+        ssize_t r = write(cn->fd, cn->wbuf + off, cn->wlen - off);
+        if (r > 0) { off += (size_t)r; continue; }
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            memmove(cn->wbuf, cn->wbuf + off, cn->wlen - off);
+            cn->wlen -= off;
+            g->c->write_waits++;
+            ep_set(g, cn, EPOLLIN | EPOLLOUT);
+            return 0;
+        }
+        conn_fail(g, cn, now);
+        return -1;
+    }
+    cn->wlen = 0;
+    if (cn->evmask & EPOLLOUT) ep_set(g, cn, EPOLLIN);
+    return 1;
+}
+
 /* Flush the pending write.  Returns 1 when nothing is pending any more,
  * 0 when it must wait for the socket, -1 after a connection failure. */
 static int flush(struct lg *g, struct lgconn *cn, int64_t now)
 {
     if (cn->wlen == 0) return 1;
+    if (g->tcp) return flush_tcp(g, cn, now);
     ERR_clear_error();
     int r = SSL_write(cn->ssl, cn->wbuf, (int)cn->wlen);
     if (r > 0) {
@@ -382,6 +461,8 @@ static int flush(struct lg *g, struct lgconn *cn, int64_t now)
     }
     int e = SSL_get_error(cn->ssl, r);
     if (e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ) {
+        /* retried later with the same buffer and length (wbuf, wlen untouched) */
+        g->c->write_waits++;
         ep_set(g, cn, e == SSL_ERROR_WANT_WRITE ? (EPOLLIN | EPOLLOUT) : EPOLLIN);
         return 0;
     }
@@ -408,6 +489,7 @@ static void fill(struct lg *g, struct lgconn *cn, int64_t now)
             int n = tlsh_sip_request(cn->wbuf + cn->wlen, WBUF_CAP - cn->wlen, cn->connno,
                                      (unsigned long)seq);
             if (n <= 0) break;
+            if (g->tcp) memcpy(cn->wbuf + cn->wlen + VIA_PROTO_OFF, "TCP", 3);
             cn->wlen += (size_t)n;
             cn->next_seq++;
             uint32_t k2 = cn->rhead + cn->rcount;
@@ -457,39 +539,121 @@ static int parse_callid(const char *s, size_t n, unsigned long *conn, unsigned l
     return 0;
 }
 
+/* The window of cn now: oldest and newest outstanding seqs (0: none). */
+static void window_of(struct lgconn *cn, uint64_t *oldest, uint64_t *newest)
+{
+    *oldest = *newest = 0;
+    for (uint32_t i = 0; i < cn->rcount; i++) {
+        uint64_t q = ring_at(cn, i)->seq;
+        if (!q) continue;
+        if (!*oldest) *oldest = q;
+        *newest = q;
+    }
+}
+
+/* Count a bad reply of `kind`; keep it whole while there is a free slot.  The
+ * slot is filled before n_bad_samples counts it, and `bad` is stored last, so
+ * the controller never reads a half-written record (even if this process is
+ * killed in the middle). */
+static void bad_reply(struct lg *g, struct lgconn *cn, int kind, int why, const struct parsed *p,
+                      const char *msg, size_t len, int64_t answered_ns, int64_t now)
+{
+    struct tlsh_lg_counters *c = g->c;
+    uint32_t n = c->n_bad_samples;
+    if (n < TLSH_LG_BAD_SAMPLES) {
+        struct tlsh_lg_bad *b = &c->bad_samples[n];
+        memset(b, 0, sizeof *b);
+        b->kind = kind;
+        b->why = why;
+        b->conn = cn->connno;
+        b->time_ns = now;
+        if (p) {
+            b->status = p->status;
+            b->cseq = p->cseq;
+            size_t cl = p->cidlen < sizeof b->callid - 1 ? p->cidlen : sizeof b->callid - 1;
+            if (p->cid) memcpy(b->callid, p->cid, cl);
+            if (p->have_cid) { b->cid_conn = p->cconn; b->cid_seq = p->cseqid; }
+        }
+        window_of(cn, &b->oldest, &b->newest);
+        b->next_seq = cn->next_seq;
+        b->live = cn->live;
+        b->msg_len = len > UINT32_MAX ? UINT32_MAX : (uint32_t)len;
+        b->nbytes = len < sizeof b->bytes ? (uint32_t)len : (uint32_t)sizeof b->bytes;
+        memcpy(b->bytes, msg, b->nbytes);
+        b->answered_ns = answered_ns;
+        __atomic_store_n(&c->n_bad_samples, n + 1, __ATOMIC_RELEASE);
+    }
+    c->bad_kind[kind]++;
+    __atomic_store_n(&c->bad, c->bad + 1, __ATOMIC_RELEASE);
+}
+
+static inline void settled(struct lgconn *cn, uint64_t seq, int64_t now)
+{
+    cn->done[cn->dhead].seq = seq;
+    cn->done[cn->dhead].ns = now;
+    if (++cn->dhead == cn->dcap) cn->dhead = 0;
+}
+
+/* A reply matching no outstanding request: late (after its timeout: ignored),
+ * a duplicate of a settled one, or unknown. */
+static void stray_reply(struct lg *g, struct lgconn *cn, const struct parsed *p,
+                        const char *msg, size_t len, int64_t now)
+{
+    for (uint32_t i = 0; i < cn->gcap; i++)
+        if (cn->grave[i] == p->cseq) {          /* late: ignored */
+            cn->grave[i] = 0;
+            settled(cn, p->cseq, now);
+            return;
+        }
+    for (uint32_t i = 0; i < cn->dcap; i++)
+        if (cn->done[i].seq == p->cseq) {
+            bad_reply(g, cn, TLSH_BAD_DUPLICATE, TLSH_WHY_NONE, p, msg, len, cn->done[i].ns, now);
+            return;
+        }
+    bad_reply(g, cn, TLSH_BAD_UNKNOWN, TLSH_WHY_NONE, p, msg, len, 0, now);
+}
+
 static void on_reply(struct lg *g, struct lgconn *cn, const char *msg, size_t len, int64_t now)
 {
     struct tlsh_lg_counters *c = g->c;
-    int status;
-    const char *cid;
-    size_t cidlen;
-    unsigned long cseq, cconn, cseqid;
-    if (tlsh_sip_parse_reply(msg, len, &status, &cid, &cidlen, &cseq) != 0
-        || parse_callid(cid, cidlen, &cconn, &cseqid) != 0
-        || cconn != cn->connno || cseqid != cseq || cseq == 0) {
-        c->bad++;
+    struct parsed p = { 0 };
+    if (tlsh_sip_parse_reply(msg, len, &p.status, &p.cid, &p.cidlen, &p.cseq) != 0) {
+        bad_reply(g, cn, TLSH_BAD_UNPARSEABLE, TLSH_WHY_PARSE, NULL, msg, len, 0, now);
         return;
     }
+    if (parse_callid(p.cid, p.cidlen, &p.cconn, &p.cseqid) != 0) {
+        bad_reply(g, cn, TLSH_BAD_UNPARSEABLE, TLSH_WHY_CALLID, &p, msg, len, 0, now);
+        return;
+    }
+    p.have_cid = 1;
+    if (p.cconn != cn->connno) {
+        bad_reply(g, cn, TLSH_BAD_WRONG_CONN, TLSH_WHY_NONE, &p, msg, len, 0, now);
+        return;
+    }
+    if (p.cseqid != p.cseq || p.cseq == 0) {
+        bad_reply(g, cn, TLSH_BAD_UNPARSEABLE, TLSH_WHY_CSEQ, &p, msg, len, 0, now);
+        return;
+    }
+    uint64_t cseq = p.cseq;
     for (uint32_t i = 0; i < cn->rcount; i++) {
         struct slot *s = ring_at(cn, i);
         if (s->seq != cseq) continue;
         s->seq = 0;
         cn->live--;
         cn->conn_settled++;
-        if (status == 200) {
+        settled(cn, cseq, now);
+        if (p.status == 200) {
             c->answered++;
             c->last_answer_ns = now;
             int64_t d = now - s->sent_ns;
             c->lat_hist[tlsh_lat_bucket(d > 0 ? (uint64_t)d / 1000 : 0)]++;
         } else {
-            c->bad++;
+            bad_reply(g, cn, TLSH_BAD_STATUS, TLSH_WHY_NONE, &p, msg, len, 0, now);
         }
         ring_pop_holes(cn);
         return;
     }
-    for (uint32_t i = 0; i < cn->gcap; i++)
-        if (cn->grave[i] == cseq) { cn->grave[i] = 0; return; }   /* late: ignored */
-    c->bad++;
+    stray_reply(g, cn, &p, msg, len, now);
 }
 
 static void take_session(struct lg *g, struct lgconn *cn)
@@ -509,20 +673,37 @@ static int do_read(struct lg *g, struct lgconn *cn, int64_t now)
     int got = 0;
     for (;;) {
         if (cn->rlen == cn->rcap_b) {
-            if (cn->rcap_b >= RBUF_MAX) { g->c->bad++; conn_fail(g, cn, now); return -1; }
+            if (cn->rcap_b >= RBUF_MAX) {
+                bad_reply(g, cn, TLSH_BAD_UNPARSEABLE, TLSH_WHY_OVERSIZE, NULL, cn->rbuf,
+                          cn->rlen, 0, now);
+                conn_fail(g, cn, now);
+                return -1;
+            }
             size_t nc = cn->rcap_b * 2 > RBUF_MAX ? RBUF_MAX : cn->rcap_b * 2;
             char *nb = realloc(cn->rbuf, nc);
             if (!nb) { conn_fail(g, cn, now); return -1; }
             cn->rbuf = nb; cn->rcap_b = nc;
         }
-        ERR_clear_error();
-        int r = SSL_read(cn->ssl, cn->rbuf + cn->rlen, (int)(cn->rcap_b - cn->rlen));
-        if (r <= 0) {
-            int e = SSL_get_error(cn->ssl, r);
-            if (e == SSL_ERROR_WANT_READ) break;
-            if (e == SSL_ERROR_WANT_WRITE) { ep_set(g, cn, EPOLLIN | EPOLLOUT); break; }
-            conn_fail(g, cn, now);      /* peer close, TLS or socket error */
-            return -1;
+        size_t space = cn->rcap_b - cn->rlen;
+        int r;
+        if (g->tcp) {
+            r = (int)read(cn->fd, cn->rbuf + cn->rlen, space);
+            if (r <= 0) {
+                if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
+                if (r < 0 && errno == EINTR) continue;
+                conn_fail(g, cn, now);  /* peer close or socket error */
+                return -1;
+            }
+        } else {
+            ERR_clear_error();
+            r = SSL_read(cn->ssl, cn->rbuf + cn->rlen, (int)space);
+            if (r <= 0) {
+                int e = SSL_get_error(cn->ssl, r);
+                if (e == SSL_ERROR_WANT_READ) break;
+                if (e == SSL_ERROR_WANT_WRITE) { ep_set(g, cn, EPOLLIN | EPOLLOUT); break; }
+                conn_fail(g, cn, now);  /* peer close, TLS or socket error */
+                return -1;
+            }
         }
         cn->rlen += (size_t)r;
         size_t off = 0;
@@ -533,7 +714,12 @@ static int do_read(struct lg *g, struct lgconn *cn, int64_t now)
             size_t ml = 0;
             int f = tlsh_sip_frame(cn->rbuf + off, cn->rlen - off, &ml);
             if (f == 0) break;
-            if (f < 0 || ml == 0) { g->c->bad++; conn_fail(g, cn, now); return -1; }
+            if (f < 0 || ml == 0) {
+                bad_reply(g, cn, TLSH_BAD_UNPARSEABLE, TLSH_WHY_FRAMING, NULL, cn->rbuf + off,
+                          cn->rlen - off, 0, now);
+                conn_fail(g, cn, now);
+                return -1;
+            }
             on_reply(g, cn, cn->rbuf + off, ml, now);
             off += ml;
             got = 1;
@@ -542,6 +728,9 @@ static int do_read(struct lg *g, struct lgconn *cn, int64_t now)
             memmove(cn->rbuf, cn->rbuf + off, cn->rlen - off);
             cn->rlen -= off;
         }
+        /* TCP: a short read emptied the socket; epoll is level-triggered, so
+         * no read(2) just to learn EAGAIN */
+        if (g->tcp && (size_t)r < space) break;
     }
     if (got && g->cfg->resume && g->cfg->churn > 0 && !cn->sess_taken)
         take_session(g, cn);
@@ -646,6 +835,10 @@ static int self_check(struct tlsh_lg_counters *c, unsigned conn)
         set_error(c, "loadgen: unexpected Call-ID/CSeq format from tlsh_sip_request");
         return -1;
     }
+    if ((size_t)n < VIA_PROTO_OFF + 4 || memcmp(buf, VIA_HEAD "TLS ", VIA_PROTO_OFF + 4) != 0) {
+        set_error(c, "loadgen: unexpected Via format from tlsh_sip_request");
+        return -1;
+    }
     return 0;
 }
 
@@ -728,6 +921,17 @@ int tlsh_loadgen_run(const struct tlsh_lg_config *cfg, struct tlsh_lg_counters *
     if (!(cfg->duration_s > 0) || !isfinite(cfg->duration_s)) { set_error(c, "loadgen: duration_s must be > 0"); return -1; }
     if (!(cfg->timeout_s > 0) || !isfinite(cfg->timeout_s)) { set_error(c, "loadgen: timeout_s must be > 0"); return -1; }
     if (cfg->conn_base < 0) { set_error(c, "loadgen: conn_base < 0"); return -1; }
+    if (cfg->transport != TLSH_LG_TLS && cfg->transport != TLSH_LG_TCP) {
+        set_error(c, "loadgen: transport %d (want %d = TLS or %d = TCP)", cfg->transport,
+                  TLSH_LG_TLS, TLSH_LG_TCP);
+        return -1;
+    }
+    g->tcp = cfg->transport == TLSH_LG_TCP;
+    if (g->tcp && (cfg->resume || cfg->reject_every > 0 || cfg->rekey_every > 0)) {
+        set_error(c, "loadgen: transport TCP has no TLS to resume, reject or rekey "
+                  "(resume, reject_every and rekey_every must be 0)");
+        return -1;
+    }
     if (self_check(c, (unsigned)cfg->conn_base) != 0) return -1;
     if (g->family == AF_INET6)
         ((struct sockaddr_in6 *)&g->addr)->sin6_port = htons((uint16_t)cfg->port);
@@ -735,16 +939,18 @@ int tlsh_loadgen_run(const struct tlsh_lg_config *cfg, struct tlsh_lg_counters *
         ((struct sockaddr_in *)&g->addr)->sin_port = htons((uint16_t)cfg->port);
 
     signal(SIGPIPE, SIG_IGN);
-    g->ctx = make_ctx(cfg, c);
-    if (g->ctx && cfg->reject_every > 0) {
-        /* clients that do not trust the server's CA: the handshake fails on
-         * their side and the server reads alert unknown_ca (OpenSIPS #2362) */
-        g->reject_ctx = make_ctx(cfg, c);
-        if (!g->reject_ctx) { SSL_CTX_free(g->ctx); return -1; }
-        SSL_CTX_set_verify(g->reject_ctx, SSL_VERIFY_PEER, NULL);
-        SSL_CTX_set_cert_verify_callback(g->reject_ctx, NULL, NULL);   /* the real chain check */
+    if (!g->tcp) {                      /* plain TCP: no TLS client at all */
+        g->ctx = make_ctx(cfg, c);
+        if (g->ctx && cfg->reject_every > 0) {
+            /* clients that do not trust the server's CA: the handshake fails on
+             * their side and the server reads alert unknown_ca (OpenSIPS #2362) */
+            g->reject_ctx = make_ctx(cfg, c);
+            if (!g->reject_ctx) { SSL_CTX_free(g->ctx); return -1; }
+            SSL_CTX_set_verify(g->reject_ctx, SSL_VERIFY_PEER, NULL);
+            SSL_CTX_set_cert_verify_callback(g->reject_ctx, NULL, NULL);   /* the real chain check */
+        }
+        if (!g->ctx) return -1;
     }
-    if (!g->ctx) return -1;
     g->ep = epoll_create1(EPOLL_CLOEXEC);
     if (g->ep < 0) { set_error(c, "loadgen: epoll_create1: %s", strerror(errno)); SSL_CTX_free(g->ctx); return -1; }
     g->n = cfg->nconns;
@@ -763,12 +969,14 @@ int tlsh_loadgen_run(const struct tlsh_lg_config *cfg, struct tlsh_lg_counters *
         cn->next_seq = 1;
         cn->rcap = (uint32_t)g->window * 2;
         cn->gcap = (uint32_t)g->window * 2;
+        cn->dcap = (uint32_t)g->window * 2 + 8;
         cn->ring = calloc(cn->rcap, sizeof *cn->ring);
         cn->grave = calloc(cn->gcap, sizeof *cn->grave);
+        cn->done = calloc(cn->dcap, sizeof *cn->done);
         cn->rbuf = malloc(RBUF_INIT);
         cn->rcap_b = RBUF_INIT;
         cn->wbuf = malloc(WBUF_CAP);
-        if (!cn->ring || !cn->grave || !cn->rbuf || !cn->wbuf) {
+        if (!cn->ring || !cn->grave || !cn->done || !cn->rbuf || !cn->wbuf) {
             set_error(c, "loadgen: out of memory"); rc = -1; goto out;
         }
     }
@@ -863,7 +1071,7 @@ int tlsh_loadgen_run(const struct tlsh_lg_config *cfg, struct tlsh_lg_counters *
                     conn_fail(g, cn, now);
                     continue;
                 }
-                start_tls(g, cn, now);
+                connected(g, cn, now);
                 continue;
             }
             if (cn->state == ST_HANDSHAKE) {
@@ -886,7 +1094,7 @@ out:
             struct lgconn *cn = &g->conns[i];
             if (cn->ssl || cn->fd >= 0) conn_close(g, cn, 1);
             if (cn->spare) SSL_free(cn->spare);
-            free(cn->ring); free(cn->grave); free(cn->rbuf); free(cn->wbuf);
+            free(cn->ring); free(cn->grave); free(cn->done); free(cn->rbuf); free(cn->wbuf);
         }
         free(g->conns);
     }
