@@ -138,6 +138,7 @@ def _target_config(ns):
                         tls_threads_mode=ns.tls_threads_mode, shm_mb=ns.shm_mb,
                         opensips=build, tcp_threads=ns.tcp_threads, tcp_port=ns.tcp_port,
                         chaos=ns.chaos, reload_every=ns.reload_every, db_domains=ns.db_domains,
+                        transport=ns.transport,
                         rekey_every=ns.rekey_every, cores=ns.cores, out=ns.out)
 
 
@@ -176,6 +177,8 @@ def _server_checks(ns) -> dict | None:
         check_kamailio(ns.kamailio_bin, ns.kamailio_modules)
     if ns.reload_every is not None and not 0.2 <= ns.reload_every <= 3600:
         raise ConfigError(f"--reload-every must be between 0.2 and 3600 s (got {ns.reload_every})")
+    if ns.transport == "tcp" and (ns.tcp_port is None or ns.rekey_every):
+        raise ConfigError("--transport tcp needs --tcp-port and no --rekey-every (no TLS to rekey)")
     if ns.rekey_every < 0:
         raise ConfigError(f"--rekey-every must be 0 (off) or more (got {ns.rekey_every})")
     if ns.kind != "opensips":
@@ -277,3 +280,6 @@ def _add_opensips_flags(tg) -> None:
                     help="opensips 4.x: threads of the TCP main process doing all TCP/TLS I/O")
     tg.add_argument("--tcp-port", type=int, default=None,
                     help="opensips: also a plain TCP socket on this port (TLS vs TCP runs)")
+    tg.add_argument("--transport", choices=("tls", "tcp"), default="tls",
+                    help="the load's transport: tls (default), or plain tcp to --tcp-port (the "
+                    "server's TCP path beside its TLS one)")

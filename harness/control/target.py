@@ -67,6 +67,7 @@ class TargetConfig:
     reload_every: float | None = None  # opensips: MI tls_reload this often during the load
     rekey_every: int = 0             # the clients' TLS 1.3 key updates (or 1.2 renegotiations)
     db_domains: bool = False         # opensips: TLS domains from a db_text table
+    transport: str = "tls"           # the load generators': tls | tcp (to tcp_port)
     out: str = "results"
     linger: float = 1.0
 
@@ -169,9 +170,10 @@ def _run(cfg: TargetConfig, d: Path, port: int, taken: list, live: _Live, progre
     if progress:
         progress(f"server ready on 127.0.0.1:{port} ({len(live.kept.tree_pids())} processes, "
                  f"{ready['tls']})")
-    live.lg, _ = start_loadgens(live.children, port, cfg.conns, cfg.clients, c_fields(defaults(
+    lg_port = cfg.tcp_port if cfg.transport == "tcp" else port
+    live.lg, _ = start_loadgens(live.children, lg_port, cfg.conns, cfg.clients, c_fields(defaults(
         conns=cfg.conns, window=cfg.window, load=cfg.load, churn_every=cfg.churn_every, tls=cfg.tls,
-        rekey_every=cfg.rekey_every,
+        rekey_every=cfg.rekey_every, transport=cfg.transport,
         rate=cfg.rate, clients=cfg.clients, duration=cfg.duration, timeout=2.0), "loadgen"))
     if cfg.reload_every:
         with opensips.Reloader(d, cfg.reload_every) as rl:
