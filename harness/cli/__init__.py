@@ -21,7 +21,8 @@ import os
 import sys
 
 from harness import __version__
-from harness.cli import campaigns, catalogue, matrix, records, reduce, runs, serverbuilds, servers
+from harness.cli import (campaigns, catalogue, check, matrix, records, reduce, runs,
+                         serverbuilds, servers)
 from harness.cli.common import ArgParser
 from harness.verdicts import EXIT_HARNESS, EXIT_USAGE, bisect_code
 
@@ -35,7 +36,8 @@ def main(argv=None) -> int:
                   "for TLS libraries inside multi-process servers.")
     p.add_argument("--version", action="version", version=f"tlsharness {__version__}")
     sub = p.add_subparsers(dest="cmd", required=True, parser_class=ArgParser)
-    for module in (runs, matrix, campaigns, servers, serverbuilds, catalogue, records, reduce):
+    for module in (runs, matrix, campaigns, servers, serverbuilds, catalogue, records, reduce,
+                   check):
         module.add_parsers(sub)
     server_cmd = []
     if argv and argv[0] == "target" and "--" in argv:     # target cmd [flags] -- COMMAND...
