@@ -10,6 +10,7 @@ import os
 import random
 
 from harness.spec import params
+from harness.spec import io_model
 from harness.spec.params import FAULTS, MITIGATIONS, PARAMS, ConfigError
 
 
@@ -49,11 +50,15 @@ RunConfig.__module__ = __name__
 
 
 def _check_relations(cfg) -> None:
+    io_model.check(cfg)
+    threads = cfg.io_model == "threads"
     if cfg.ramp >= cfg.duration:
         raise ConfigError(f"--ramp must be shorter than --duration (got {cfg.ramp} >= {cfg.duration})")
+    if cfg.no_close_notify and cfg.load != "churn":
+        raise ConfigError("--no-close-notify changes how churn closes its connections: use --load churn")
     if 0 < cfg.reload_ms < 1:
         raise ConfigError(f"--reload-ms must be 0 (off) or at least 1 (got {cfg.reload_ms})")
-    if cfg.reply_by == "other" and (cfg.memory == "private" or cfg.handoff != "per-message"):
+    if cfg.reply_by == "other" and not threads and (cfg.memory == "private" or cfg.handoff != "per-message"):
         raise ConfigError("--reply-by other: another worker writes through the reader's session: "
                           "use --memory shared and --handoff per-message")
     if cfg.reload_ms and cfg.memory == "private":
@@ -63,7 +68,7 @@ def _check_relations(cfg) -> None:
     kind = cfg.fault.get("kind", "none")
     if kind not in FAULTS:
         raise ConfigError(f"--fault kind must be one of {', '.join(FAULTS)} (got {kind!r})")
-    if kind != "none" and not 1 <= cfg.fault.get("slot", 1) <= cfg.workers:
+    if kind != "none" and not threads and not 1 <= cfg.fault.get("slot", 1) <= cfg.workers:
         raise ConfigError(f"--fault worker must be 1..{cfg.workers}")
     if kind == "leak" and cfg.memory == "private":
         raise ConfigError("--fault leak leaks arena memory: use --memory shared")

@@ -42,6 +42,9 @@ struct tlsh_stand_cfg {
     int reply_other;     /* replies written by another worker than the reader (per-message) */
     int split_locks;     /* a read lock and a write lock per connection (OpenSIPS tls_wolfssl) */
     int write_dup;       /* after the handshake the writers use the library's write duplicate */
+    int io_model;        /* 0 processes (listener + workers), 1 threads (io_threads.c) */
+    int io_threads;      /* threads: TLS I/O threads of the one I/O process */
+    int session_concurrent; /* threads: a reader and a writer thread in one session at once */
 };
 
 struct tlsh_stand;
@@ -67,6 +70,11 @@ void *tlsh_stand_swap_ctx(struct tlsh_stand *st, void *ctx, void (*free_old)(voi
 /* The probe: serve nconns real handshakes + one SIP exchange each. */
 int tlsh_probe_serve(const struct tlsh_tls_ops *ops, void *ctx, int lfd, int nconns,
                      int timeout_ms, char *err, size_t errlen);
+/* --io-model threads (io_threads.c): the one I/O process (slot 0 its
+ * accepting main thread, slots nworkers+1.. its TLS threads, their tids as
+ * the slots' pids) and the SIP workers (slots 1..nworkers, no TLS). */
+int tlsh_stand_spawn_io(struct tlsh_stand *st, const struct tlsh_tls_ops *ops, void *ctx);
+int tlsh_stand_spawn_sip(struct tlsh_stand *st, int slot);
 /* cffi:end */
 
 #endif

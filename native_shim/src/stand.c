@@ -19,7 +19,9 @@
 struct tlsh_stand *tlsh_stand_new(const struct tlsh_stand_cfg *cfg, struct tlsh_status *status,
                                   tlsh_arena *arena, char *err, size_t errlen)
 {
-    if (cfg->nworkers < 1 || cfg->nworkers + 1 > TLSH_MAX_SLOTS || cfg->max_conns < 1) {
+    int nio = cfg->io_model ? cfg->io_threads : 0;
+    if (cfg->nworkers < 1 || cfg->nworkers + 1 + nio > TLSH_MAX_SLOTS || cfg->max_conns < 1
+        || (cfg->io_model && nio < 1)) {
         snprintf(err, errlen, "bad stand configuration (workers 1..%d, max_conns >= 1)",
                  TLSH_MAX_SLOTS - 1);
         return NULL;
@@ -70,6 +72,8 @@ struct tlsh_stand *tlsh_stand_new(const struct tlsh_stand_cfg *cfg, struct tlsh_
     }
     status->port = ntohs(a.sin_port);
     tlsh_crash_prepare();
+    if (cfg->io_model)
+        return tlsh_io_prepare(st, err, errlen) == 0 ? st : NULL;
     for (int s = 1; s <= cfg->nworkers; s++) {
         int sv[2];
         if (tlsh_chan_pair(sv) != 0) {
@@ -133,6 +137,39 @@ int tlsh_stand_spawn_worker(struct tlsh_stand *st, int slot, const struct tlsh_t
     _exit(0);
 }
 
+/* --io-model threads: the I/O process (every TLS connection, in threads) */
+int tlsh_stand_spawn_io(struct tlsh_stand *st, const struct tlsh_tls_ops *ops, void *ctx)
+{
+    int parent = getpid();
+    pid_t pid = fork();
+    if (pid != 0)
+        return pid;
+    child_common(st, parent);
+    prctl(PR_SET_NAME, "tlsh-io");
+    tlsh_slot_init(st->status, 0, TLSH_ROLE_LISTENER);
+    tlsh_install_crash_handler(st->cfg.crash_dir, 0);
+    tlsh_io_main(st, ops, ctx);
+    _exit(0);
+}
+
+/* --io-model threads: a SIP worker (decrypted requests in, replies out) */
+int tlsh_stand_spawn_sip(struct tlsh_stand *st, int slot)
+{
+    int parent = getpid();
+    pid_t pid = fork();
+    if (pid != 0)
+        return pid;
+    child_common(st, parent);
+    char name[16];
+    snprintf(name, sizeof(name), "tlsh-sip-%d", slot);
+    prctl(PR_SET_NAME, name);
+    close(st->listen_fd);
+    tlsh_slot_init(st->status, slot, TLSH_ROLE_SIP);
+    tlsh_install_crash_handler(st->cfg.crash_dir, slot);
+    tlsh_sip_main(st, slot);
+    _exit(0);
+}
+
 void *tlsh_stand_swap_ctx(struct tlsh_stand *st, void *ctx, void (*free_old)(void *))
 {
     tlsh_lock_get(st->ctx_lock);
@@ -147,6 +184,7 @@ void *tlsh_stand_swap_ctx(struct tlsh_stand *st, void *ctx, void (*free_old)(voi
 void tlsh_stand_parent_close(struct tlsh_stand *st)
 {
     close(st->listen_fd);
+    if (st->cfg.io_model) { tlsh_io_close_all(st); return; }
     for (int s = 1; s <= st->cfg.nworkers; s++) {
         close(st->chan_l[s]);
         close(st->chan_w[s]);

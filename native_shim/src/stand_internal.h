@@ -43,10 +43,17 @@ struct tlsh_stand {
     int listen_fd;
     int chan_l[TLSH_MAX_SLOTS];     /* listener end of worker channel (index = slot) */
     int chan_w[TLSH_MAX_SLOTS];     /* worker end */
+    int *ioch_io, *ioch_w;          /* threads: I/O thread t <-> SIP worker w channel, both
+                                       ends, at index t * nworkers + (w - 1) */
 };
 
 /* The child processes' loops (called by stand.c after fork; never return). */
 void tlsh_listener_main(struct tlsh_stand *st);
+/* --io-model threads (io_threads.c): the channels, made before fork; 0 or -1. */
+int tlsh_io_prepare(struct tlsh_stand *st, char *err, size_t errlen);
+void tlsh_io_close_all(struct tlsh_stand *st);
+void tlsh_io_main(struct tlsh_stand *st, const struct tlsh_tls_ops *ops, void *ctx);
+void tlsh_sip_main(struct tlsh_stand *st, int slot);
 void tlsh_worker_main(struct tlsh_stand *st, int slot, const struct tlsh_tls_ops *ops, void *ctx);
 
 /* In a child: on SIGSEGV/SIGBUS/SIGILL/SIGFPE/SIGABRT write this process's
