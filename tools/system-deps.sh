@@ -4,9 +4,9 @@
 #   tools/system-deps.sh        what setup needs
 #   tools/system-deps.sh libs   what the source builds need too (make libs)
 set -u
-PKGS="gcc make pkg-config openssl dpkg-dev libssl-dev libwolfssl-dev libmbedtls-dev libgnutls28-dev elfutils python3-venv chromium kamailio kamailio-tls-modules"
+PKGS="gcc make pkg-config openssl dpkg-dev libssl-dev libwolfssl-dev libmbedtls-dev libgnutls28-dev elfutils bpftrace python3-venv chromium kamailio kamailio-tls-modules"
 if [ "${1:-}" = libs ]; then
-  PKGS="$PKGS g++ cmake autoconf automake libtool perl nettle-dev libgmp-dev libtasn1-6-dev libidn2-dev bison flex"
+  PKGS="$PKGS g++ cmake autoconf automake libtool perl nettle-dev libgmp-dev libtasn1-6-dev libidn2-dev bison flex autopoint"
 fi
 missing=""
 for p in $PKGS; do

@@ -69,6 +69,7 @@ _identical_random = _evidence(lambda e: "identical random bytes" in e)
 _at_shutdown = _evidence(lambda e: e.startswith("shutdown:"))
 _arena_growth = _evidence(lambda e: e.startswith("arena growth:"))
 _aligned_vector_fault = _evidence(lambda e: e.startswith("aligned vector access:"))
+_lost_wake_seen = _evidence(lambda e: e.startswith("wake lost:"))   # kernel futex events
 
 
 PREDICATES = {"identical_random": _identical_random,
@@ -78,7 +79,8 @@ PREDICATES = {"identical_random": _identical_random,
               "spinning_on_app_lock": _spinning_on_app_lock,
               "waits_on_own_lock": _waits_on_own_lock,
               "injected_fault": _injected_fault,
-              "aligned_vector_fault": _aligned_vector_fault}
+              "aligned_vector_fault": _aligned_vector_fault,
+              "lost_wake_seen": _lost_wake_seen}
 
 
 def _match_frames(regexes, frames: list[str]) -> list[str] | None:
@@ -142,7 +144,7 @@ def _proc_evidence(pred: str, p: dict) -> str:
         return f"{who}: private futex wait op {p['futex']['op']} {where} {p['futex']['addr']}"
     if pred == "spinning_on_app_lock":
         return f"{who}: {p.get('cpu')} CPU waiting for connection lock {p['lock_waiting']}"
-    if pred in ("identical_random", "at_shutdown", "arena_growth"):
+    if pred in ("identical_random", "at_shutdown", "arena_growth", "lost_wake_seen"):
         return p["activity"]
     if pred == "waits_on_own_lock":
         return f"{who}: waits for lock {p['lock_waiting']} that it holds"

@@ -198,7 +198,8 @@ class Watchdog(History):
         stuck = []
         pressure = self.cpu_pressure(th.progress_s)
         busy_machine = pressure is not None and pressure >= th.pressure
-        streaks = (self.stop_streak, self.sleep_streak, self.futex_streak)
+        lost = {r["waiter"]: r for r in s.get("lost_wakes") or ()}   # seen in the kernel
+        streaks = (self.stop_streak, self.sleep_streak, self.futex_streak, lost)
         for w in s["slots"]:
             if w["state"] != "alive":
                 continue
@@ -232,17 +233,11 @@ class Watchdog(History):
             if self.futex_streak.get(w["pid"], 0) >= th.futex_samples and fx:
                 why = (f"private futex wait on arena+{fx['addr'] - self.arena[0]:#x}"
                        + (f" ({why})" if why else ""))
+            if w["pid"] in lost:               # the wake that went nowhere: stuck at once
+                why = lost[w["pid"]]["why"] + (f" ({why})" if why else "")
             if why:
                 stuck.append((w, why))
-        # waiting for a lock whose holder is stuck: stuck as well, without the full stall time
-        held = {w["lock_held"]: w for w, _ in stuck if w["lock_held"] >= 0}
-        ids = {w["slot"] for w, _ in stuck}
-        for w in s["slots"]:
-            h = held.get(w["lock_waiting"])
-            if (h and w["slot"] not in ids and w["state"] == "alive" and w["activity"] == "lock_wait"
-                    and (t - w["since_ns"]) / 1e9 >= th.holder_wait_s):
-                stuck.append((w, f"waits for lock {w['lock_waiting']} held by stuck worker "
-                                 f"{h['slot']}"))
+        stuck += self._holder_waiters(s, stuck)
         progress = self._progress(th.progress_s,
                                   min((w["since_ns"] for w, _ in stuck), default=0))
         if not stuck:
@@ -251,7 +246,19 @@ class Watchdog(History):
                     and outstanding(s["lg"]) > 0):
                 return self._no_progress(s)
             return Verdict(V.PASS)
-        return self._classify(s, stuck, progress)
+        v = self._classify(s, stuck, progress)
+        v.evidence += [lost[w["pid"]]["line"] for w, _ in stuck if w["pid"] in lost]
+        return v
+
+    def _holder_waiters(self, s, stuck) -> list:
+        """Waiting for a lock whose holder is stuck: stuck as well, without the full stall time."""
+        held = {w["lock_held"]: w for w, _ in stuck if w["lock_held"] >= 0}
+        ids = {w["slot"] for w, _ in stuck}
+        return [(w, f"waits for lock {w['lock_waiting']} held by stuck worker "
+                    f"{held[w['lock_waiting']]['slot']}")
+                for w in s["slots"] if held.get(w["lock_waiting"]) and w["slot"] not in ids
+                and w["state"] == "alive" and w["activity"] == "lock_wait"
+                and (s["t"] - w["since_ns"]) / 1e9 >= self.th.holder_wait_s]
 
     def _describe(self, s, w, why) -> dict:
         p = s["procs"].get(w["pid"]) or {}
