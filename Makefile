@@ -56,10 +56,14 @@ libs: setup
 
 # Kamailio 6.x from Debian's source package (trixie, else forky/sid), core +
 # tls sl ctl kex corex + kamcmd, into build/kamailio6/root (optional, about a
-# minute): tlsharness target kamailio --kamailio-bin/--kamailio-modules, see
-# build/kamailio6/build.json
+# minute): tlsharness target kamailio --kamailio-build kamailio6.
+# With KAMAILIO_SOURCE=kamailio-6.1.4.tar.gz (a release tarball or a source
+# tree): that release, into the user's cache (tlsharness servers build kamailio):
+# tlsharness target kamailio --kamailio-build kamailio-6.1.4
 kamailio6: setup
-	$(VPY) -m native_shim.fetch_kamailio
+	@if [ -n "$(KAMAILIO_SOURCE)" ]; then \
+	  $(VENV)/bin/tlsharness servers build kamailio --from-source "$(KAMAILIO_SOURCE)"; \
+	else $(VPY) -m native_shim.fetch_kamailio; fi
 
 # OpenSIPS from a release tarball (or a source tree) into the user's cache,
 # with tls_openssl (or tls_wolfssl), optional, about 2 minutes each:

@@ -34,8 +34,8 @@ SERIES = [out("degraded", 400, ["lost wake-up", "DRBG lock"], 11),
 def test_rate_and_wilson_interval_come_from_compare():
     s = repro.summarize(SERIES, lib="openssl", mitigations=["pshared"])
     assert (s["runs"], s["failed"], s["judged"]) == (6, 4, 5)
-    assert s["rate"] == pytest.approx(4 / 6)
-    assert s["ci95"] == list(wilson(4, 6))
+    assert s["rate"] == pytest.approx(4 / 5)          # over the judged runs only
+    assert s["ci95"] == list(wilson(4, 5))
     assert s["mitigations"] == ["pshared"] and s["lib"] == "openssl"
     lo, hi = repro.summarize([out("pass")] * 10)["ci95"]
     assert lo == 0.0 and 0.25 < hi < 0.35            # 0/10: upper bound ~0.28
@@ -65,8 +65,8 @@ def test_failing_runs_carry_seed_command_and_run_number():
                  "run_dir": "results/r11", "verdict": "degraded",
                  "families": ["lost wake-up", "DRBG lock"], "ttf": 400}
     text = "\n".join(repro.summary_lines(s))
-    assert "reproduced in 4/6 runs (67%, 95% CI" in text
-    assert "1 could not be judged" in text
+    assert "reproduced in 4/5 judged runs (80%, 95% CI" in text
+    assert "1 of 6 could not be judged" in text
     assert "median 250 ms, p90 370 ms" in text
     for seed in (11, 13, 15, 16):
         assert f"tlsharness run x --seed {seed}" in text
@@ -257,7 +257,7 @@ def test_repro_scenario_end_to_end(tmp_path):
                    "--out", str(tmp_path / "res"), "--json", str(summary), timeout=120)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "run 1/2: pass" in r.stdout and "run 2/2: pass" in r.stdout
-    assert "reproduced in 0/2 runs (0%, 95% CI 0%–66%)" in r.stdout
+    assert "reproduced in 0/2 judged runs (0%, 95% CI 0%–66%)" in r.stdout
     assert "scenario baseline-private: 2/2 runs as expected" in r.stdout
     s = json.loads(summary.read_text())
     assert {"scenario", "lib", "mitigations", "runs", "failed", "rate", "ci95", "ttf_median_ms",

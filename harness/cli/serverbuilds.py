@@ -1,5 +1,5 @@
 """`tlsharness servers`: the real servers built here (OpenSIPS from a
-release tarball or its tag), listed, and built."""
+release tarball or its tag, Kamailio from a release tarball), listed, and built."""
 from __future__ import annotations
 
 import json
@@ -15,11 +15,14 @@ def cmd_servers(ns, argv) -> int:
         return _build(ns)
     have = opensips.builds()
     if ns.json:
-        print(json.dumps(have, indent=2))
+        from harness.builds import kamailio
+        print(json.dumps(have + kamailio.builds(), indent=2))
         return 0
-    if not have:
+    if not _list_kamailio() and not have:
         print("no server builds yet: tlsharness servers build opensips --from-source "
-              "opensips-3.6.8.tar.gz [--tls-lib wolfssl] [--no-pshared-override]")
+              "opensips-3.6.8.tar.gz [--tls-lib wolfssl] [--no-pshared-override], or "
+              "tlsharness servers build kamailio --from-source kamailio-6.1.4.tar.gz")
+    if not have:
         return 0
     width = max(len(i["name"]) for i in have)
     for i in have:
@@ -34,9 +37,11 @@ def cmd_servers(ns, argv) -> int:
 def _build(ns) -> int:
     from harness.builds import opensips
     from harness.builds.safepath import BadName
+    if ns.server == "kamailio":
+        return _build_kamailio(ns)
     if ns.server != "opensips":
-        print("tlsharness: error: servers build: only opensips is built here (Kamailio: "
-              "make kamailio6)", file=sys.stderr)
+        print(f"tlsharness: error: servers build: opensips or kamailio (got {ns.server!r})",
+              file=sys.stderr)
         return EXIT_USAGE
     try:
         info = opensips.build(Path(ns.from_source) if ns.from_source else None,
@@ -56,14 +61,47 @@ def _build(ns) -> int:
     return 0
 
 
+def _build_kamailio(ns) -> int:
+    from harness.builds import kamailio
+    from harness.builds.safepath import BadName
+    if ns.fetch or ns.wolfssl_source or ns.openssl or ns.no_pshared_override \
+            or ns.tls_lib != "openssl":
+        print("tlsharness: error: servers build kamailio takes --from-source and --name only",
+              file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        info = kamailio.build(Path(ns.from_source) if ns.from_source else None, name=ns.name,
+                              progress=lambda m: print(m, flush=True))
+    except (kamailio.KamailioBuildError, BadName) as e:
+        print(f"tlsharness: error: {e}", file=sys.stderr)
+        return EXIT_USAGE if isinstance(e, BadName) or "give --from-source" in str(e) else 3
+    except KeyboardInterrupt:
+        print("tlsharness: interrupted: nothing was kept", file=sys.stderr)
+        return 130
+    print(f"built {info['name']} (Kamailio {info['kamailio_version']}) in "
+          f"{info['seconds']:.0f} s: {info['binary']}")
+    print(f"  run it: tlsharness target kamailio --kamailio-build {info['name']}")
+    return 0
+
+
+def _list_kamailio() -> list[dict]:
+    from harness.builds import kamailio
+    have = kamailio.builds()
+    for i in have:
+        print(f"{i['name']}  Kamailio {i['kamailio_version']}  ({i.get('source')}, "
+              f"{i.get('seconds') or 0:.0f} s)  --kamailio-build {i['name']}")
+    return have
+
+
 def add_parsers(sub) -> None:
     s = sub.add_parser("servers", help="real servers built here: list, or build opensips "
                        "from a release tarball")
     s.add_argument("action", nargs="?", choices=["list", "build"], default="list",
                    help="list (default) or build")
-    s.add_argument("server", nargs="?", default="opensips", help="build: opensips")
+    s.add_argument("server", nargs="?", default="opensips", help="build: opensips (default) or kamailio")
     s.add_argument("--from-source", metavar="TARBALL_OR_DIR",
-                   help="an OpenSIPS release tarball (e.g. opensips-3.6.8.tar.gz) or source tree")
+                   help="an OpenSIPS or Kamailio release tarball (e.g. opensips-3.6.8.tar.gz, "
+                   "kamailio-6.1.4.tar.gz) or source tree")
     s.add_argument("--fetch", metavar="TAG", help="clone this tag of OpenSIPS's public "
                    "repository instead (needs network)")
     s.add_argument("--tls-lib", choices=["openssl", "wolfssl"], default="openssl",

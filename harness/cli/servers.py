@@ -136,9 +136,10 @@ def _target_config(ns):
                         duration=ns.duration, ready_timeout=ns.ready_timeout,
                         kamailio_bin=ns.kamailio_bin, kamailio_modules=ns.kamailio_modules or "",
                         tls_threads_mode=ns.tls_threads_mode, shm_mb=ns.shm_mb,
+                        tcp_main_threads=ns.tcp_main_threads,
                         opensips=build, tcp_threads=ns.tcp_threads, tcp_port=ns.tcp_port,
                         chaos=ns.chaos, reload_every=ns.reload_every, db_domains=ns.db_domains,
-                        transport=ns.transport,
+                        transport=ns.transport, judge_shutdown=ns.judge_shutdown,
                         rekey_every=ns.rekey_every, cores=ns.cores, out=ns.out)
 
 
@@ -172,9 +173,9 @@ def _server_checks(ns) -> dict | None:
         from harness.spec.config import check_chaos
         check_chaos(ns.chaos)
     if ns.kind == "kamailio":
-        from harness.control.target import KAMAILIO_MODULES, check_kamailio
-        ns.kamailio_modules = ns.kamailio_modules or KAMAILIO_MODULES
-        check_kamailio(ns.kamailio_bin, ns.kamailio_modules)
+        _kamailio_checks(ns)
+    elif ns.kamailio_build or ns.tcp_main_threads is not None:
+        raise ConfigError("--kamailio-build and --tcp-main-threads are target kamailio switches")
     if ns.reload_every is not None and not 0.2 <= ns.reload_every <= 3600:
         raise ConfigError(f"--reload-every must be between 0.2 and 3600 s (got {ns.reload_every})")
     if ns.transport == "tcp" and (ns.tcp_port is None or ns.rekey_every):
@@ -197,6 +198,29 @@ def _server_checks(ns) -> dict | None:
         raise ConfigError(f"--tcp-threads: OpenSIPS {b['version']} has no tcp_threads (4.0 and "
                           "later)")
     return b
+
+
+def _kamailio_checks(ns) -> None:
+    """--kamailio-build NAME as its binary and module folder; the binary and
+    --tcp-main-threads checked against what that Kamailio knows."""
+    from harness.control.target import (KAMAILIO_MODULES, TargetError, check_kamailio,
+                                        check_tcp_main_threads)
+    if ns.kamailio_build:
+        if ns.kamailio_bin != "kamailio" or ns.kamailio_modules:
+            raise ConfigError("--kamailio-build names the binary and modules: give it or "
+                              "--kamailio-bin/--kamailio-modules, not both")
+        from harness.builds import kamailio as builds
+        try:
+            b = builds.find(ns.kamailio_build)
+        except builds.KamailioBuildError as e:
+            raise ConfigError(str(e)) from None
+        ns.kamailio_bin, ns.kamailio_modules = b["binary"], b["modules"]
+    ns.kamailio_modules = ns.kamailio_modules or KAMAILIO_MODULES
+    exe = check_kamailio(ns.kamailio_bin, ns.kamailio_modules)
+    try:
+        check_tcp_main_threads(exe, ns.tcp_main_threads)
+    except TargetError as e:
+        raise ConfigError(str(e)) from None
 
 
 def add_parsers(sub) -> None:
@@ -238,6 +262,12 @@ def _add_target_parser(sub) -> None:
                     help="kamailio: the binary to run (a build of another version)")
     tg.add_argument("--kamailio-modules", default=None, metavar="DIR",
                     help="kamailio: its module folder (default: Debian's)")
+    tg.add_argument("--kamailio-build", default=None, metavar="NAME",
+                    help="kamailio: a build of `tlsharness servers build kamailio` (or "
+                    "kamailio6, make kamailio6's), instead of --kamailio-bin/--kamailio-modules")
+    tg.add_argument("--tcp-main-threads", type=int, default=None, metavar="N",
+                    help="kamailio 6.1+: tcp_main_threads; 1: TLS reads and encoding in "
+                    "threads of TCP main (one per process), 0: off (written as given)")
     tg.add_argument("--tls-threads-mode", type=int, choices=[0, 1, 2], default=None,
                     help="kamailio 6.x: the global tls_threads_mode (6.x turns 1 into 2)")
     tg.add_argument("--shm-mb", type=int, default=128, help="kamailio, opensips: shared memory (MiB)")
@@ -258,6 +288,9 @@ def _add_target_parser(sub) -> None:
     tg.add_argument("--db-domains", action="store_true",
                     help="opensips: the TLS domain in a db_text database (as deployments that "
                     "provision domains do; implied by --reload-every)")
+    tg.add_argument("--judge-shutdown", action="store_true",
+                    help="a death or double free while the server shuts down after the load is "
+                    "a crash (default: only what happens during the load is judged)")
     tg.add_argument("--repeat", type=int, default=1, metavar="N",
                     help="N runs of this configuration: rate with its 95%% interval, median "
                     "time to failure, families (as `tlsharness repro`)")

@@ -103,15 +103,18 @@ class Kept:
         if left:
             reaper.kill_tree(left, 0.5)
 
-    def log_text(self, limit: int = LOG_CAP + 4096) -> str:
+    def log_text(self, limit: int = LOG_CAP + 4096, shutdown: bool = False) -> str:
         """The server's output up to the keeper's stop marker (the capped file,
-        read once, after stop())."""
+        read once, after stop()); with shutdown, what it wrote after the marker
+        (its own shutdown)."""
         try:
             with open(self.log, "rb") as f:
                 data = f.read(limit)
         except OSError:
             return ""
-        return data.split(STOP_MARKER, 1)[0].decode("utf-8", "replace")
+        parts = data.split(STOP_MARKER, 1)
+        part = (parts[1] if len(parts) > 1 else b"") if shutdown else parts[0]
+        return part.decode("utf-8", "replace")
 
 
 def log_tail(path: Path, size: int = 65536) -> str:

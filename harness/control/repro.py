@@ -63,14 +63,15 @@ def summarize(outs: list[dict], scenario: str | None = None, lib: str = "",
     n = len(outs)
     failing = [(i, o) for i, o in enumerate(outs, 1) if is_failure(o)]
     k = len(failing)
-    lo, hi = wilson(k, n)
+    judged = sum(1 for o in outs if is_judged(o))
+    lo, hi = wilson(k, judged)           # a run that could not be judged says nothing either way
     ttf = [o["time_to_failure_ms"] for _, o in failing if o.get("time_to_failure_ms") is not None]
     exp = [o["expected"] for o in outs if o.get("expected")]
     return {
         "scenario": scenario, "lib": lib, "mitigations": sorted(mitigations),
         "requested": requested if requested is not None else n,
-        "runs": n, "failed": k, "judged": sum(1 for o in outs if is_judged(o)),
-        "rate": k / n if n else None, "ci95": [lo, hi],
+        "runs": n, "failed": k, "judged": judged,
+        "rate": k / judged if judged else None, "ci95": [lo, hi],
         "ttf_median_ms": quantile(ttf, 0.5), "ttf_p90_ms": quantile(ttf, 0.9),
         # a run names each family once; families are only named for non-pass verdicts
         "families": counts(f for o in outs for f in dict.fromkeys(o.get("families") or [])),
@@ -129,8 +130,10 @@ def summary_lines(s: dict, until_fail: bool = False) -> list[str]:
                 else f"; no failure in {n} runs")
     elif n < s["requested"]:
         stop = f"; {n} of {s['requested']} requested runs done"
-    lines.append(f"reproduced in {k}/{n} runs ({k / n:.0%}, 95% CI {lo:.0%}–{hi:.0%}); "
-                 f"{n - s['judged']} could not be judged{stop}")
+    j = s["judged"]
+    rate = f"{k / j:.0%}, 95% CI {lo:.0%}–{hi:.0%}" if j else "no run judged"
+    lines.append(f"reproduced in {k}/{j} judged runs ({rate}); "
+                 f"{n - j} of {n} could not be judged{stop}")
     if k:
         ttf_n = sum(1 for f in s["failing"] if f["ttf"] is not None)
         lines.append(f"time to failure ({ttf_n} of {k} failing runs): median {fmt_ms(s['ttf_median_ms'])}, "

@@ -214,7 +214,7 @@ def run_flags(config: dict) -> list[str]:
 
 TARGET_FLAGS = ("workers", "conns", "clients", "window", "load", "churn_every", "rate", "tls",
                 "duration", "ready_timeout", "shm_mb", "kamailio_bin", "kamailio_modules",
-                "tls_threads_mode", "tcp_threads", "tcp_port", "chaos", "port")
+                "tls_threads_mode", "tcp_main_threads", "tcp_threads", "tcp_port", "chaos", "port")
 
 
 def target_flags(config: dict) -> list[str]:

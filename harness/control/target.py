@@ -23,7 +23,8 @@ from pathlib import Path
 from harness.analysis import history
 from harness.control import interrupt, measures, opensips, ports, readiness
 from harness.control.kamailio import (KAMAILIO_MODULES, TargetError, check_kamailio,  # noqa: F401
-                                      kamailio_config, kamcmd, roles as _roles)
+                                      check_tcp_main_threads, kamailio_config, kamcmd,
+                                      roles as _roles)
 from harness.control.kept import Kept, log_tail as kept_log_tail
 from harness.analysis import results
 from harness.watchdog import bad_replies, families
@@ -60,6 +61,7 @@ class TargetConfig:
     kamailio_bin: str = "kamailio"   # a user's build: its binary and module folder
     kamailio_modules: str = KAMAILIO_MODULES
     tls_threads_mode: int | None = None
+    tcp_main_threads: int | None = None  # kamailio 6.1+: TLS I/O in threads of TCP main
     opensips: dict | None = None     # the build to run (harness.builds.opensips build.json)
     tcp_threads: int | None = None   # opensips 4.x: TCP/TLS I/O threads
     tcp_port: int | None = None      # opensips: a plain TCP socket beside the TLS one
@@ -68,6 +70,7 @@ class TargetConfig:
     rekey_every: int = 0             # the clients' TLS 1.3 key updates (or 1.2 renegotiations)
     db_domains: bool = False         # opensips: TLS domains from a db_text table
     transport: str = "tls"           # the load generators': tls | tcp (to tcp_port)
+    judge_shutdown: bool = False     # a crash while the server shuts down is a verdict too
     out: str = "results"
     linger: float = 1.0
 
@@ -151,7 +154,8 @@ def run_target(cfg: TargetConfig, progress=None) -> dict:
 def _run(cfg: TargetConfig, d: Path, port: int, taken: list, live: _Live, progress) -> dict:
     if cfg.kind == "kamailio":
         cmd = kamailio_config(d, port, cfg.workers, cfg.cores, cfg.kamailio_bin,
-                              cfg.kamailio_modules, cfg.shm_mb, cfg.tls_threads_mode)
+                              cfg.kamailio_modules, cfg.shm_mb, cfg.tls_threads_mode,
+                              cfg.tcp_main_threads)
     elif cfg.kind == "opensips":
         cmd = opensips.config(d, port, cfg.opensips, cfg.workers, cfg.tls, cfg.shm_mb,
                               cfg.tcp_threads, cfg.tcp_port,
@@ -226,6 +230,8 @@ def _watch(cfg, d: Path, kept: Kept, port: int, lg, roles: dict, progress) -> di
         v.reason = "; ".join(f"{roles.get(p, 'process')} {p} died of {signal.Signals(sig).name}"
                              for p, sig in deaths[:4]) + (f" (+{len(deaths) - 4} more)" if len(deaths) > 4 else "")
     v.evidence += evidence[:5]
+    if cfg.judge_shutdown:
+        _judge_shutdown(v, kept, roles)
     v.evidence += bad_replies.report(lg, d)          # and d/bad-replies.json
     v.families = families.name(v.to_dict(), taken, [], text.splitlines())
     out = _outcome(cfg, d, v, s, t0, sampler, kept, stats, deaths, evidence)
@@ -233,6 +239,22 @@ def _watch(cfg, d: Path, kept: Kept, port: int, lg, roles: dict, progress) -> di
     results.write_json(d / "verdict.json", v.to_dict())
     results.write_json(d / "outcome.json", out)
     return out
+
+
+def _judge_shutdown(v, kept: Kept, roles: dict) -> None:
+    """--judge-shutdown: a death or a double free while the server shut down
+    after the load (OpenSIPS #3767, #1121) is a crash at shutdown, not noise."""
+    text = kept.log_text(shutdown=True)
+    deaths = [(int(p), int(sig)) for p, sig in DEATH_RE.findall(text)]
+    lines = [l.strip() for l in text.splitlines() if EVIDENCE_RE.search(l)]
+    if not (deaths or lines):
+        return
+    if v.verdict == V.PASS:
+        v.verdict = V.CRASH
+        v.reason = "at shutdown: " + ("; ".join(
+            f"{roles.get(p, 'process')} {p} died of {signal.Signals(sig).name}"
+            for p, sig in deaths[:3]) if deaths else lines[0][:160])
+    v.evidence += [f"at shutdown: {l[:200]}" for l in lines[:5]]
 
 
 def _outcome(cfg, d: Path, v, s, t0: int, sampler, kept: Kept, stats, deaths, evidence) -> dict:

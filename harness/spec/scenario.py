@@ -177,7 +177,8 @@ TARGET_KINDS = ("opensips", "kamailio")
 TARGET_PARAMS = {"workers", "conns", "clients", "window", "load", "churn_every", "rate", "tls",
                  "duration", "shm_mb", "opensips_version", "tls_lib", "no_pshared_override",
                  "tcp_threads", "tcp_port", "chaos", "reload_every", "rekey_every",
-                 "tls_threads_mode", "ready_timeout", "db_domains"}
+                 "tls_threads_mode", "tcp_main_threads", "ready_timeout", "db_domains",
+                 "judge_shutdown", "transport"}
 
 
 def _check_target(sc, p: Path, source: str) -> None:

@@ -9,7 +9,8 @@ SCENARIO = Scenario(
     summary="OpenSIPS #3767: shutdown with DB-provisioned TLS domains and TLS connections open",
     target="opensips",
     family="exit double free",
-    params=dict(opensips_version="3.6", tls_lib="openssl", db_domains=True, workers=4,
+    params=dict(opensips_version="3.6", tls_lib="openssl", db_domains=True, judge_shutdown=True,
+                workers=4,
                 load="persistent", conns=50, clients=2, tls="1.3", duration=4),
     refs=["OpenSIPS #3767", "OpenSIPS #3905"],
 )
