@@ -216,6 +216,11 @@ def compare_report(d: Path) -> tuple[Path, Path]:
         imgs += (f"<h2>Trend (run history)</h2><p>failure rate per day of these libraries and "
                  f"scenarios in <code>{html.escape(str(d.parent / 'history.sqlite'))}</code></p>"
                  f"<img src='data:image/png;base64,{trend}'>")
+    from harness.analysis import history, safety
+    safe = safety.for_report(history.db_path(d.parent), state.get("libs", []))
+    if safe:
+        imgs += f"<h2>Safety table (run history)</h2>{safe[1]}"
+        md += ["", "## Safety table (run history)", "", safe[0].rstrip()]
     page = (f"<!doctype html><html><head><meta charset='utf-8'><title>tlsharness comparison</title>"
             f"<style>{CSS}</style></head><body><h1>tlsharness comparison</h1>"
             f"<p>{html.escape(state.get('created', ''))} · {state['repeat']} runs per cell · "

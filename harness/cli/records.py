@@ -19,6 +19,9 @@ def cmd_history(ns, argv) -> int:
         print(f"tlsharness: error: no run history at {path} (runs record there; or give --db)",
               file=sys.stderr)
         return EXIT_USAGE
+    if ns.safety or ns.diff or ns.markdown or ns.probe:
+        from harness.cli import safety
+        return safety.show(ns, path)
     by = tuple(x for x in ns.by.split(",") if x)
     bad = [x for x in by if x not in GROUPS]
     if bad or not by:
@@ -91,4 +94,6 @@ def add_parsers(sub) -> None:
                    help="list the last N runs instead")
     h.add_argument("--json", action="store_true", help="print the rows as JSON")
     h.add_argument("--plot", metavar="PNG", type=writable_file, help="also draw the failure rate per day of each group")
+    from harness.cli import safety
+    safety.add_flags(h)
     h.set_defaults(fn=cmd_history)
