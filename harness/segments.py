@@ -12,7 +12,7 @@ import struct
 
 from harness.builds import native
 
-ROLES = {0: "none", 1: "worker", 2: "listener"}
+ROLES = {0: "none", 1: "worker", 2: "listener", 3: "sip-worker"}
 SLOT_STATES = {0: "unused", 1: "alive", 2: "dead"}
 
 
@@ -160,11 +160,24 @@ _BAD_SCALARS = ("status", "conn", "time_ns", "cseq", "cid_conn", "cid_seq", "old
                 "next_seq", "live", "msg_len", "answered_ns")
 
 
+# what the load generators did wrong on purpose (--abort-every and friends): counter -> the
+# figure's name in outcome.json; none of it is the server's failure
+ABUSE_FIGURES = {"aborted": "aborted_conns", "abandoned": "abandoned_requests",
+                 "rst_handshakes": "rst_handshakes", "garbage_hellos": "garbage_hellos",
+                 "plain_closes": "plain_closes"}
+
+
+def abuse_figures(lg: dict) -> dict:
+    """The abuse counters of a LoadgenView.total() (or a sample's "lg"), as figures."""
+    return {name: lg.get(k, 0) for k, name in ABUSE_FIGURES.items()}
+
+
 class LoadgenView:
     """Read-only view of the load generators' counters (one struct each)."""
 
     FIELDS = ("sent", "answered", "bad", "timed_out", "connects", "handshakes",
-              "resumed", "conn_errors", "rejected", "rekeys", "write_waits")
+              "resumed", "conn_errors", "rejected", "rekeys", "write_waits",
+              "aborted", "abandoned", "rst_handshakes", "garbage_hellos", "plain_closes")
 
     def __init__(self, nprocs: int):
         ffi, lib = native.core()

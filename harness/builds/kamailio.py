@@ -16,23 +16,22 @@ here too, under the name `kamailio6`.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
-import tarfile
 import time
 from pathlib import Path
 
 from harness.builds import native
-from harness.builds.opensips import _die_with_parent, _first_error, _sha256, servers_dir
+from harness.builds import sources
+from harness.builds.sources import servers_dir
 from harness.builds.safepath import BadName, check_name, inside
 
 MODULES = ("tls", "sl", "ctl", "kex", "corex")
 DEBIAN_BUILD = "kamailio6"          # the name of make kamailio6's Debian build
 
 
-class KamailioBuildError(RuntimeError):
+class KamailioBuildError(sources.SourceBuildError):
     """A build that cannot be done: the message is one line."""
 
 
@@ -47,28 +46,9 @@ def tree_version(top: Path) -> str:
     return ".".join(p.group(1) for p in parts)
 
 
-def _unpack(source: Path, work: Path) -> Path:
-    """The user's tree copied, or their tarball unpacked (members that would
-    land outside `work` refused), into work/src; the Kamailio top folder."""
-    src = work / "src"
-    if source.is_dir():
-        shutil.copytree(source, src, symlinks=True, ignore=shutil.ignore_patterns(".git"))
-    elif source.is_file():
-        try:
-            with tarfile.open(source) as tf:
-                tf.extractall(src, filter="data")
-        except (tarfile.TarError, OSError, EOFError) as e:
-            raise KamailioBuildError(f"--from-source {source}: not a tarball that can be "
-                                     f"unpacked ({str(e)[:120]})") from None
-    else:
-        raise KamailioBuildError(f"--from-source {source}: no such file or directory")
-    tops = [src] + [d for d in src.iterdir() if d.is_dir()]
-    top = next((d for d in tops if (d / "src" / "main.c").exists()
-                and (d / "src" / "Makefile.defs").exists() and (d / "Makefile").exists()), None)
-    if top is None:
-        raise KamailioBuildError(f"--from-source {source}: no Kamailio tree in it (Makefile, "
-                                 "src/main.c and src/Makefile.defs not found at its top)")
-    return top
+def _is_top(d: Path) -> bool:
+    return ((d / "src" / "main.c").exists() and (d / "src" / "Makefile.defs").exists()
+            and (d / "Makefile").exists())
 
 
 def steps(dest: Path, stage: Path) -> list[tuple[list[str], bool]]:
@@ -86,7 +66,7 @@ def _make(args: list[str], top: Path, log, timeout: int = 1800) -> bool:
     print("$ make " + " ".join(args), file=log, flush=True)
     try:
         r = subprocess.run(["make", *args], cwd=str(top), stdout=log, stderr=subprocess.STDOUT,
-                           timeout=timeout, preexec_fn=_die_with_parent)
+                           timeout=timeout, preexec_fn=sources.die_with_parent)
     except subprocess.TimeoutExpired:
         raise KamailioBuildError(f"make {args[0]} took over {timeout} s") from None
     return r.returncode == 0
@@ -120,17 +100,12 @@ def build(source: Path | None, name: str | None = None, progress=print) -> dict:
     if name is not None:
         check_name(name, "build name")
     _need_tools()
-    root = servers_dir()
-    root.mkdir(parents=True, exist_ok=True)
-    work = root / f".work-kamailio-{os.getpid()}"
-    if not inside(root, work):
-        raise KamailioBuildError(f"{work} is not inside {root}: refused")
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir()
+    root, work = sources.work_folder("kamailio", KamailioBuildError)
     t0 = time.monotonic()
     dest = None
     try:
-        top = _unpack(source.resolve(), work)
+        top = sources.unpack(source.resolve(), work, _is_top, "Kamailio (Makefile, src/main.c "
+                             "and src/Makefile.defs at its top)", KamailioBuildError)
         version = tree_version(top)
         name = check_name(name or f"kamailio-{version}", "build name")
         dest = root / name
@@ -152,14 +127,14 @@ def _build_in(top: Path, work: Path, dest: Path, source: Path, version: str, t0:
         for args, required in steps(dest, stage):
             ok = _make(args, top, log)
             if not ok and required:
-                raise KamailioBuildError(f"make {args[0]} failed: {_first_error(log.name)}")
+                raise KamailioBuildError(f"make {args[0]} failed: {sources.first_error(log.name)}")
             if ok and "utils/kamcmd" in args:
                 kamcmd = top / "utils" / "kamcmd" / "kamcmd"
     staged = Path(f"{stage}{dest}")
     binary = staged / "sbin" / "kamailio"
     tls = next(iter(sorted(staged.glob("lib*/kamailio/modules/tls.so"))), None)
     if not binary.is_file() or tls is None:
-        raise KamailioBuildError(f"the install left no sbin/kamailio or tls.so ({_first_error(log_path)})")
+        raise KamailioBuildError(f"the install left no sbin/kamailio or tls.so ({sources.first_error(log_path)})")
     absent = [m for m in MODULES if not (tls.parent / f"{m}.so").exists()]
     if absent:
         raise KamailioBuildError(f"modules not built: {' '.join(absent)}")
@@ -170,7 +145,7 @@ def _build_in(top: Path, work: Path, dest: Path, source: Path, version: str, t0:
             "kamailio_version": built, "binary": str(dest / "sbin" / "kamailio"),
             "modules": str(dest / tls.parent.relative_to(staged)),
             "kamcmd": str(dest / "sbin" / "kamcmd") if kamcmd else None,
-            "source": source.name, "source_sha256": _sha256(source),
+            "source": source.name, "source_sha256": sources.sha256(source),
             "make": ["make " + " ".join(a) for a, _ in steps(dest, stage)],
             "seconds": round(time.monotonic() - t0, 1), "built": time.strftime("%Y-%m-%d %H:%M:%S")}
     shutil.move(str(log_path), staged / "build.log")

@@ -21,7 +21,6 @@ Variants:
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -32,7 +31,7 @@ import tarfile
 import time
 from pathlib import Path
 
-from harness.builds import native
+from harness.builds import native, sources
 from harness.builds.safepath import BadName, check_name, inside
 
 TLS_LIBS = ("openssl", "wolfssl")
@@ -42,12 +41,8 @@ UPSTREAM = "https://github.com/OpenSIPS/opensips.git"
 TWEAKS = '#include "ssl_tweaks.h"'
 
 
-class OpensipsBuildError(RuntimeError):
+class OpensipsBuildError(sources.SourceBuildError):
     """A build that cannot be done: the message is one line."""
-
-
-def servers_dir() -> Path:
-    return native.user_dir() / "servers"
 
 
 def default_name(version: str, tls_lib: str, override: bool, openssl: str | None) -> str:
@@ -64,27 +59,8 @@ def _tree_version(tree: Path) -> str:
     return ".".join(p.group(1) for p in parts)
 
 
-def _unpack(source: Path, work: Path) -> Path:
-    """The user's tree copied, or their tarball unpacked (members that would
-    land outside `work` refused), into work/src; the OpenSIPS top folder."""
-    src = work / "src"
-    if source.is_dir():
-        shutil.copytree(source, src, symlinks=True, ignore=shutil.ignore_patterns(".git"))
-    elif source.is_file():
-        try:
-            with tarfile.open(source) as tf:
-                tf.extractall(src, filter="data")
-        except (tarfile.TarError, OSError, EOFError) as e:
-            raise OpensipsBuildError(f"--from-source {source}: not a tarball that can be "
-                                     f"unpacked ({str(e)[:120]})") from None
-    else:
-        raise OpensipsBuildError(f"--from-source {source}: no such file or directory")
-    tops = [src] + [d for d in src.iterdir() if d.is_dir()]
-    top = next((d for d in tops if (d / "main.c").exists() and (d / "Makefile.defs").exists()), None)
-    if top is None:
-        raise OpensipsBuildError(f"--from-source {source}: no OpenSIPS tree in it "
-                                 "(main.c and Makefile.defs not found at its top)")
-    return top
+def _is_top(d: Path) -> bool:
+    return (d / "main.c").exists() and (d / "Makefile.defs").exists()
 
 
 def _fetch_tag(tag: str, work: Path) -> Path:
@@ -173,23 +149,11 @@ def _make(args: list[str], top: Path, log, env: dict, timeout: int = 1800) -> No
     try:
         r = subprocess.run(["make", "-j2", *args], cwd=str(top), stdout=log,
                            stderr=subprocess.STDOUT, env=dict(os.environ, **env),
-                           timeout=timeout, preexec_fn=_die_with_parent)
+                           timeout=timeout, preexec_fn=sources.die_with_parent)
     except subprocess.TimeoutExpired:
         raise OpensipsBuildError(f"make {args[0]} took over {timeout} s") from None
     if r.returncode != 0:
-        raise OpensipsBuildError(f"make {args[0]} failed: {_first_error(log.name)}")
-
-
-def _die_with_parent() -> None:
-    import ctypes
-    import signal
-    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)       # PR_SET_PDEATHSIG
-
-
-def _first_error(log_path: str) -> str:
-    lines = Path(log_path).read_text(errors="replace").splitlines()
-    hits = [l for l in lines if re.search(r"\berror\b|Error \d|not found", l)]
-    return (hits[0] if hits else (lines[-1] if lines else "no output")).strip()[:200]
+        raise OpensipsBuildError(f"make {args[0]} failed: {sources.first_error(log.name)}")
 
 
 def _need_tools(tls_lib: str) -> None:
@@ -199,16 +163,6 @@ def _need_tools(tls_lib: str) -> None:
     if missing:
         raise OpensipsBuildError(f"building OpenSIPS needs {' '.join(missing)} "
                                  f"(apt-get install {' '.join(missing)})")
-
-
-def _sha256(p: Path) -> str | None:
-    if not p.is_file():
-        return None
-    h = hashlib.sha256()
-    with p.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _install(top: Path, dest: Path, modules: tuple[str, ...]) -> None:
@@ -257,13 +211,7 @@ def build(source: Path | None, tls_lib: str = "openssl", openssl: str | None = N
         check_name(name, "build name")
     _need_tools(tls_lib)
     env, libdir = _openssl_env(openssl)
-    root = servers_dir()
-    root.mkdir(parents=True, exist_ok=True)
-    work = root / f".work-{os.getpid()}"
-    if not inside(root, work):
-        raise OpensipsBuildError(f"{work} is not inside {root}: refused")
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir()
+    root, work = sources.work_folder("opensips", OpensipsBuildError)
     t0 = time.monotonic()
     try:
         return _build_in(work, root, source, tls_lib, openssl, override, name, fetch_tag,
@@ -274,7 +222,9 @@ def build(source: Path | None, tls_lib: str = "openssl", openssl: str | None = N
 
 def _build_in(work, root, source, tls_lib, openssl, override, name, fetch_tag,
               wolfssl_source, env, libdir, t0, progress) -> dict:
-    top = _unpack(source.resolve(), work) if source is not None else _fetch_tag(fetch_tag, work)
+    top = (sources.unpack(source.resolve(), work, _is_top, "OpenSIPS (main.c and Makefile.defs "
+                          "at its top)", OpensipsBuildError)
+           if source is not None else _fetch_tag(fetch_tag, work))
     version = _tree_version(top)
     name = check_name(name or default_name(version, tls_lib, override, openssl), "build name")
     dest = root / name
@@ -305,7 +255,7 @@ def _build_in(work, root, source, tls_lib, openssl, override, name, fetch_tag,
             "binary": str(root / name / "sbin" / "opensips"),
             "modules": str(root / name / "modules"),
             "source": source.name if source is not None else f"git tag {fetch_tag}",
-            "source_sha256": _sha256(source) if source is not None else None,
+            "source_sha256": sources.sha256(source) if source is not None else None,
             "seconds": round(time.monotonic() - t0, 1), "built": time.strftime("%Y-%m-%d %H:%M:%S")}
     shutil.move(str(log_path), staged / "build.log")
     (staged / "build.json").write_text(json.dumps(info, indent=2) + "\n")
@@ -318,7 +268,7 @@ def _build_in(work, root, source, tls_lib, openssl, override, name, fetch_tag,
 def builds() -> list[dict]:
     """Every complete OpenSIPS build in the cache, by name."""
     out = []
-    root = servers_dir()
+    root = sources.servers_dir()
     for j in sorted(root.glob("*/build.json")) if root.is_dir() else []:
         try:
             info = json.loads(j.read_text())

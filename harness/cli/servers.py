@@ -140,6 +140,9 @@ def _target_config(ns):
                         opensips=build, tcp_threads=ns.tcp_threads, tcp_port=ns.tcp_port,
                         chaos=ns.chaos, reload_every=ns.reload_every, db_domains=ns.db_domains,
                         transport=ns.transport, judge_shutdown=ns.judge_shutdown,
+                        abort_every=ns.abort_every, rst_handshake_every=ns.rst_handshake_every,
+                        garbage_hello_every=ns.garbage_hello_every,
+                        no_close_notify=ns.no_close_notify,
                         rekey_every=ns.rekey_every, cores=ns.cores, out=ns.out)
 
 
@@ -180,6 +183,16 @@ def _server_checks(ns) -> dict | None:
         raise ConfigError(f"--reload-every must be between 0.2 and 3600 s (got {ns.reload_every})")
     if ns.transport == "tcp" and (ns.tcp_port is None or ns.rekey_every):
         raise ConfigError("--transport tcp needs --tcp-port and no --rekey-every (no TLS to rekey)")
+    for flag in ("abort_every", "rst_handshake_every", "garbage_hello_every"):
+        if not 0 <= getattr(ns, flag) <= 1_000_000:
+            raise ConfigError(f"--{flag.replace('_', '-')} must be between 0 and 1000000 "
+                              f"(got {getattr(ns, flag)})")
+    if ns.transport == "tcp" and (ns.rst_handshake_every or ns.garbage_hello_every
+                                  or ns.no_close_notify):
+        raise ConfigError("--rst-handshake-every, --garbage-hello-every and --no-close-notify "
+                          "are TLS abuse: not with --transport tcp")
+    if ns.no_close_notify and ns.load != "churn":
+        raise ConfigError("--no-close-notify changes how churn closes: it needs --load churn")
     if ns.rekey_every < 0:
         raise ConfigError(f"--rekey-every must be 0 (off) or more (got {ns.rekey_every})")
     if ns.kind != "opensips":
@@ -288,6 +301,7 @@ def _add_target_parser(sub) -> None:
     tg.add_argument("--db-domains", action="store_true",
                     help="opensips: the TLS domain in a db_text database (as deployments that "
                     "provision domains do; implied by --reload-every)")
+    _add_abuse_flags(tg)
     tg.add_argument("--judge-shutdown", action="store_true",
                     help="a death or double free while the server shuts down after the load is "
                     "a crash (default: only what happens during the load is judged)")
@@ -316,3 +330,17 @@ def _add_opensips_flags(tg) -> None:
     tg.add_argument("--transport", choices=("tls", "tcp"), default="tls",
                     help="the load's transport: tls (default), or plain tcp to --tcp-port (the "
                     "server's TCP path beside its TLS one)")
+
+
+def _add_abuse_flags(tg) -> None:
+    """What real clients do to a server: resets, broken handshakes, no close_notify."""
+    tg.add_argument("--abort-every", type=int, default=0, metavar="N",
+                    help="every Nth connection is reset (RST, no close_notify) after its "
+                    "requests are sent, before the replies are read")
+    tg.add_argument("--rst-handshake-every", type=int, default=0, metavar="N",
+                    help="every Nth TLS handshake is reset after the ClientHello")
+    tg.add_argument("--garbage-hello-every", type=int, default=0, metavar="N",
+                    help="every Nth connection sends bytes that are not a ClientHello, then "
+                    "closes (scanner traffic)")
+    tg.add_argument("--no-close-notify", action="store_true",
+                    help="churn closes its connections without close_notify")

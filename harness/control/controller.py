@@ -19,15 +19,15 @@ import time
 from harness import verdicts
 from harness.builds import native
 from harness.analysis import results
-from harness.spec import certs
-from harness.watchdog import bad_replies, families, procfs, stacks
+from harness.spec import certs, io_model
+from harness.watchdog import bad_replies, families, futex_tracer, procfs, stacks
 from harness.control import measures, setup_crash
 from harness.control.setup_crash import StandCrashed
 from harness.control.children import Children, start_loadgens
 from harness.spec.config import RunConfig, results_root
 from harness.spec.params import c_fields
 from harness.control.progress import Progress
-from harness.segments import LoadgenView, StatusView, hist_quantile
+from harness.segments import LoadgenView, StatusView, abuse_figures, hist_quantile
 from harness.verdicts import exit_code
 from harness.watchdog.history import cpu_stall_us
 from harness.watchdog import BUSY, Thresholds, Verdict, Watchdog
@@ -74,6 +74,7 @@ class Run:
         self.loadgens: list[subprocess.Popen] = []
         self.status: StatusView | None = None
         self.lg: LoadgenView | None = None
+        self.futex = futex_tracer.Tracer()      # kernel futex events, or /proc alone
 
     def _kill_all(self) -> None:
         self.children.stop_all(self.cfg.grace)
@@ -109,6 +110,7 @@ class Run:
             return out
         finally:
             self._kill_all()
+            self.futex.stop()
             self.proc.close()
             for v in (self.status, self.lg):
                 if v:
@@ -138,7 +140,7 @@ class Run:
     def _start_stand(self) -> None:
         cfg = self.cfg
         cert, key = certs.make_cert(self.dir, cfg.cert)
-        self.status = StatusView(cfg.workers + 1)
+        self.status = StatusView(io_model.nslots_of(cfg))
         # the whole configuration for the stand's own Python, and the fields of its C struct
         sc = {**cfg.to_dict(), "cert": cert, "key": key, "stacks_dir": str(self.dir / "stacks"),
               "c": c_fields(cfg, "stand")}
@@ -220,11 +222,14 @@ class Run:
                 procs[pid] = p
                 self.cpu_now[pid] = p["cpu_s"]
         return {"t": t, "hdr": st.header(), "slots": slots, "procs": procs, "lg": self.lg.total(),
-                "psi_cpu_us": cpu_stall_us(), "cpu": dict(self.cpu_now)}
+                "psi_cpu_us": cpu_stall_us(), "cpu": dict(self.cpu_now),
+                "lost_wakes": self.futex.current(t)}
 
     def _execute(self) -> dict:
         cfg = self.cfg
         self._manifest()
+        if not self.futex.start(parent=os.getpid()):   # the stand and its workers, from fork on
+            self.progress.event(f"evidence from /proc only: {self.futex.reason}")
         self._start_stand()
         hdr = self.status.header()
         self.arena_baseline = hdr["arena"]["in_use"]      # contexts and library globals, no connection
@@ -232,7 +237,7 @@ class Run:
         wd = Watchdog(Thresholds(stall_s=cfg.stall_s), (hdr["arena_base"], hdr["arena_size"]))
         self._start_loadgens()
         log = results.SampleLog(self.dir / "samples.jsonl")
-        self.t0 = t0 = time.monotonic_ns()
+        self.t0 = t0 = self.futex.pairing.base_ns = time.monotonic_ns()
         self.cpu_at_load = None
         self.all_open_ns = None                # when every connection had been opened once
         try:
@@ -363,7 +368,9 @@ class Run:
             "rand_method": {"calls": s["hdr"]["rand_calls"], "reentries": s["hdr"]["rand_reentries"]}
             if s and (self.cfg.rand_lock != "none" or "locked-rand" in self.cfg.mitigations) else None,
             "rejected_handshakes": lg.get("rejected", 0), "rekeys": lg.get("rekeys", 0),
-            "rw_overlaps": s["hdr"]["rw_overlaps"] if s and self.cfg.conn_locks == "split"
+            **abuse_figures(lg),
+            "rw_overlaps": s["hdr"]["rw_overlaps"] if s and (self.cfg.conn_locks == "split"
+                                                          or self.cfg.session_sharing == "concurrent")
             else None,
             "write_dups": s["hdr"]["write_dups"] if s and "write-dup" in self.cfg.mitigations
             else None,
@@ -377,7 +384,7 @@ class Run:
             "workers": [{k: w[k] for k in ("slot", "pid", "role", "state", "activity", "requests",
                                            "handshakes", "errors", "malformed", "handoffs",
                                            "exit_signal")} for w in (s["slots"] if s else [])],
-            "command": manifest["command"],
+            "command": manifest["command"], **self.futex.outcome(),
             "families": [f["family"] for f in v.families],
             "stuck": [{k: p.get(k) for k in ("slot", "pid", "activity", "state", "cpu", "why")}
                       | {"top": measures.top(v, p["pid"])} for p in v.blocked + v.spinning + v.stopped],

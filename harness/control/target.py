@@ -31,6 +31,7 @@ from harness.watchdog import bad_replies, families
 from harness.watchdog.foreign import (ForeignSampler, ForeignWatchdog, observe, stuck_summary,
                              take_stacks)
 from harness.control.children import Children, start_loadgens
+from harness.segments import abuse_figures
 from harness.spec.params import c_fields, defaults
 from harness.verdicts import exit_code
 from harness.watchdog import Thresholds, Verdict
@@ -71,6 +72,10 @@ class TargetConfig:
     db_domains: bool = False         # opensips: TLS domains from a db_text table
     transport: str = "tls"           # the load generators': tls | tcp (to tcp_port)
     judge_shutdown: bool = False     # a crash while the server shuts down is a verdict too
+    abort_every: int = 0             # the clients' abuse: RST after sending, before the reply
+    rst_handshake_every: int = 0     # RST in the middle of a TLS handshake
+    garbage_hello_every: int = 0     # bytes that are not a ClientHello, then close
+    no_close_notify: bool = False    # churn closes without close_notify
     out: str = "results"
     linger: float = 1.0
 
@@ -177,7 +182,9 @@ def _run(cfg: TargetConfig, d: Path, port: int, taken: list, live: _Live, progre
     lg_port = cfg.tcp_port if cfg.transport == "tcp" else port
     live.lg, _ = start_loadgens(live.children, lg_port, cfg.conns, cfg.clients, c_fields(defaults(
         conns=cfg.conns, window=cfg.window, load=cfg.load, churn_every=cfg.churn_every, tls=cfg.tls,
-        rekey_every=cfg.rekey_every, transport=cfg.transport,
+        rekey_every=cfg.rekey_every, transport=cfg.transport, abort_every=cfg.abort_every,
+        rst_handshake_every=cfg.rst_handshake_every, garbage_hello_every=cfg.garbage_hello_every,
+        no_close_notify=cfg.no_close_notify,
         rate=cfg.rate, clients=cfg.clients, duration=cfg.duration, timeout=2.0), "loadgen"))
     if cfg.reload_every:
         with opensips.Reloader(d, cfg.reload_every) as rl:
@@ -279,7 +286,7 @@ def _outcome(cfg, d: Path, v, s, t0: int, sampler, kept: Kept, stats, deaths, ev
             "server_log": {"bytes": st.get("log_bytes"), "dropped": st.get("log_dropped")},
             "processes_left": st.get("left"),
             "rcv_requests": _stat(stats, "rcv_requests"), "workers": cfg.workers,
-            "server_stats": stats if isinstance(stats, dict) else None,
+            "server_stats": stats if isinstance(stats, dict) else None, **abuse_figures(lgt),
             "server_build": {k: cfg.opensips.get(k) for k in opensips.BUILD_FACTS}
             if cfg.opensips else None,
             "stuck": stuck_summary(v)}

@@ -224,6 +224,17 @@ PARAMS: tuple[Param, ...] = (
     Param("reject_every", 0, "every Nth client connection rejects the server certificate (alert "
           "unknown_ca): failing handshakes", range=(0, 10**6), metavar="N",
           c=(CField(L, "reject_every"),)),
+    Param("abort_every", 0, "every Nth client connection is reset (RST, no close_notify) once "
+          "its requests are written, before their replies are read (0 = never)",
+          range=(0, 10**6), metavar="N", c=(CField(L, "abort_every"),)),
+    Param("rst_handshake_every", 0, "every Nth TLS handshake the client resets (RST) once the "
+          "server has answered its ClientHello, before the handshake completes (0 = never)",
+          range=(0, 10**6), metavar="N", c=(CField(L, "rst_handshake_every"),)),
+    Param("garbage_hello_every", 0, "every Nth client connection writes random bytes behind a "
+          "TLS record header instead of a ClientHello, then closes (0 = never)",
+          range=(0, 10**6), metavar="N", c=(CField(L, "garbage_hello_every"),)),
+    Param("no_close_notify", False, "churn: close each connection without close_notify (a plain "
+          "close of the socket)", c=(CField(L, "no_close_notify"),)),
     Param("ramp", 0.0, "open the connections over S seconds instead of all at once (default "
           "%(default)s)", range=(0, 600), metavar="S", c=(CField(L, "ramp_s"),)),
     Param("reply_by", "self", "self | other: the replies to what one worker read are written by "
@@ -243,6 +254,17 @@ PARAMS: tuple[Param, ...] = (
           "server never sees which): auto (the cheapest built: OpenSSL 1.1.1 when make setup "
           "fetched it, else the system's) | system | openssl@1.1.1",
           choices=("auto", "system", "openssl@1.1.1")),
+    Param("io_model", "processes", "processes: listener + worker processes, connections handed "
+          "between them (the stand above) | threads: one I/O process does every TLS accept, "
+          "handshake, read and write in --io-threads threads, SIP workers get the decrypted "
+          "requests over a channel (OpenSIPS 4.0 tcp_threads, Kamailio 6.1 tcp_main_threads); "
+          "needs --memory private", choices=("processes", "threads"), c=(CField(S, "io_model"),)),
+    Param("io_threads", 2, "--io-model threads: TLS I/O threads (default %(default)s)",
+          range=(1, 64), metavar="N", c=(CField(S, "io_threads"),)),
+    Param("session_sharing", "exclusive", "--io-model threads: exclusive (one thread in a "
+          "session at a time) | concurrent (the replies are written by another thread without "
+          "the session's lock, while its reader may be inside the library: pjproject #3575)",
+          choices=("exclusive", "concurrent"), c=(CField(S, "session_concurrent"),)),
     Param("grace", 3.0, "after the duration: time to stop everything before SIGKILL", flag=None),
 )
 

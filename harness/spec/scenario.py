@@ -178,7 +178,8 @@ TARGET_PARAMS = {"workers", "conns", "clients", "window", "load", "churn_every",
                  "duration", "shm_mb", "opensips_version", "tls_lib", "no_pshared_override",
                  "tcp_threads", "tcp_port", "chaos", "reload_every", "rekey_every",
                  "tls_threads_mode", "tcp_main_threads", "ready_timeout", "db_domains",
-                 "judge_shutdown", "transport"}
+                 "judge_shutdown", "transport", "abort_every", "rst_handshake_every",
+                 "garbage_hello_every", "no_close_notify"}
 
 
 def _check_target(sc, p: Path, source: str) -> None:

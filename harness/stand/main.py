@@ -46,7 +46,8 @@ def main(argv=None) -> int:
     if lib.tlsh_set_pdeathsig(signal.SIGKILL, controller) != 0:
         os._exit(70)                        # the controller is already gone
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    st, _mapping = _status(ffi, lib, status_fd, cfg["workers"] + 1)   # the mapping lives as long as main
+    from harness.spec.io_model import nslots_of
+    st, _mapping = _status(ffi, lib, status_fd, nslots_of(cfg))   # the mapping lives as long as main
     if cfg.get("stacks_dir"):               # a crash in set-up leaves its own record
         os.makedirs(cfg["stacks_dir"], exist_ok=True)
         lib.tlsh_stand_crash_handler(cfg["stacks_dir"].encode())
@@ -73,8 +74,12 @@ def main(argv=None) -> int:
         print(f"stand: {e}", file=sys.stderr, flush=True)
         return e.code
 
-    children = {lib.tlsh_stand_spawn_listener(stand): 0}
     ops = be.ops()
+    if cfg.get("io_model") == "threads":     # one I/O process (slot 0 + its threads), SIP workers
+        children = spawn_threaded(lib, stand, ops, ctxs[0], cfg)
+        lib.tlsh_stand_parent_close(stand)
+        return supervise(be, st, stand, children)
+    children = {lib.tlsh_stand_spawn_listener(stand): 0}
     for slot in range(1, cfg["workers"] + 1):
         pid = lib.tlsh_stand_spawn_worker(stand, slot, ops, ctxs[(slot - 1) % len(ctxs)])
         children[pid] = slot
@@ -86,6 +91,16 @@ def main(argv=None) -> int:
         lib.tlsh_stand_swap_ctx(stand, new, ffi.addressof(lib, "tlsh_lib_ctx_free"))
     return supervise(be, st, stand, children, reload if cfg.get("reload_ms") else None,
                      cfg.get("reload_ms", 0) / 1000)
+
+
+def spawn_threaded(lib, stand, ops, ctx, cfg) -> dict:
+    """--io-model threads: pid -> slot, the I/O process's entry naming its
+    accepting thread's slot and its TLS threads' slots (dead with it)."""
+    w, n = cfg["workers"], cfg["io_threads"]
+    children = {lib.tlsh_stand_spawn_io(stand, ops, ctx): (0, *range(w + 1, w + 1 + n))}
+    for slot in range(1, w + 1):
+        children[lib.tlsh_stand_spawn_sip(stand, slot)] = slot
+    return children
 
 
 def _status(ffi, lib, fd: int, nslots: int):
@@ -129,13 +144,22 @@ def _arena(cfg, be, st):
         except backends.Unsupported as e:
             raise SetupFailed(str(e), EXIT_UNSUPPORTED) from None
         if not hooked:
-            raise SetupFailed(f"{be.name}: allocator hook refused (the library allocated before "
-                              f"the hook: was it loaded earlier in this process?)")
+            raise _refused(cfg, be)
     else:
         return ffi.NULL
     st.arena_base = lib.tlsh_arena_base(arena)
     st.arena_size = lib.tlsh_arena_size(arena)
     return arena
+
+
+def _refused(cfg, be) -> SetupFailed:
+    """A refused allocator hook, classified by a fresh process's measurement
+    (harness/stand/hookcheck.py): a stub that never takes effect makes the
+    run unsupported; a library that allocated before the hook is an error."""
+    from harness.stand import hookcheck
+    what, reason = hookcheck.classify(be.name, be.kind,
+                                      hookcheck.measure(be.name, cfg["cert"], cfg["key"]))
+    return SetupFailed(reason, EXIT_UNSUPPORTED if what == "stub" else EXIT_SETUP)
 
 
 def _ciphers(cfg, be) -> str:
@@ -288,12 +312,13 @@ def _reap(lib, st, alive, children, block=False) -> bool:
         alive.pop(pid, None)
         if slot is None:
             continue
-        w = st.slots[slot]
-        if not st.stopping:
-            w.exit_signal = os.WTERMSIG(status) if os.WIFSIGNALED(status) else 0
-            w.exit_code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else 0
-            w.exit_ns = lib.tlsh_now_ns()
-            w.state = lib.TLSH_SLOT_DEAD
+        for one in slot if isinstance(slot, tuple) else (slot,):
+            w = st.slots[one]
+            if not st.stopping:
+                w.exit_signal = os.WTERMSIG(status) if os.WIFSIGNALED(status) else 0
+                w.exit_code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else 0
+                w.exit_ns = lib.tlsh_now_ns()
+                w.state = lib.TLSH_SLOT_DEAD
         if block:
             break
     return reaped

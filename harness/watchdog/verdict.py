@@ -61,11 +61,13 @@ class Verdict:
 
 
 def outstanding(lg: dict) -> int:
-    """Requests sent and not yet settled (answered, bad or timed out); with no
-    'sent' counter (a foreign progress source), assume load is offered."""
+    """Requests sent and not yet settled (answered, bad or timed out; or abandoned
+    with a connection the load generator reset, --abort-every); with no 'sent'
+    counter (a foreign progress source), assume load is offered."""
     if "sent" not in lg:
         return 1
-    return lg["sent"] - lg.get("answered", 0) - lg.get("bad", 0) - lg.get("timed_out", 0)
+    return lg["sent"] - lg.get("answered", 0) - lg.get("bad", 0) - lg.get("timed_out", 0) \
+        - lg.get("abandoned", 0)
 
 
 def in_arena(addr: int, arena: tuple[int, int]) -> bool:

@@ -33,7 +33,16 @@ struct tlsh_lg_config {
     int total_conns;        /* connections of all of them: with admission, requests start
                                once that many have been opened (or half the run passed) */
     int transport;          /* TLSH_LG_TLS or TLSH_LG_TCP; with TCP: tls_version and ciphers
-                               unused, resume, reject_every and rekey_every must be 0 */
+                               unused, resume, reject_every, rekey_every, rst_handshake_every,
+                               garbage_hello_every and no_close_notify must be 0 */
+    /* abuse (0 = never; see loadgen.c "Abuse"): */
+    int abort_every;        /* every Nth connection ready for requests is reset (RST) once its
+                               first requests are written, before their replies are read */
+    int rst_handshake_every;    /* every Nth TLS handshake begun: RST once the server answers
+                                   the ClientHello, before the handshake completes */
+    int garbage_hello_every;    /* every Nth TCP connect: random bytes behind a TLS record
+                                   header instead of a ClientHello, then close */
+    int no_close_notify;    /* churn closes the socket without close_notify */
 };
 
 /* Runs until duration or until *stop becomes non-zero; returns 0, or -1

@@ -14,7 +14,10 @@
 #define TLSH_STATUS_VERSION 1
 #define TLSH_MAX_SLOTS 256
 
-enum tlsh_role { TLSH_ROLE_NONE = 0, TLSH_ROLE_WORKER = 1, TLSH_ROLE_LISTENER = 2 };
+/* threads I/O model: the TLS I/O threads are WORKER slots (judged as workers
+ * are), the SIP workers that never touch TLS are SIP slots */
+enum tlsh_role { TLSH_ROLE_NONE = 0, TLSH_ROLE_WORKER = 1, TLSH_ROLE_LISTENER = 2,
+                 TLSH_ROLE_SIP = 3 };
 
 /* The activities, numbered in this order (the slot's `activity` field).
  * This list is their only definition: the enum below and the names that
@@ -177,6 +180,15 @@ struct tlsh_lg_counters {
     /* bad replies by kind (their sum is `bad`), and the first few kept whole */
     uint64_t bad_kind[TLSH_BAD_KINDS];   /* indexed by enum tlsh_bad_kind (0 unused) */
     uint64_t write_waits;     /* SSL_write that had to wait (WANT_WRITE/READ) and was retried */
+    /* abuse the load generator causes on purpose (never bad replies or conn_errors) */
+    uint64_t aborted;         /* connections reset (RST) after their requests were sent,
+                                 before the replies were read (--abort-every) */
+    uint64_t abandoned;       /* requests in flight on those: never settled, not timed out */
+    uint64_t rst_handshakes;  /* handshakes broken off with RST after the ClientHello
+                                 (--rst-handshake-every) */
+    uint64_t garbage_hellos;  /* connections that wrote garbage instead of a ClientHello, then
+                                 closed (--garbage-hello-every) */
+    uint64_t plain_closes;    /* churn closes without close_notify (--no-close-notify) */
     uint32_t n_bad_samples;   /* bad_samples[] filled (a slot is complete before it counts) */
     uint32_t pad;
     struct tlsh_lg_bad bad_samples[TLSH_LG_BAD_SAMPLES];

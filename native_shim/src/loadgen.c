@@ -43,6 +43,28 @@
  * is, so that handshakes still means "connections that could carry requests"
  * whatever the transport (resumed, rejected and rekeys stay 0).
  *
+ * Abuse (the load generator's own doing: counted in their counters, never as
+ * bad replies or conn_errors; the other connections are checked as always):
+ *  - abort_every N: every Nth connection that becomes ready for requests is
+ *    reset once its first requests are written (SSL_write/write(2) took them
+ *    all): SO_LINGER {1, 0}, close(2), so an RST and no close_notify, before
+ *    any reply is read.  `aborted` counts them, `abandoned` their requests
+ *    then in flight (never settled: sent - answered - bad - timed_out -
+ *    abandoned is what is still outstanding).  The slot reconnects at the
+ *    next scan.
+ *  - rst_handshake_every N: every Nth TLS handshake begun (not counting the
+ *    reject_every ones) is reset with an RST once the server has answered its
+ *    ClientHello (its flight is readable, never read: that SSL reads from an
+ *    empty memory BIO), so the server is in the middle of the handshake
+ *    (`rst_handshakes`).
+ *  - garbage_hello_every N: every Nth TCP connect writes, instead of a
+ *    ClientHello, a TLS handshake record header (16 03 01, length L) with L
+ *    random bytes and then 128 to 511 more random bytes, and closes
+ *    (`garbage_hellos`).  Counted first: such a connection begins no handshake.
+ *  - no_close_notify: churn closes the socket without SSL_shutdown
+ *    (`plain_closes`).
+ * With plain TCP only abort_every applies (the others need TLS).
+ *
  * SIGPIPE is set to SIG_IGN in this process (OpenSSL and the TCP path write
  * with write(2)). */
 #define _GNU_SOURCE
@@ -68,6 +90,10 @@
 #include <openssl/ssl.h>
 
 enum { ST_IDLE = 0, ST_CONNECTING, ST_HANDSHAKE, ST_OPEN };
+/* how a connection is closed */
+enum { CL_FAIL = 0, CL_NOTIFY, CL_PLAIN, CL_RST };
+/* what this connection is to do wrong on purpose */
+enum { AB_NONE = 0, AB_ABORT, AB_RST };
 
 #define WBUF_CAP 16384
 #define RBUF_INIT 16384
@@ -121,6 +147,7 @@ struct lgconn {
     int sess_taken;
     int rejecting;              /* this attempt uses reject_ctx */
     int opened_once;            /* reached ST_OPEN at least once */
+    int abuse;                  /* AB_*: this connection's planned misbehaviour */
     char *rbuf; size_t rlen, rcap_b;
     char *wbuf; size_t wlen;    /* pending SSL_write (must be retried as is) */
 };
@@ -155,6 +182,9 @@ struct lg {
     const volatile struct tlsh_lg_counters *all;   /* every client's counters, or own */
     int nall;
     int tcp;                    /* plain TCP (cfg->transport == TLSH_LG_TCP): no SSL objects */
+    uint64_t n_connected;       /* TCP connects completed (garbage_hello_every counts these) */
+    uint64_t n_plain_hs;        /* handshakes begun, not rejecting (rst_handshake_every) */
+    uint64_t n_ready;           /* connections ready for requests (abort_every) */
 };
 
 /* Admission (many connections, no --ramp): connections are opened at the rate
@@ -236,22 +266,29 @@ static void drop_window(struct lgconn *cn)
     cn->sess_taken = 0;
 }
 
-/* Close the socket; graceful: one close_notify (no wait) so the session
- * stays resumable. */
-static void conn_close(struct lg *g, struct lgconn *cn, int graceful)
+/* Close the socket (how: CL_*).  CL_NOTIFY: one close_notify (no wait) so
+ * the session stays resumable; CL_PLAIN: close(2) only; CL_RST: an RST
+ * (SO_LINGER {1, 0}), no close_notify; CL_FAIL: after an error. */
+static void conn_close(struct lg *g, struct lgconn *cn, int how)
 {
+    (void)g;
     if (cn->ssl) {
-        if (graceful && cn->state == ST_OPEN) {
+        if (how == CL_NOTIFY && cn->state == ST_OPEN) {
             ERR_clear_error();
             SSL_shutdown(cn->ssl);
         }
         /* kept for the next connection of this slot: SSL_new costs the client
          * more than SSL_clear (the server side is untouched by this) */
-        if (graceful && !cn->rejecting && !cn->spare) cn->spare = cn->ssl;
+        if (how != CL_FAIL && cn->state == ST_OPEN && !cn->rejecting && !cn->spare)
+            cn->spare = cn->ssl;
         else SSL_free(cn->ssl);
         cn->ssl = NULL;
     }
     if (cn->fd >= 0) {
+        if (how == CL_RST) {
+            struct linger lg0 = { .l_onoff = 1, .l_linger = 0 };
+            setsockopt(cn->fd, SOL_SOCKET, SO_LINGER, &lg0, sizeof lg0);
+        }
         close(cn->fd);          /* removes it from the epoll set */
         cn->fd = -1;
     }
@@ -268,7 +305,7 @@ static void conn_fail(struct lg *g, struct lgconn *cn, int64_t now)
         g->opening--;
         if (g->admit && (g->admit /= 2) < ADMIT_MIN) g->admit = ADMIT_MIN;
     }
-    conn_close(g, cn, 0);
+    conn_close(g, cn, CL_FAIL);
     cn->state = ST_IDLE;
     cn->since_ns = now + 10000000LL + (int64_t)(rnd_next(g) % 40000000ULL);  /* 10-50 ms */
     g->nidle++;
@@ -277,16 +314,72 @@ static void conn_fail(struct lg *g, struct lgconn *cn, int64_t now)
 static void start_tls(struct lg *g, struct lgconn *cn, int64_t now);
 static void conn_ready(struct lg *g, struct lgconn *cn, int64_t now);
 
-/* The TCP connect completed: TLS begins its handshake, plain TCP is ready. */
+/* The connection ended on purpose (abuse): closed `how`, reconnected at the
+ * next scan.  `opening`: it had not become ready (no admission penalty). */
+static void conn_abused(struct lg *g, struct lgconn *cn, int how, int opening, int64_t now)
+{
+    if (opening) g->opening--;
+    conn_close(g, cn, how);
+    cn->state = ST_IDLE;
+    cn->since_ns = now;
+    g->nidle++;
+}
+
+/* garbage_hello_every: a handshake record header, a random body of its
+ * length, a few hundred more random bytes; then close. */
+static void send_garbage(struct lg *g, struct lgconn *cn, int64_t now)
+{
+    unsigned char buf[5 + 511 + 511];
+    size_t body = 64 + (size_t)(rnd_next(g) % 448), n = 5 + body + 128 + (size_t)(rnd_next(g) % 384);
+    for (size_t i = 5; i < n; i += 8) {
+        uint64_t r = rnd_next(g);
+        memcpy(buf + i, &r, n - i < 8 ? n - i : 8);
+    }
+    buf[0] = 0x16; buf[1] = 3; buf[2] = 1;
+    buf[3] = (unsigned char)(body >> 8); buf[4] = (unsigned char)body;
+    buf[5] = buf[5] == 1 ? 0xfe : buf[5];   /* the body is not a client_hello message */
+    ssize_t w;
+    do w = write(cn->fd, buf, n); while (w < 0 && errno == EINTR);
+    if (w <= 0) { conn_fail(g, cn, now); return; }  /* refused before a byte went out */
+    g->c->garbage_hellos++;
+    conn_abused(g, cn, CL_PLAIN, 1, now);
+}
+
+/* The TCP connect completed: TLS begins its handshake (or writes garbage
+ * instead), plain TCP is ready. */
 static inline void connected(struct lg *g, struct lgconn *cn, int64_t now)
 {
+    int every = g->cfg->garbage_hello_every;
     if (g->tcp) conn_ready(g, cn, now);
+    else if (every > 0 && ++g->n_connected % (uint64_t)every == 0) send_garbage(g, cn, now);
     else start_tls(g, cn, now);
+}
+
+static void do_handshake(struct lg *g, struct lgconn *cn, int64_t now);
+
+/* rst_handshake_every: an event on a handshake that is to be reset.  Its SSL
+ * reads from an empty memory BIO (start_tls), so the client never reads the
+ * server's answer and cannot complete: once that answer is readable (peeked),
+ * the connection is reset.  A server that closes before answering fails the
+ * connection as it would any handshake. */
+static void rst_event(struct lg *g, struct lgconn *cn, uint32_t ev, int64_t now)
+{
+    char b;
+    ssize_t r = recv(cn->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (r > 0) {
+        g->c->rst_handshakes++;
+        conn_abused(g, cn, CL_RST, 1, now);
+    } else if (r == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
+        conn_fail(g, cn, now);
+    } else if (ev & EPOLLOUT) {
+        do_handshake(g, cn, now);       /* the ClientHello is still being written */
+    }
 }
 
 static void start_connect(struct lg *g, struct lgconn *cn, int64_t now)
 {
     g->opening++;
+    cn->abuse = AB_NONE;
     cn->state = ST_CONNECTING;
     cn->since_ns = cn->connect_ns = now;
     cn->fd = socket(g->family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -325,6 +418,8 @@ static void conn_ready(struct lg *g, struct lgconn *cn, int64_t now)
             g->admit++;
     }
     cn->state = ST_OPEN;
+    int every = g->cfg->abort_every;
+    cn->abuse = every > 0 && ++g->n_ready % (uint64_t)every == 0 ? AB_ABORT : AB_NONE;
     if (!cn->opened_once) {
         cn->opened_once = 1;
         c->opened++;
@@ -348,11 +443,7 @@ static void do_handshake(struct lg *g, struct lgconn *cn, int64_t now)
     else if (cn->rejecting && SSL_get_verify_result(cn->ssl) != X509_V_OK) {
         /* as planned: the server's certificate refused, alert sent */
         g->c->rejected++;
-        g->opening--;
-        conn_close(g, cn, 0);
-        cn->state = ST_IDLE;
-        cn->since_ns = now;             /* reconnect at the next scan */
-        g->nidle++;
+        conn_abused(g, cn, CL_FAIL, 1, now);    /* reconnect at the next scan */
     }
     else conn_fail(g, cn, now);
 }
@@ -367,8 +458,21 @@ static void start_tls(struct lg *g, struct lgconn *cn, int64_t now)
         SSL_set_session(cn->ssl, NULL);  /* a full handshake, unless resume sets one below */
         if (!SSL_clear(cn->ssl)) { SSL_free(cn->ssl); cn->ssl = NULL; }
     }
+    int every = g->cfg->rst_handshake_every;
+    if (!cn->rejecting && every > 0 && ++g->n_plain_hs % (uint64_t)every == 0)
+        cn->abuse = AB_RST;
     if (!cn->ssl) cn->ssl = SSL_new(cn->rejecting ? g->reject_ctx : g->ctx);
     if (!cn->ssl || !SSL_set_fd(cn->ssl, cn->fd)) { conn_fail(g, cn, now); return; }
+    if (cn->abuse == AB_RST) {
+        /* writes go to the socket, reads come from an empty memory BIO: the
+         * ClientHello goes out, the server's answer is never read (a machine
+         * busy enough to preempt the client between its write and its read
+         * would otherwise let the handshake complete at once) */
+        BIO *none = BIO_new(BIO_s_mem());
+        if (!none) { conn_fail(g, cn, now); return; }
+        BIO_set_mem_eof_return(none, -1);
+        SSL_set0_rbio(cn->ssl, none);
+    }
     SSL_set_connect_state(cn->ssl);
     if (g->cfg->resume && g->sess)
         SSL_set_session(cn->ssl, g->sess);
@@ -380,7 +484,8 @@ static void start_tls(struct lg *g, struct lgconn *cn, int64_t now)
 /* Reconnect at once (churn). */
 static void conn_recycle(struct lg *g, struct lgconn *cn, int64_t now)
 {
-    conn_close(g, cn, 1);
+    if (g->cfg->no_close_notify) g->c->plain_closes++;
+    conn_close(g, cn, g->cfg->no_close_notify ? CL_PLAIN : CL_NOTIFY);
     start_connect(g, cn, now);
 }
 
@@ -446,12 +551,9 @@ static int flush_tcp(struct lg *g, struct lgconn *cn, int64_t now)
     return 1;
 }
 
-/* Flush the pending write.  Returns 1 when nothing is pending any more,
- * 0 when it must wait for the socket, -1 after a connection failure. */
-static int flush(struct lg *g, struct lgconn *cn, int64_t now)
+/* flush() over TLS: one SSL_write of the whole buffer. */
+static int flush_tls(struct lg *g, struct lgconn *cn, int64_t now)
 {
-    if (cn->wlen == 0) return 1;
-    if (g->tcp) return flush_tcp(g, cn, now);
     ERR_clear_error();
     int r = SSL_write(cn->ssl, cn->wbuf, (int)cn->wlen);
     if (r > 0) {
@@ -468,6 +570,22 @@ static int flush(struct lg *g, struct lgconn *cn, int64_t now)
     }
     conn_fail(g, cn, now);
     return -1;
+}
+
+/* Flush the pending write.  Returns 1 when nothing is pending any more,
+ * 0 when it must wait for the socket, -1 when the connection is gone (a
+ * failure, or abort_every: reset now that its requests are written). */
+static int flush(struct lg *g, struct lgconn *cn, int64_t now)
+{
+    if (cn->wlen == 0) return 1;
+    int r = g->tcp ? flush_tcp(g, cn, now) : flush_tls(g, cn, now);
+    if (r == 1 && cn->abuse == AB_ABORT) {
+        g->c->aborted++;
+        g->c->abandoned += cn->live;
+        conn_abused(g, cn, CL_RST, 0, now);
+        return -1;
+    }
+    return r;
 }
 
 /* Build as many requests as allowed into one buffer, then one SSL_write. */
@@ -927,9 +1045,18 @@ int tlsh_loadgen_run(const struct tlsh_lg_config *cfg, struct tlsh_lg_counters *
         return -1;
     }
     g->tcp = cfg->transport == TLSH_LG_TCP;
-    if (g->tcp && (cfg->resume || cfg->reject_every > 0 || cfg->rekey_every > 0)) {
-        set_error(c, "loadgen: transport TCP has no TLS to resume, reject or rekey "
-                  "(resume, reject_every and rekey_every must be 0)");
+    if (g->tcp && (cfg->resume || cfg->reject_every > 0 || cfg->rekey_every > 0
+                   || cfg->rst_handshake_every || cfg->garbage_hello_every
+                   || cfg->no_close_notify)) {
+        set_error(c, "loadgen: transport TCP has no TLS to resume, reject, rekey, break off "
+                  "or close without close_notify (resume, reject_every, rekey_every, "
+                  "rst_handshake_every, garbage_hello_every and no_close_notify must be 0)");
+        return -1;
+    }
+    if (cfg->abort_every < 0 || cfg->rst_handshake_every < 0 || cfg->garbage_hello_every < 0
+            || (cfg->no_close_notify != 0 && cfg->no_close_notify != 1)) {
+        set_error(c, "loadgen: abort_every, rst_handshake_every and garbage_hello_every must "
+                  "be >= 0, no_close_notify 0 or 1");
         return -1;
     }
     if (self_check(c, (unsigned)cfg->conn_base) != 0) return -1;
@@ -1075,6 +1202,7 @@ int tlsh_loadgen_run(const struct tlsh_lg_config *cfg, struct tlsh_lg_counters *
                 continue;
             }
             if (cn->state == ST_HANDSHAKE) {
+                if (cn->abuse == AB_RST) { rst_event(g, cn, ev, now); continue; }
                 do_handshake(g, cn, now);
                 if (cn->state != ST_OPEN) continue;
             }
@@ -1092,7 +1220,7 @@ out:
     if (g->conns) {
         for (int i = 0; i < g->n; i++) {
             struct lgconn *cn = &g->conns[i];
-            if (cn->ssl || cn->fd >= 0) conn_close(g, cn, 1);
+            if (cn->ssl || cn->fd >= 0) conn_close(g, cn, CL_NOTIFY);
             if (cn->spare) SSL_free(cn->spare);
             free(cn->ring); free(cn->grave); free(cn->done); free(cn->rbuf); free(cn->wbuf);
         }
