@@ -221,7 +221,7 @@ def test_readme_dask_commands_bind_to_loopback_without_dashboards():
     worker commands listen on 127.0.0.1 only and start no dashboard, and
     those flags are real options of the installed dask."""
     import re
-    text = (ROOT / "README.md").read_text()
+    text = "\n".join(p.read_text() for p in [ROOT / "README.md", *(ROOT / "docs").glob("*.md")])
     cmds = [l.strip() for l in text.splitlines() if re.match(r"\s*dask (scheduler|worker)\b", l)]
     assert {c.split()[1] for c in cmds} == {"scheduler", "worker"}, cmds
     for c in cmds:

@@ -27,11 +27,9 @@ from harness.cli.common import ArgParser
 from harness.verdicts import EXIT_HARNESS, EXIT_USAGE, bisect_code
 
 
-def main(argv=None) -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
-    for stream in (sys.stdout, sys.stderr):     # an ASCII-only terminal: '?' for '—', no crash
-        if hasattr(stream, "reconfigure"):
-            stream.reconfigure(errors="replace")
+def parser() -> ArgParser:
+    """The whole command line's parser, built without parsing anything (main() and
+    tests/test_docs.py, which checks every flag the docs name)."""
     p = ArgParser(prog="tlsharness", description="Stress and deadlock reproduction harness "
                   "for TLS libraries inside multi-process servers.")
     p.add_argument("--version", action="version", version=f"tlsharness {__version__}")
@@ -39,6 +37,15 @@ def main(argv=None) -> int:
     for module in (runs, matrix, campaigns, servers, serverbuilds, catalogue, records, reduce,
                    check):
         module.add_parsers(sub)
+    return p
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    for stream in (sys.stdout, sys.stderr):     # an ASCII-only terminal: '?' for '—', no crash
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="replace")
+    p = parser()
     server_cmd = []
     if argv and argv[0] == "target" and "--" in argv:     # target cmd [flags] -- COMMAND...
         i = argv.index("--")

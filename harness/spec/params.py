@@ -113,7 +113,7 @@ def parse_list(text: str) -> list:
 # the stand's fault kinds, numbered as enum tlsh_fault_kind; hog is the controller's own
 FAULTS = ("none", "block", "spin", "die", "stop", "crash", "leak", "hog")
 
-# mitigations the servers shipped, combinable (README: "Scenarios and mitigations")
+# mitigations the servers shipped, combinable (docs/scenarios.md)
 MITIGATIONS = {
     "pshared": "locks the library creates forced PTHREAD_PROCESS_SHARED (LD_PRELOAD; "
                "OpenSIPS ssl_tweaks.h, Kamailio TLS_PTHREAD_MUTEX_SHARED)",
@@ -211,7 +211,7 @@ PARAMS: tuple[Param, ...] = (
     Param("check_random", False, "each worker draws random bytes right after fork; identical "
           "blocks in two workers are a corruption verdict", c=(CField(S, "check_random"),)),
     Param("mitigations", "", "comma-separated mitigations: " + ", ".join(MITIGATIONS) +
-          " (see README)", kind=list, parse=parse_list, flag="--mitigate",
+          " (see docs/scenarios.md)", kind=list, parse=parse_list, flag="--mitigate",
           c=(CField(S, "write_dup", lambda cfg: int("write-dup" in cfg.mitigations)),)),
     Param("parent_use", False, "the stand's main thread uses the library before fork, as other "
           "modules of a server do (libcurl, TLS redis)"),
