@@ -76,6 +76,8 @@ class Truth:
         self.since: dict[str, float] = {}
         self.longest_s = 0.0
         self.pids: set[int] = set()
+        self.where: dict[str, tuple[int, int, float]] = {}   # tid -> (pid, address, since)
+        self.episodes: list[dict] = []        # every wait of 0.5 s or more, as it ended
         self.samples = 0
         self._stop = threading.Event()
 
@@ -84,12 +86,13 @@ class Truth:
             now = time.monotonic()
             hits = private_shared_waits(self.comm)
             self.samples += 1
-            for tid, (pid, _) in hits.items():
+            for tid, (pid, addr) in hits.items():
                 first = self.since.setdefault(tid, now)
+                self.where[tid] = (pid, addr, first)
                 self.pids.add(pid)
                 self.longest_s = max(self.longest_s, now - first)
             for tid in [t for t in self.since if t not in hits]:
-                del self.since[tid]
+                self._ended(tid, now)
             self._stop.wait(self.period)
 
     def __enter__(self) -> "Truth":
@@ -97,9 +100,19 @@ class Truth:
         self._t.start()
         return self
 
+    def _ended(self, tid: str, now: float) -> None:
+        first = self.since.pop(tid)
+        pid, addr, _ = self.where.pop(tid, (0, 0, first))
+        if now - first >= 0.5:
+            self.episodes.append({"pid": pid, "tid": int(tid), "address": hex(addr),
+                                  "waited_s": round(now - first, 2)})
+
     def __exit__(self, *exc) -> None:
         self._stop.set()
         self._t.join(2)
+        now = time.monotonic()
+        for tid in list(self.since):
+            self._ended(tid, now)
 
     def hung(self, at_least_s: float = 1.0) -> bool:
         return self.longest_s >= at_least_s

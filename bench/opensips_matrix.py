@@ -86,6 +86,10 @@ def one(args: str, out: Path) -> dict:
         o = {"verdict": V.ERROR, "reason": (r.stderr.strip().splitlines() or ["?"])[-1]}
     o["truth_longest_private_wait_s"] = round(truth.longest_s, 2)
     o["truth_hung"] = truth.hung(1.0)
+    roles = {}
+    if o.get("run_dir") and (Path(o["run_dir"]) / "roles.json").exists():
+        roles = json.loads((Path(o["run_dir"]) / "roles.json").read_text())
+    o["truth_episodes"] = [dict(e, role=roles.get(str(e["pid"]), "?")) for e in truth.episodes]
     o["wall_s"] = round(wall, 1)
     return o
 
@@ -110,7 +114,8 @@ def summary(label: str, runs: list[dict]) -> str:
             f"| {truth} | {named} | {false_pass} | {'; '.join(fams) or '-'} "
             f"| {statistics.median(ttf) / 1000 if ttf else '-'} | {_f(med('replies_per_s'), 0)} "
             f"| {_f(med('new_conns_per_s'), 0)} | {_f(med('latency_ms', 'p99'), 2)} "
-            f"| {_f(med('server_cpu_ms_per_handshake'), 3)} |")
+            f"| {_f(med('server_cpu_ms_per_handshake'), 3)} "
+            f"| {_f(med('server_cpu_s_per_1k_replies'), 3)} |")
 
 
 def _f(v, nd):
@@ -133,19 +138,24 @@ def main() -> int:
     every = {}
     try:
         print("| cell | runs | verdicts | truth: hung | hung named lost wake-up | truth-contradicted passes "
-              "| families | median ttf s | replies/s | new conns/s | p99 ms | server CPU ms/handshake |")
-        print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+              "| families | median ttf s | replies/s | new conns/s | p99 ms | server CPU ms/handshake "
+              "| server CPU s/1k replies |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+        todo = [(label, args) for label, args in cells if args]
         for label, args in cells:
             if not args:
-                print(f"| {label} | 0 | not run: no such build | | | | | | | | | |", flush=True)
-                continue
-            runs = []
-            for i in range(a.runs):
-                runs.append(one(args, Path(a.out)))
-                print(f"  {label} run {i + 1}/{a.runs}: {runs[-1]['verdict']} "
-                      f"(truth {runs[-1]['truth_longest_private_wait_s']} s)", file=sys.stderr, flush=True)
-            every[label] = runs
-            print(summary(label, runs), flush=True)
+                print(f"| {label} | 0 | not run: no such build | | | | | | | | | | |", flush=True)
+        # round-robin: run i of every cell before run i+1 of any, so that a change in
+        # what else the machine does falls on every cell alike
+        for i in range(a.runs):
+            for label, args in todo:
+                o = one(args, Path(a.out))
+                every.setdefault(label, []).append(o)
+                print(f"  {label} run {i + 1}/{a.runs}: {o['verdict']} "
+                      f"(truth {o['truth_longest_private_wait_s']} s, load "
+                      f"{os.getloadavg()[0]:.1f})", file=sys.stderr, flush=True)
+        for label, _ in todo:
+            print(summary(label, every[label]), flush=True)
     finally:
         for h in hogs:
             h.kill()
