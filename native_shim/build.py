@@ -19,7 +19,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from native_shim import cdef
+from native_shim import cdef, headers
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -121,7 +121,9 @@ def variant_extensions(user: bool = False) -> list[tuple[Extension, dict]]:
         if v.get("optional") and not (base / ".done").exists():
             if v.get("source") and v.get("build") != "openssl-debug":   # a source recipe
                 why = (base / "reason.txt").read_text().strip() if (base / "reason.txt").exists() \
-                    else "built from source by `make libs`"
+                    else (f"built from its release tarball ({v.get('upstream', 'upstream')}): "
+                          f"{v['tarball']}=PATH make libs LIBS={v['name']}" if v.get("tarball")
+                          else "built from source by `make libs`")
                 out.append((ext, {"lib": v["name"], "kind": v["kind"], "prefix": v["prefix"],
                                   "origin": "source", "missing": f"not built: {why}"}))
             continue                    # optional and not built
@@ -137,6 +139,10 @@ def variant_extensions(user: bool = False) -> list[tuple[Extension, dict]]:
         if deb.exists():
             m = re.search(r"_([0-9][^_]*)_", deb.read_text().splitlines()[0])
             version = m.group(1) if m else ""
+        if v["kind"] == "openssl":      # LibreSSL says what it is only there; a user's build too
+            said = headers.version_of([Path(d) for d in inc])
+            if said and (said.startswith("LibreSSL") or not version):
+                version = said
         info["flags"] = {"cflags": [f"-I{d}" for d in inc], "libs": KIND_LIBS[v["kind"]],
                          "libdirs": lib, "version": version}
         out.append((ext, info))

@@ -52,6 +52,14 @@ OPENSSL = {
     "TLSH_HAVE_THREAD_STOP": """
         #include <openssl/crypto.h>
         void tlsh_f(void) { OPENSSL_thread_stop(); }""",
+    # OPENSSL_atexit, the public face of the cleanup that OPENSSL_init_crypto
+    # registers with atexit() (1.1.0 to 3.x): 4.0 removed both (its cleanup
+    # runs only after an explicit OPENSSL_cleanup), so exit() frees nothing of
+    # the library's; BoringSSL and LibreSSL declare no OPENSSL_atexit either
+    "TLSH_HAVE_ATEXIT_CLEANUP": """
+        #include <openssl/crypto.h>
+        static void h(void) {}
+        int tlsh_f(void) { return OPENSSL_atexit(h); }""",
     # error-queue marks, used to leave the parent's error state as a module would
     "TLSH_HAVE_ERR_MARK": """
         #include <openssl/err.h>

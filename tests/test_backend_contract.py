@@ -80,10 +80,15 @@ KNOWN = {   # what is known of the Debian builds (their sources and docs; see RE
     "gnutls": {"hooked": True, "arena_used": False},    # exported, but a no-op
     # source builds (make libs), by their recipes in native_shim/variants.toml
     "mbedtls@3.6": {"hooked": True, "arena_used": True},   # built with MBEDTLS_PLATFORM_MEMORY
+    # its CRYPTO_set_mem_functions returns 0 and CRYPTO_malloc calls malloc (crypto_memory.c)
+    "libressl": {"hooked": False, "arena_used": False},
 }
 
 
 def known(lib):
+    """By name; a LibreSSL build under another name by the version its headers declare."""
+    if backends.info(lib).get("version", "").startswith("LibreSSL"):
+        return KNOWN["libressl"]
     return KNOWN.get(lib) or KNOWN[kind(lib)]
 
 
@@ -133,6 +138,9 @@ def test_shared_memory_runs_or_says_unsupported(lib, tmp_path):
     if known(lib)["hooked"] is None:
         assert out["verdict"] == "unsupported" and r.returncode == 3
         assert "no allocator hook" in out["reason"]
+    elif known(lib)["hooked"] is False:              # a setter that is a stub (LibreSSL)
+        assert out["verdict"] == "unsupported" and r.returncode == 3
+        assert "is a stub" in out["reason"] and "0 of " in out["reason"], out["reason"]
     elif not known(lib)["arena_used"]:               # hook accepted, never called (GnuTLS)
         assert out["verdict"] == "unsupported" and "not in the arena" in out["reason"]
     else:

@@ -87,7 +87,9 @@ int tlsh_lib_init(int flags)
     /* Without TLSH_INIT_NO_ATEXIT OpenSSL registers its cleanup with atexit(),
      * as it does in the servers that crashed at shutdown: every process that
      * leaves through exit() then frees the same shared objects (OpenSIPS
-     * #1121, #1304).  Workers normally leave with _exit(). */
+     * #1121, #1304).  Workers normally leave with _exit().  OpenSSL 4.0
+     * registers none (TLSH_HAVE_ATEXIT_CLEANUP unset) and still defines the
+     * option, as a no-op. */
     uint64_t o = OPENSSL_INIT_LOAD_SSL_STRINGS | OPENSSL_INIT_LOAD_CRYPTO_STRINGS;
 #ifdef OPENSSL_INIT_NO_ATEXIT
     if (flags & TLSH_INIT_NO_ATEXIT)
@@ -233,7 +235,7 @@ void tlsh_lib_caps(struct tlsh_lib_caps *c)
 #ifdef TLS1_3_VERSION
     c->tls13 = 1;
 #endif
-    snprintf(c->flags, sizeof(c->flags), "OPENSSL_VERSION_NUMBER=0x%lx%s%s%s%s",
+    snprintf(c->flags, sizeof(c->flags), "OPENSSL_VERSION_NUMBER=0x%lx%s%s%s%s%s",
              (unsigned long)OPENSSL_VERSION_NUMBER,
 #if TLSH_RAND_SEED_INT
              "",
@@ -255,9 +257,14 @@ void tlsh_lib_caps(struct tlsh_lib_caps *c)
              " no RAND_METHOD wrapper",
 #endif
 #if TLSH_HAVE_THREAD_STOP
+             "",
+#else
+             " no OPENSSL_thread_stop",
+#endif
+#if TLSH_HAVE_ATEXIT_CLEANUP
              "");
 #else
-             " no OPENSSL_thread_stop");
+             " no OPENSSL_atexit (no atexit cleanup)");    /* 4.0: exit() frees nothing of it */
 #endif
 }
 
