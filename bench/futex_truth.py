@@ -1,6 +1,7 @@
 """An independent /proc sampler, run beside a series to check the verdicts
-against the truth: who sits in a process-private futex wait on an address in
-a shared mapping, and for how long.  Written from the kernel's files alone,
+against the truth: which single-threaded process sits in a process-private
+futex wait on an address in a shared mapping (nothing can ever wake it), and
+for how long.  Written from the kernel's files alone,
 without any of the watchdog's code, so that the two can disagree.
 
     with Truth("opensips") as t:
@@ -40,8 +41,10 @@ def _shared_ranges(pid: str) -> list[tuple[int, int]]:
 
 
 def private_shared_waits(comm: str) -> dict[str, tuple[int, int]]:
-    """tid -> (pid, address) for every task of a process called COMM now in a
-    private futex wait on an address inside one of its shared mappings."""
+    """tid -> (pid, address) for every single-threaded process called COMM now
+    in a private futex wait on an address inside one of its shared mappings.
+    A process with several threads is left out: one of its own threads may be
+    the waker (OpenSIPS 4.0's TCP main waits that way for its I/O threads)."""
     hits = {}
     for pid in (d for d in os.listdir("/proc") if d.isdigit()):
         if _comm(pid) != comm:
@@ -50,6 +53,8 @@ def private_shared_waits(comm: str) -> dict[str, tuple[int, int]]:
         try:
             tids = os.listdir(f"/proc/{pid}/task")
         except OSError:
+            continue
+        if len(tids) != 1:
             continue
         for tid in tids:
             try:
