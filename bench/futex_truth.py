@@ -40,14 +40,22 @@ def _shared_ranges(pid: str) -> list[tuple[int, int]]:
     return out
 
 
-def private_shared_waits(comm: str) -> dict[str, tuple[int, int]]:
+def _cmdline(pid: str) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def private_shared_waits(comm: str, within: str = "") -> dict[str, tuple[int, int]]:
     """tid -> (pid, address) for every single-threaded process called COMM now
     in a private futex wait on an address inside one of its shared mappings.
     A process with several threads is left out: one of its own threads may be
     the waker (OpenSIPS 4.0's TCP main waits that way for its I/O threads)."""
     hits = {}
     for pid in (d for d in os.listdir("/proc") if d.isdigit()):
-        if _comm(pid) != comm:
+        if _comm(pid) != comm or (within and within not in _cmdline(pid)):
             continue
         ranges = None
         try:
@@ -76,8 +84,10 @@ def private_shared_waits(comm: str) -> dict[str, tuple[int, int]]:
 class Truth:
     """Samples at `hz` in a thread while the block runs."""
 
-    def __init__(self, comm: str, hz: float = 20.0):
-        self.comm, self.period = comm, 1.0 / hz
+    def __init__(self, comm: str, hz: float = 20.0, within: str = ""):
+        """within: only processes whose command line holds this text (the
+        series' own results folder), so a server someone else runs is not counted."""
+        self.comm, self.period, self.within = comm, 1.0 / hz, within
         self.since: dict[str, float] = {}
         self.longest_s = 0.0
         self.pids: set[int] = set()
@@ -89,7 +99,7 @@ class Truth:
     def _loop(self) -> None:
         while not self._stop.is_set():
             now = time.monotonic()
-            hits = private_shared_waits(self.comm)
+            hits = private_shared_waits(self.comm, self.within)
             self.samples += 1
             for tid, (pid, addr) in hits.items():
                 first = self.since.setdefault(tid, now)

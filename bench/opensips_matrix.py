@@ -76,7 +76,7 @@ def sets(name: str, duration: float) -> list[tuple[str, str]]:
 def one(args: str, out: Path) -> dict:
     cmd = [sys.executable, "-m", "harness", "target", "opensips", "--json", "-q",
            "--out", str(out), *shlex.split(args)]
-    with Truth("opensips") as truth:
+    with Truth("opensips", within=str(out)) as truth:
         t0 = time.monotonic()
         r = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=str(ROOT))
         wall = time.monotonic() - t0
