@@ -68,16 +68,27 @@ def main():
         if not shutil.which(tool):
             sys.exit(f"{tool} missing: apt-get install kamailio kamailio-tls-modules sip-tester stunnel4")
     print(f"# Kamailio, {a.workers} TLS worker(s), persistent connections, {a.duration:g} s each")
-    # 1. tlsharness load generator (the target command drives and watches Kamailio)
+    ours = ours_rate(a)
+    print(f"tlsharness loadgen : {ours['replies_per_s']:>9,.0f} OPTIONS/s  ({ours['verdict']}, "
+          f"{ours['bad']} bad)")
+    sipp_rate = sipp_rate_via_stunnel(a)
+    print(f"SIPp via stunnel   : {sipp_rate:>9,.0f} OPTIONS/s")
+    if sipp_rate:
+        print(f"ratio loadgen/SIPp : {ours['replies_per_s'] / sipp_rate:.2f}")
+
+
+def ours_rate(a) -> dict:
+    """tlsharness's load generator (the target command drives and watches Kamailio)."""
     with tempfile.TemporaryDirectory() as out:
         r = subprocess.run([sys.executable, "-m", "harness", "target", "kamailio", "--workers",
                             str(a.workers), "--load", "persistent", "--conns", "8", "--window", "8",
                             "--duration", str(a.duration), "--json", "-q", "--out", out],
                            capture_output=True, text=True, cwd=str(ROOT), timeout=a.duration + 120)
-        ours = json.loads(r.stdout)
-    print(f"tlsharness loadgen : {ours['replies_per_s']:>9,.0f} OPTIONS/s  ({ours['verdict']}, "
-          f"{ours['bad']} bad)")
-    # 2. SIPp over plain TCP into stunnel (client mode) into Kamailio's TLS port
+        return json.loads(r.stdout)
+
+
+def sipp_rate_via_stunnel(a) -> float:
+    """SIPp over plain TCP into stunnel (client mode) into Kamailio's TLS port: OPTIONS/s."""
     with tempfile.TemporaryDirectory() as d:
         d = Path(d)
         kport, sport = free_port(), free_port()
@@ -114,9 +125,7 @@ def main():
                 ok = int(last[hdr.index("SuccessfulCall(C)")])
                 elapsed = time.monotonic() - t
                 sipp_rate = ok / max(min(elapsed, a.duration), 1e-3)
-            print(f"SIPp via stunnel   : {sipp_rate:>9,.0f} OPTIONS/s")
-            if sipp_rate:
-                print(f"ratio loadgen/SIPp : {ours['replies_per_s'] / sipp_rate:.2f}")
+            return sipp_rate
         finally:
             from harness.control.children import wait_group_gone
             for p in procs:                    # ours only, by process group

@@ -100,7 +100,7 @@ def _variant_dirs(prefix: Path) -> tuple[list[str], list[str]] | None:
 def variant_extensions(user: bool = False) -> list[tuple[Extension, dict]]:
     """Variant builds: fetched Debian prefixes, or (user) the prefixes the user added."""
     import tomllib
-    from native_shim import fetch
+    from native_shim import fetchbase
     out = []
     if user:
         f = user_libs_file()
@@ -110,13 +110,13 @@ def variant_extensions(user: bool = False) -> list[tuple[Extension, dict]]:
         except (OSError, tomllib.TOMLDecodeError):
             entries = []
     else:
-        entries = [dict(v, prefix=str(fetch.prefix_of(v["name"])),
+        entries = [dict(v, prefix=str(fetchbase.prefix_of(v["name"])),
                         origin=("debian " + v["suite"]) if "suite" in v else
                         f"debian source package {v.get('source')}" + (
                             ", debug build" if v.get("build") == "openssl-debug" else ""))
-                   for v in fetch.variants()]
+                   for v in fetchbase.variants()]
     for v in entries:
-        ext = Extension("_tlsh_v_" + fetch.slug(v["name"]), ["core", "stand", "tls", v["kind"]])
+        ext = Extension("_tlsh_v_" + fetchbase.slug(v["name"]), ["core", "stand", "tls", v["kind"]])
         base = Path(v["prefix"]).parent
         if v.get("optional") and not (base / ".done").exists():
             if v.get("source") and v.get("build") != "openssl-debug":   # a source recipe

@@ -13,10 +13,10 @@ import subprocess
 import urllib.request
 from pathlib import Path
 
-from native_shim.fetch import APT, FetchError, _apt, _apt_entries, _release_codename, debian_mirror
+from native_shim.fetchbase import APT, FetchError, apt_entries, debian_mirror, private_apt, release_codename
 
 
-def _tail(text: str, n: int = 200) -> str:
+def tail(text: str, n: int = 200) -> str:
     """The line of a tool's output that says what went wrong: a compiler's first
     `error:` or apt's first `E:`, else the last line that looks like an error,
     else the last line."""
@@ -40,20 +40,20 @@ def _apt_src(suite: str) -> list[str]:
     """apt-get with fetch.py's private state directory for `suite`, reading the
     deb-src entries of that suite (and its -updates and -security, where they
     exist) from this machine's mirrors."""
-    cmd = _apt(suite)                   # state dirs, main mirror and keyring
+    cmd = private_apt(suite)           # state dirs, main mirror and keyring
     uri, key = debian_mirror()
     rolling = suite in ROLLING           # no -updates or -security suites of their own
     suites = [suite] if rolling else [suite, f"{suite}-updates"]
     lines = [f"deb-src [signed-by={key}] {uri} {s} main\n" for s in suites]
     if not rolling:
-        codename = _release_codename()
-        for u, ss, k in _apt_entries():
+        codename = release_codename()
+        for u, ss, k in apt_entries():
             if f"{codename}-security" in ss:
                 lines.append(f"deb-src [signed-by={k or key}] {u.rstrip('/')} {suite}-security main\n")
                 break
     sources = APT / suite / "etc" / "sources-src.list"
     sources.write_text("".join(lines))
-    # later -o options win: this list replaces the binary one _apt() wrote
+    # later -o options win: this list replaces the binary one private_apt() wrote
     return cmd + ["-o", f"Dir::Etc::SourceList={sources}", "-o", "APT::Sandbox::User=root"]
 
 
@@ -81,7 +81,7 @@ def find_sources(package: str, suites, major: str = "", label: str = "",
     for suite in suites:
         apt = _apt_src(suite)
         r = subprocess.run(apt + ["update"], capture_output=True, text=True, timeout=300)
-        upd_err = _tail(r.stderr) if r.returncode != 0 else ""
+        upd_err = tail(r.stderr) if r.returncode != 0 else ""
         q = subprocess.run(["apt-cache", *apt[1:], "showsrc", "--only-source", package],
                            capture_output=True, text=True, timeout=120)
         versions = sorted({m.group(1) for m in re.finditer(r"^Version:\s*(\S+)", q.stdout, re.M)},
@@ -166,7 +166,7 @@ def unpack(package: str, version: str, apt: list[str], src: Path) -> tuple[Path,
     if dsc.exists():
         files, fmt_text, listed = _dsc_files(dsc), dsc.read_text(errors="replace"), dsc.name
     else:       # some mirrors lack a version's .dsc: the signed index lists the same files
-        files, fmt_text = _index_files(package, version, apt, src, _tail(r.stderr))
+        files, fmt_text = _index_files(package, version, apt, src, tail(r.stderr))
         listed = "the suite's Sources index"
     absent = []
     for name, digest in files.items():
@@ -183,7 +183,7 @@ def unpack(package: str, version: str, apt: list[str], src: Path) -> tuple[Path,
         r = subprocess.run(["dpkg-source", "-x", dsc.name, tree.name], capture_output=True,
                            text=True, timeout=600, cwd=str(src))
         if r.returncode != 0:
-            raise FetchError(f"dpkg-source -x {dsc.name} failed: {_tail(r.stderr)}")
+            raise FetchError(f"dpkg-source -x {dsc.name} failed: {tail(r.stderr)}")
         return tree, "dpkg-source -x"
     # as dpkg-source does for 3.0 (quilt): upstream tarball, debian/ tarball, patch series
     fmt = re.search(r"^Format:\s*(.+)$", fmt_text, re.M)
@@ -211,7 +211,7 @@ def unpack(package: str, version: str, apt: list[str], src: Path) -> tuple[Path,
                             str(tree / "debian" / "patches" / p)],
                            capture_output=True, text=True, timeout=120, cwd=str(tree))
         if r.returncode != 0:
-            raise FetchError(f"debian patch {p} does not apply: {_tail(r.stdout + r.stderr)}")
+            raise FetchError(f"debian patch {p} does not apply: {tail(r.stdout + r.stderr)}")
     return tree, f"tar + {len(patches)} debian patches ({', '.join(absent)} not on the mirror)"
 
 

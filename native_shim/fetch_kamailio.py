@@ -33,8 +33,8 @@ import time
 from pathlib import Path
 
 from native_shim import debsrc
-from native_shim.debsrc import _tail
-from native_shim.fetch import ROOT, FetchError
+from native_shim.debsrc import tail
+from native_shim.fetchbase import ROOT, FetchError
 
 BASE = ROOT / "build" / "kamailio6"
 SRC = BASE / "src"
@@ -83,7 +83,7 @@ def ensure_build_deps(quiet: bool) -> list[str]:
         subprocess.run(["apt-get", "update", "-q"], capture_output=True, text=True, timeout=300, env=env)
         r = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env)
     if r.returncode != 0:
-        raise FetchError(f"{' '.join(cmd)} failed: {_tail(r.stderr)}")
+        raise FetchError(f"{' '.join(cmd)} failed: {tail(r.stderr)}")
     return missing
 
 
@@ -110,14 +110,14 @@ def run_step(name: str, cmd: list[str], tree: Path, quiet: bool) -> None:
     with log.open("w") as f:
         r = subprocess.run(cmd, cwd=str(tree), stdout=f, stderr=subprocess.STDOUT, timeout=3600)
     if r.returncode != 0:
-        raise FetchError(f"{' '.join(cmd[:3])} failed ({_rel(log)}): {_tail(log.read_text(errors='replace'))}")
+        raise FetchError(f"{' '.join(cmd[:3])} failed ({_rel(log)}): {tail(log.read_text(errors='replace'))}")
 
 
 def kamailio_version(binary: Path) -> str:
     r = subprocess.run([str(binary), "-v"], capture_output=True, text=True, timeout=30)
     m = re.search(r"version:\s*kamailio\s+(\S+)", r.stdout + r.stderr)
     if r.returncode != 0 or not m:
-        raise FetchError(f"{_rel(binary)} -v does not run: {_tail(r.stdout + r.stderr)}")
+        raise FetchError(f"{_rel(binary)} -v does not run: {tail(r.stdout + r.stderr)}")
     return m.group(1)
 
 

@@ -30,8 +30,7 @@ from pathlib import Path
 
 from native_shim import debsrc, headers
 from native_shim.buildenv import prefix_env
-from native_shim.debsrc import _tail
-from native_shim.fetch import FetchError, prefix_of, variants
+from native_shim.fetchbase import FetchError, prefix_of, variants
 
 JOBS = str(min(2, os.cpu_count() or 1))
 
@@ -56,7 +55,7 @@ def _run(cmd: list[str], cwd: Path, log, timeout: int = 3600) -> None:
     if r.returncode != 0:
         log.flush()
         text = Path(log.name).read_text(errors="replace")
-        raise FetchError(f"{' '.join(cmd[:3])} failed: {_tail(text)}")
+        raise FetchError(f"{' '.join(cmd[:3])} failed: {debsrc.tail(text)}")
 
 
 def build_cmake_mbedtls(v: dict, tree: Path, dest: Path, log) -> None:
@@ -321,7 +320,7 @@ def _tree_of(source: Path, work: Path) -> Path:
     r = subprocess.run(["tar", "-xf", str(source), "-C", str(tree)], capture_output=True,
                        text=True, timeout=600)
     if r.returncode != 0:
-        raise FetchError(f"--from-source {source}: not a tarball tar can read ({_tail(r.stderr)})")
+        raise FetchError(f"--from-source {source}: not a tarball tar can read ({debsrc.tail(r.stderr)})")
     inner = [d for d in tree.iterdir()]
     return inner[0] if len(inner) == 1 and inner[0].is_dir() else tree
 

@@ -167,7 +167,9 @@ def test_interrupted_campaign_resumes_without_repeating_a_run(tmp_path):
 
 
 def _table(md: str) -> list[list[str]]:
-    """The report's rows: library .. failure rate (the measured columns differ run to run)."""
+    """The report's rows: library .. failure rate (the measured columns differ run to run);
+    the results table only, not the safety table, which sums the whole run history."""
+    md = md.split("## Safety table", 1)[0]
     return [line.split("|")[1:7] for line in md.splitlines() if line.startswith("| openssl")]
 
 
@@ -236,3 +238,21 @@ def test_readme_dask_commands_bind_to_loopback_without_dashboards():
     for what in ("scheduler", "worker"):
         h = subprocess.run([str(exe), what, "--help"], capture_output=True, text=True, timeout=60)
         assert "--no-dashboard" in h.stdout and "--host" in h.stdout, h.stdout[-500:]
+
+
+def test_each_verb_has_its_own_options(tmp_path):
+    """campaign plan | run | merge are subcommands: a verb's help names its own
+    options only, and another verb's option is refused in one line."""
+    from harness.cli import parser
+    verbs = next(a for a in parser()._actions if a.dest == "cmd").choices["campaign"]
+    verbs = next(a for a in verbs._actions if a.dest == "action").choices
+    opts = {v: {o for a in p._actions for o in a.option_strings} for v, p in verbs.items()}
+    assert {"--libs", "--repeat", "--emit", "--out"} <= opts["plan"]
+    assert {"--scheduler", "--shard", "--quiet"} <= opts["run"]
+    assert not opts["plan"] & {"--scheduler", "--shard"} and not opts["run"] & {"--libs", "--out"}
+    assert opts["merge"] == {"-h", "--help"}
+    r = tlsharness("campaign", "run", str(tmp_path), "--libs", "openssl")
+    assert r.returncode == 2 and r.stderr.strip() == \
+        "tlsharness: error: unrecognized arguments: --libs openssl", r.stderr
+    r = tlsharness("campaign", "plan", "--help")
+    assert r.returncode == 0 and "--libs" in r.stdout and "--scheduler" not in r.stdout

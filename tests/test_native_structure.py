@@ -318,3 +318,21 @@ def test_activities_come_from_the_core(core):
     ab = progress.abbreviations()
     assert set(ab) == set(listed_names := [n for _, n in listed])
     assert len(set(ab.values())) == len(listed_names), "two activities share a letter"
+
+
+def test_exit_codes_agree_with_python():
+    """The exit codes C gives its processes (src/exits.h) are the ones
+    harness.vocab.ProcExit names, and no C file writes one as a bare number."""
+    from harness.vocab import ProcExit
+    defined = {m.group(1): int(m.group(2)) for m in
+               re.finditer(r"#define TLSH_EXIT_(\w+)\s+(\d+)", (SRC / "exits.h").read_text())}
+    assert defined and all(ProcExit[name] == code for name, code in defined.items()), defined
+    bare = [f"{f.name}: {m.group(0)}" for f in sorted(SRC.glob("*.c"))
+            for m in re.finditer(r"\b_?exit\((\d+)\)", f.read_text())
+            if int(m.group(1)) in set(defined.values())]
+    assert not bare, f"exit codes written as numbers (use exits.h): {bare}"
+
+
+def test_one_cpu_relax():
+    hits = [f.name for f in sorted(SRC.glob("*.[ch]")) if "void cpu_relax(" in f.read_text()]
+    assert hits == ["relax.h"], hits

@@ -4,16 +4,16 @@ its prefix and found there.  Decided without building anything."""
 import os
 from pathlib import Path
 
-from native_shim import buildenv, debsrc, fetch, srcbuild
+from native_shim import buildenv, debsrc, fetchbase, srcbuild
 
 
 def _sources_list(monkeypatch, tmp_path, suite):
-    monkeypatch.setattr(fetch, "APT", tmp_path)
+    monkeypatch.setattr(fetchbase, "APT", tmp_path)
     monkeypatch.setattr(debsrc, "APT", tmp_path)
     monkeypatch.setattr(debsrc, "debian_mirror", lambda: ("http://mirror.invalid/debian", "/k.gpg"))
-    monkeypatch.setattr(fetch, "debian_mirror", lambda: ("http://mirror.invalid/debian", "/k.gpg"))
-    monkeypatch.setattr(debsrc, "_release_codename", lambda: "bookworm")
-    monkeypatch.setattr(debsrc, "_apt_entries", lambda: [
+    monkeypatch.setattr(fetchbase, "debian_mirror", lambda: ("http://mirror.invalid/debian", "/k.gpg"))
+    monkeypatch.setattr(debsrc, "release_codename", lambda: "bookworm")
+    monkeypatch.setattr(debsrc, "apt_entries", lambda: [
         ("http://security.invalid/debian-security", ["bookworm-security"], "")])
     debsrc._apt_src(suite)
     return (tmp_path / suite / "etc" / "sources-src.list").read_text().split()

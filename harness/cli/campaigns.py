@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 
 from harness.cli.common import int_in
 from harness.verdicts import EXIT_USAGE
@@ -108,22 +107,47 @@ def _merge(ns) -> int:
 
 def add_parsers(sub) -> None:
     c = sub.add_parser("campaign", help="a matrix of runs as data: plan, run (here or on Dask "
-                       "workers, resumable, sharded), merge into a report")
-    c.add_argument("action", choices=["plan", "run", "merge"], help="plan | run DIR | merge DIR [DIR...]")
-    c.add_argument("dir", nargs="?", help="run/merge: the campaign folder")
-    c.add_argument("others", nargs="*", help="merge: shard folders to join into DIR")
-    c.add_argument("--libs", default=None, help="plan: comma-separated (default: every built system library)")
-    c.add_argument("--scenarios", default="handoff-per-message", help="plan: comma-separated scenarios")
-    c.add_argument("--mitigations", default="none", help="plan: ';'-separated sets, each comma-separated")
-    c.add_argument("--repeat", type=int_in(1, 10000), default=3, help="plan: runs per cell (default 3)")
-    c.add_argument("--duration", type=float, default=None, help="plan: override the scenarios' durations")
-    c.add_argument("--emit", choices=["github-matrix"], help="plan: print a CI matrix instead")
-    c.add_argument("--shards", type=int_in(1, 256), default=4, help="plan --emit: number of shards (default 4)")
-    c.add_argument("--scheduler", help="run: Dask scheduler address (tcp://HOST:8786); default: here")
-    c.add_argument("--shard", help="run: I/N, every N-th run starting at I")
-    c.add_argument("--out", default="results", help="plan: results folder (default ./results)")
-    c.add_argument("--quiet", "-q", action="store_true", help="no progress lines")
-    c.set_defaults(fn=_checked)
+                       "workers, resumable, sharded), merge into a report",
+                       description="A matrix of runs as data: `campaign plan` writes the "
+                       "manifest, `campaign run` runs what is left of it (here, sharded, or on "
+                       "Dask workers), `campaign merge` joins shards into the compare report.")
+    verbs = c.add_subparsers(dest="action", required=True, metavar="{plan,run,merge}",
+                             help="each verb has its own options: campaign VERB --help",
+                             parser_class=type(c))
+    _add_plan(verbs)
+    r = verbs.add_parser("run", help="run what is left of a campaign (resumable)",
+                         description="Run every run of the campaign that has no outcome yet, "
+                         "one at a time here or on Dask workers; run it again to go on.")
+    r.add_argument("dir", nargs="?", metavar="DIR",
+                   help="the campaign folder, or its campaign.json")
+    r.add_argument("--scheduler", help="Dask scheduler address (tcp://HOST:8786); default: here")
+    r.add_argument("--shard", help="I/N: every N-th run starting at I")
+    r.add_argument("--quiet", "-q", action="store_true", help="no progress lines")
+    r.set_defaults(fn=_checked)
+    m = verbs.add_parser("merge", help="join shard folders into DIR and write the report",
+                         description="Join the outcomes of shard folders into the campaign "
+                         "folder DIR and write the report `compare` gives, with the time per "
+                         "machine.")
+    m.add_argument("dir", nargs="?", metavar="DIR", help="the campaign folder, or its campaign.json")
+    m.add_argument("others", nargs="*", metavar="SHARD", help="shard folders to join into DIR")
+    m.set_defaults(fn=_checked)
+
+
+def _add_plan(verbs) -> None:
+    p = verbs.add_parser("plan", help="write a campaign's manifest (libraries x scenarios x "
+                         "mitigation sets x repeats)",
+                         description="Write a new campaign folder under --out with its manifest "
+                         "campaign.json, every run checked before the folder exists.")
+    p.add_argument("--libs", default=None, help="comma-separated (default: every built system library)")
+    p.add_argument("--scenarios", default="handoff-per-message", help="comma-separated scenarios")
+    p.add_argument("--mitigations", default="none", help="';'-separated sets, each comma-separated")
+    p.add_argument("--repeat", type=int_in(1, 10000), default=3, help="runs per cell (default 3)")
+    p.add_argument("--duration", type=float, default=None, help="override the scenarios' durations")
+    p.add_argument("--emit", choices=["github-matrix"], help="print a CI matrix instead")
+    p.add_argument("--shards", type=int_in(1, 256), default=4,
+                   help="with --emit: number of shards (default 4)")
+    p.add_argument("--out", default="results", help="results folder (default ./results)")
+    p.set_defaults(fn=_checked)
 
 
 def _checked(ns, argv) -> int:

@@ -6,7 +6,7 @@ import sys
 from harness.spec.config import ConfigError
 from harness.verdicts import EXIT_HARNESS, EXIT_USAGE
 from harness.cli.common import int_in
-from harness.cli.runs import _lib_error
+from harness.cli.runs import lib_error
 
 
 def cmd_mitigations(ns, argv) -> int:
@@ -56,7 +56,7 @@ def _new_mitigations(ns):
     from harness.spec import params, scenario
     if not ns.lib:
         raise ConfigError("mitigations needs --lib LIB (or --resume DIR)")
-    err = _lib_error(ns.lib)
+    err = lib_error(ns.lib)
     if err:
         raise ConfigError(err)
     if ns.duration is not None and not 0.5 <= ns.duration <= 3600:

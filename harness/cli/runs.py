@@ -161,13 +161,13 @@ def checked_config(ns):
         except userlibs.UserLibError as e:
             raise ConfigError(str(e)) from None
     cfg = config_from_args(ns)
-    err = _lib_error(cfg.lib)
+    err = lib_error(cfg.lib)
     if err:
         raise ConfigError(err)
     return cfg
 
 
-def _lib_error(lib: str) -> str | None:
+def lib_error(lib: str) -> str | None:
     from harness.builds import backends
     built = backends.availability()
     if lib not in built:

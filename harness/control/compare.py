@@ -20,6 +20,7 @@ from harness.analysis import results
 from harness.analysis.stats import cell_stats, kept
 from harness.spec import runflags, scenario
 from harness.spec.config import ConfigError
+from harness.vocab import M
 
 
 class CompareError(ValueError):
@@ -184,7 +185,7 @@ def bar(done: int, total: int, width: int = 28) -> str:
 # -- `tlsharness mitigations`: failure families × mitigation sets, one library ----------
 
 # mitigations for one library's own trouble: in the default sets only for it
-LIB_SPECIFIC = {"write-dup": "wolfssl", "warm-methods": "boringssl"}
+LIB_SPECIFIC = {M.WRITE_DUP: "wolfssl", M.WARM_METHODS: "boringssl"}
 
 
 def default_sets(known, lib: str = "") -> list[tuple]:
@@ -193,8 +194,8 @@ def default_sets(known, lib: str = "") -> list[tuple]:
     `known` is params.MITIGATIONS, read when called (it grows)."""
     sets = [()] + [(m,) for m in known
                    if m not in LIB_SPECIFIC or lib.startswith(LIB_SPECIFIC[m])]
-    if "pshared" in known and "prefork-thread" in known:
-        sets.append(("pshared", "prefork-thread"))
+    if M.PSHARED in known and M.PREFORK_THREAD in known:
+        sets.append((M.PSHARED, M.PREFORK_THREAD))
     return sets
 
 

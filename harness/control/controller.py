@@ -32,6 +32,7 @@ from harness.verdicts import exit_code
 from harness.watchdog.history import cpu_stall_us
 from harness.watchdog import BUSY, Thresholds, Verdict, Watchdog
 from harness.verdicts import V
+from harness.vocab import M, ProcExit
 
 
 MEMORY_LABELS = {"shared": "shared (library allocator hooked to the arena)",
@@ -149,7 +150,7 @@ class Run:
         if cfg.memory == "interpose":        # forced mode: the whole stand's heap in the arena
             preload.append("libtlsh_interpose.so")
             env["TLSH_INTERPOSE_MB"] = str(cfg.arena_mb)
-        if "pshared" in cfg.mitigations:
+        if M.PSHARED in cfg.mitigations:
             preload.append("libtlsh_pshared.so")
         if cfg.chaos:
             preload.append("libtlsh_chaos.so")
@@ -168,7 +169,7 @@ class Run:
                 return
             if self.stand.poll() is not None:
                 err = self.status.header()["error"] or measures.tail(self.dir / "stand.log")
-                if self.stand.returncode == 79:
+                if self.stand.returncode == ProcExit.UNSUPPORTED:
                     raise Unsupported(err)
                 if self.stand.returncode < 0:       # killed by a signal: the library, in set-up
                     raise StandCrashed(-self.stand.returncode)
@@ -366,13 +367,13 @@ class Run:
             "all_conns_open_s": rel(self.all_open_ns) / 1000 if rel(self.all_open_ns) is not None
             else None,
             "rand_method": {"calls": s["hdr"]["rand_calls"], "reentries": s["hdr"]["rand_reentries"]}
-            if s and (self.cfg.rand_lock != "none" or "locked-rand" in self.cfg.mitigations) else None,
+            if s and (self.cfg.rand_lock != "none" or M.LOCKED_RAND in self.cfg.mitigations) else None,
             "rejected_handshakes": lg.get("rejected", 0), "rekeys": lg.get("rekeys", 0),
             **abuse_figures(lg),
             "rw_overlaps": s["hdr"]["rw_overlaps"] if s and (self.cfg.conn_locks == "split"
                                                           or self.cfg.session_sharing == "concurrent")
             else None,
-            "write_dups": s["hdr"]["write_dups"] if s and "write-dup" in self.cfg.mitigations
+            "write_dups": s["hdr"]["write_dups"] if s and M.WRITE_DUP in self.cfg.mitigations
             else None,
             "resumed_handshakes": lg.get("resumed", 0), "client": getattr(self, "client", None),
             "loadgen_cpu_s": getattr(self, "loadgen_cpu_s", None),

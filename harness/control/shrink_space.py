@@ -20,6 +20,7 @@ from pathlib import Path
 
 from harness.spec.params import PARAMS
 from harness.verdicts import FAILURES, V
+from harness.vocab import M
 
 
 class ShrinkError(ValueError):
@@ -198,9 +199,9 @@ def run_flags(config: dict) -> list[str]:
         if p.flag is None or p.name in ("out", "seed") or p.name not in config:
             continue
         v = config[p.name]
-        if p.name not in ALWAYS and v == p.initial() or (p.name == "global_lock" and "global-lock" in config.get("mitigations", [])):
+        if p.name not in ALWAYS and v == p.initial() or (p.name == "global_lock" and M.GLOBAL_LOCK in config.get("mitigations", [])):
             continue
-        if p.name == "ctx" and "per-worker-ctx" in config.get("mitigations", []):
+        if p.name == "ctx" and M.PER_WORKER_CTX in config.get("mitigations", []):
             continue
         if p.type is bool:
             if p.negate and not v:
@@ -267,8 +268,8 @@ def scenario_text(origin: Origin, config: dict, note: str) -> str:
             continue
         v = config[p.name]
         mits = config.get("mitigations") or []
-        if v == p.initial() or (p.name == "global_lock" and "global-lock" in mits) or \
-                (p.name == "ctx" and "per-worker-ctx" in mits):
+        if v == p.initial() or (p.name == "global_lock" and M.GLOBAL_LOCK in mits) or \
+                (p.name == "ctx" and M.PER_WORKER_CTX in mits):
             continue
         if p.type is bool:
             params[p.dest] = True

@@ -12,6 +12,8 @@ import os
 import signal
 import sys
 
+from harness.vocab import ProcExit
+
 
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
@@ -22,7 +24,7 @@ def main(argv=None) -> int:
     from harness.builds import native
     ffi, lib = native.load(cfg["ext"])       # the client build the controller chose
     if lib.tlsh_set_pdeathsig(signal.SIGKILL, controller) != 0:
-        os._exit(70)
+        os._exit(ProcExit.ORPHANED)          # the controller is already gone
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     stride = ffi.sizeof("struct tlsh_lg_counters")
     mm = mmap.mmap(fd, stride * max(index + 1, cfg["c"].get("nclients", 1)))   # all clients
@@ -36,4 +38,4 @@ def main(argv=None) -> int:
         print(f"loadgen: {ffi.string(counters.error).decode(errors='replace')}",
               file=sys.stderr, flush=True)
     sys.stdout.flush()
-    os._exit(0 if rc == 0 else 1)
+    os._exit(ProcExit.OK if rc == 0 else ProcExit.FAILED)

@@ -12,6 +12,7 @@ import random
 from harness.spec import params
 from harness.spec import io_model
 from harness.spec.params import FAULTS, MITIGATIONS, PARAMS, ConfigError
+from harness.vocab import M
 
 
 def _field(p):
@@ -101,18 +102,18 @@ def _apply_mitigations(cfg) -> None:
     if unknown:
         raise ConfigError(f"--mitigate: unknown {', '.join(unknown)} "
                           f"(known: {', '.join(MITIGATIONS)})")
-    if "global-lock" in cfg.mitigations:
+    if M.GLOBAL_LOCK in cfg.mitigations:
         cfg.global_lock = True
-    if "per-worker-ctx" in cfg.mitigations:
+    if M.PER_WORKER_CTX in cfg.mitigations:
         cfg.ctx = "per-worker"
-    if "single-process" in cfg.mitigations:
+    if M.SINGLE_PROCESS in cfg.mitigations:
         cfg.workers = 1
         if cfg.fault.get("kind", "none") != "none":
             cfg.fault["slot"] = 1
-    if cfg.global_lock and "global-lock" not in cfg.mitigations:
-        cfg.mitigations.append("global-lock")
-    if cfg.ctx == "per-worker" and "per-worker-ctx" not in cfg.mitigations:
-        cfg.mitigations.append("per-worker-ctx")
+    if cfg.global_lock and M.GLOBAL_LOCK not in cfg.mitigations:
+        cfg.mitigations.append(M.GLOBAL_LOCK)
+    if cfg.ctx == "per-worker" and M.PER_WORKER_CTX not in cfg.mitigations:
+        cfg.mitigations.append(M.PER_WORKER_CTX)
 
 
 FD_MARGIN = 256        # the stand's own descriptors beside its connections

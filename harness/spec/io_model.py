@@ -9,9 +9,10 @@ is refused here in one line.
 from __future__ import annotations
 
 from harness.spec.params import ConfigError
+from harness.vocab import M
 
 # mitigations that act on the process model (or need pid-keyed locks)
-_NOT_WITH_THREADS = ("single-process", "global-lock", "write-dup", "locked-rand")
+_NOT_WITH_THREADS = (M.SINGLE_PROCESS, M.GLOBAL_LOCK, M.WRITE_DUP, M.LOCKED_RAND)
 _FAULTS = ("none", "hog", "block", "spin")
 
 

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any, Callable
 
+from harness.vocab import M
+
 
 class ConfigError(ValueError):
     pass
@@ -115,22 +117,22 @@ FAULTS = ("none", "block", "spin", "die", "stop", "crash", "leak", "hog")
 
 # mitigations the servers shipped, combinable (docs/scenarios.md)
 MITIGATIONS = {
-    "pshared": "locks the library creates forced PTHREAD_PROCESS_SHARED (LD_PRELOAD; "
+    M.PSHARED: "locks the library creates forced PTHREAD_PROCESS_SHARED (LD_PRELOAD; "
                "OpenSIPS ssl_tweaks.h, Kamailio TLS_PTHREAD_MUTEX_SHARED)",
-    "prefork-thread": "library init and contexts in a throwaway thread before fork "
+    M.PREFORK_THREAD: "library init and contexts in a throwaway thread before fork "
                       "(Kamailio tls_threads_mode=1)",
-    "global-lock": "one lock around all TLS work of a connection (OpenSIPS 3.2 tls_global_lock)",
-    "per-worker-ctx": "one SSL_CTX per worker, created before fork (OpenSIPS #1799)",
-    "atfork-stop": "pthread_atfork(prepare = OPENSSL_thread_stop): the parent's per-thread state "
+    M.GLOBAL_LOCK: "one lock around all TLS work of a connection (OpenSIPS 3.2 tls_global_lock)",
+    M.PER_WORKER_CTX: "one SSL_CTX per worker, created before fork (OpenSIPS #1799)",
+    M.ATFORK_STOP: "pthread_atfork(prepare = OPENSSL_thread_stop): the parent's per-thread state "
                    "released before every fork (OpenSIPS PR #3841, Kamailio tls_threads_mode=2)",
-    "no-atexit": "no library cleanup at exit (OPENSSL_INIT_NO_ATEXIT; OpenSIPS #1121, #1304)",
-    "locked-rand": "the RAND method under a shared lock, re-entrant per process (OpenSIPS "
+    M.NO_ATEXIT: "no library cleanup at exit (OPENSSL_INIT_NO_ATEXIT; OpenSIPS #1121, #1304)",
+    M.LOCKED_RAND: "the RAND method under a shared lock, re-entrant per process (OpenSIPS "
                    "#1799/#1953, Kamailio rand_engine)",
-    "single-process": "all TLS I/O in one process (OpenSIPS 4.0, Kamailio tcp_main_threads): one "
+    M.SINGLE_PROCESS: "all TLS I/O in one process (OpenSIPS 4.0, Kamailio tcp_main_threads): one "
                       "worker serves every connection",
-    "write-dup": "wolfSSL_write_dup after the handshake (OpenSIPS tls_wolfssl); needs a wolfSSL "
+    M.WRITE_DUP: "wolfSSL_write_dup after the handshake (OpenSIPS tls_wolfssl); needs a wolfSSL "
                  "built with HAVE_WRITE_DUP",
-    "warm-methods": "every digest and cipher method used once in the parent before fork, so "
+    M.WARM_METHODS: "every digest and cipher method used once in the parent before fork, so "
                     "that tables a library fills on first use (BoringSSL's EVP_sha1() and "
                     "friends) are filled in every worker's memory",
 }
@@ -212,7 +214,7 @@ PARAMS: tuple[Param, ...] = (
           "blocks in two workers are a corruption verdict", c=(CField(S, "check_random"),)),
     Param("mitigations", "", "comma-separated mitigations: " + ", ".join(MITIGATIONS) +
           " (see docs/scenarios.md)", kind=list, parse=parse_list, flag="--mitigate",
-          c=(CField(S, "write_dup", lambda cfg: int("write-dup" in cfg.mitigations)),)),
+          c=(CField(S, "write_dup", lambda cfg: int(M.WRITE_DUP in cfg.mitigations)),)),
     Param("parent_use", False, "the stand's main thread uses the library before fork, as other "
           "modules of a server do (libcurl, TLS redis)"),
     Param("shutdown", "kill", "end of run: kill (workers SIGKILLed) | exit (workers leave through "

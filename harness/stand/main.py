@@ -14,8 +14,7 @@ import signal
 import sys
 import time
 
-EXIT_SETUP = 78        # EX_CONFIG: the stand could not be set up (reason in status.error)
-EXIT_UNSUPPORTED = 79  # the library cannot do what the run asks (reason in status.error)
+from harness.vocab import M, ProcExit
 
 
 def _guard_libcrypto():
@@ -27,7 +26,7 @@ def _guard_libcrypto():
 class SetupFailed(Exception):
     """The stand cannot be set up: the reason goes to the status segment."""
 
-    def __init__(self, msg: str, code: int = EXIT_SETUP):
+    def __init__(self, msg: str, code: int = ProcExit.SETUP):
         super().__init__(msg)
         self.code = code
 
@@ -44,7 +43,7 @@ def main(argv=None) -> int:
     be = backends.get(cfg["lib"])
     ffi, lib = be.ffi, be.lib
     if lib.tlsh_set_pdeathsig(signal.SIGKILL, controller) != 0:
-        os._exit(70)                        # the controller is already gone
+        os._exit(ProcExit.ORPHANED)         # the controller is already gone
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     from harness.spec.io_model import nslots_of
     st, _mapping = _status(ffi, lib, status_fd, nslots_of(cfg))   # the mapping lives as long as main
@@ -58,7 +57,7 @@ def main(argv=None) -> int:
         try:
             ctxs = _contexts(cfg, be, st)
         except backends.Unsupported as e:
-            raise SetupFailed(str(e), EXIT_UNSUPPORTED) from None
+            raise SetupFailed(str(e), ProcExit.UNSUPPORTED) from None
         except backends.BackendError as e:
             raise SetupFailed(str(e)) from None
         if cfg["memory"] == "shared":
@@ -66,7 +65,7 @@ def main(argv=None) -> int:
         if cfg.get("chaos"):
             _chaos(st)
         stand = _new_stand(cfg, ffi, lib, st, arena)
-        if "write-dup" in cfg.get("mitigations", []):
+        if M.WRITE_DUP in cfg.get("mitigations", []):
             lib.tlsh_stand_set_write_dup(stand, be._optional("write_dup"))
     except SetupFailed as e:
         data = str(e).encode()[:255]
@@ -142,7 +141,7 @@ def _arena(cfg, be, st):
         try:
             hooked = be.hook(arena)
         except backends.Unsupported as e:
-            raise SetupFailed(str(e), EXIT_UNSUPPORTED) from None
+            raise SetupFailed(str(e), ProcExit.UNSUPPORTED) from None
         if not hooked:
             raise _refused(cfg, be)
     else:
@@ -159,7 +158,7 @@ def _refused(cfg, be) -> SetupFailed:
     from harness.stand import hookcheck
     what, reason = hookcheck.classify(be.name, be.kind,
                                       hookcheck.measure(be.name, cfg["cert"], cfg["key"]))
-    return SetupFailed(reason, EXIT_UNSUPPORTED if what == "stub" else EXIT_SETUP)
+    return SetupFailed(reason, ProcExit.UNSUPPORTED if what == "stub" else ProcExit.SETUP)
 
 
 def _ciphers(cfg, be) -> str:
@@ -168,15 +167,15 @@ def _ciphers(cfg, be) -> str:
     try:
         return ciphers.for_kind(be.kind, cfg.get("ciphers", ""))
     except ciphers.CipherError as e:
-        raise SetupFailed(f"{be.name}: {e}", EXIT_UNSUPPORTED) from None
+        raise SetupFailed(f"{be.name}: {e}", ProcExit.UNSUPPORTED) from None
 
 
 def _check_mitigations(cfg, be) -> None:
     mitig = cfg.get("mitigations", [])
-    if "write-dup" in mitig and be._optional("write_dup") is None:
+    if M.WRITE_DUP in mitig and be._optional("write_dup") is None:
         raise SetupFailed(f"{be.name}: {be.UNSUPPORTED['write_dup']}; this build has "
-                          f"{be.caps()['flags'] or 'no such flag'}", EXIT_UNSUPPORTED)
-    if "pshared" in mitig and _preloaded("tlsh_pshared_forced") is None:
+                          f"{be.caps()['flags'] or 'no such flag'}", ProcExit.UNSUPPORTED)
+    if M.PSHARED in mitig and _preloaded("tlsh_pshared_forced") is None:
         raise SetupFailed("--mitigate pshared: libtlsh_pshared.so is not preloaded")
 
 
@@ -189,8 +188,8 @@ def _contexts(cfg, be, st) -> list:
     ver = be.version().encode()[:95]
     ffi.memmove(st.lib_version, ver + b"\0", len(ver) + 1)
     nctx = cfg["workers"] if cfg["ctx"] == "per-worker" else 1
-    no_atexit = "no-atexit" in mitig
-    if "prefork-thread" in mitig:
+    no_atexit = M.NO_ATEXIT in mitig
+    if M.PREFORK_THREAD in mitig:
         # init and contexts in a throwaway thread: the main thread, whose
         # state every worker inherits, never touches the library
         be.check_tls(cfg["tls"])
@@ -206,11 +205,11 @@ def _contexts(cfg, be, st) -> list:
         be.init(no_atexit)
         ctxs = [be.ctx_new(cfg["cert"], cfg["key"], cfg["tls"], cfg.get("ciphers", ""),
                            cfg.get("tickets", True)) for _ in range(nctx)]
-    if "locked-rand" in mitig or cfg.get("rand_lock", "none") != "none":
-        be.rand_wrap(reentrant="locked-rand" in mitig)
-    if "atfork-stop" in mitig:
+    if M.LOCKED_RAND in mitig or cfg.get("rand_lock", "none") != "none":
+        be.rand_wrap(reentrant=M.LOCKED_RAND in mitig)
+    if M.ATFORK_STOP in mitig:
         be.atfork_stop()
-    if "warm-methods" in mitig:
+    if M.WARM_METHODS in mitig:
         be.warm_methods()
     if cfg.get("parent_use"):
         be.parent_use()
@@ -226,7 +225,7 @@ def _check_in_arena(be, arena, ctx) -> None:
     if not in_arena:
         raise SetupFailed(f"{be.name}: its allocator hook was accepted but a session object is "
                           "not in the arena, so it cannot be shared (use --memory interpose)",
-                          EXIT_UNSUPPORTED)
+                          ProcExit.UNSUPPORTED)
 
 
 def _chaos(st) -> None:

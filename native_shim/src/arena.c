@@ -14,6 +14,7 @@
  * + pid of the freeing process) so that a second free is detected.
  * All list pointers are stored as offsets from the arena base. */
 #include "tlsh_arena.h"
+#include "relax.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -86,15 +87,6 @@ static inline pid_t my_pid(void)
 }
 
 /* ---- spinlock (OpenSIPS FAST_LOCK with ADAPTIVE_WAIT) -------------------- */
-
-static inline void cpu_relax(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#elif defined(__aarch64__)
-    __asm__ __volatile__("yield" ::: "memory");
-#endif
-}
 
 static inline void arena_lock(struct tlsh_arena *a)
 {

@@ -11,6 +11,7 @@
  * process's heap (no arena), and this file's state is private to it too. */
 #define _GNU_SOURCE
 #include "stand_internal.h"
+#include "exits.h"
 #include "tlsh_sip.h"
 #include "tlsh_util.h"
 #include <errno.h>
@@ -410,7 +411,7 @@ static struct io *io_new(struct tlsh_stand *st, const struct tlsh_tls_ops *ops, 
     io->conns = calloc((size_t)n, sizeof(struct ioconn));
     io->freelist = malloc(sizeof(int) * n);
     io->th = calloc((size_t)io->nth, sizeof(struct iothread));
-    if (!io->conns || !io->freelist || !io->th) _exit(71);
+    if (!io->conns || !io->freelist || !io->th) _exit(TLSH_EXIT_NO_RESOURCES);
     pthread_mutex_init(&io->flock, NULL);
     for (int i = 0; i < n; i++) {
         pthread_mutex_init(&io->conns[i].io, NULL);
@@ -437,7 +438,7 @@ void tlsh_io_main(struct tlsh_stand *st, const struct tlsh_tls_ops *ops, void *c
         if (st->cfg.fault_kind != TLSH_FAULT_NONE && st->cfg.fault_slot == t + 1)
             T->fault_at_ns = tlsh_now_ns() + (int64_t)st->cfg.fault_after_ms * 1000000LL;
         if (T->ep < 0 || T->evfd < 0 || !T->queue || pthread_create(&T->th, NULL, thread_main, T))
-            _exit(71);
+            _exit(TLSH_EXIT_NO_RESOURCES);
     }
     struct tlsh_slot *me = &st->status->slots[0];
     int ep = epoll_create1(EPOLL_CLOEXEC);

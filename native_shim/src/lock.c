@@ -2,20 +2,12 @@
 /* Application locks in shared memory: spin (OpenSIPS FAST_LOCK with
  * ADAPTIVE_WAIT), process-shared futex mutex, robust process-shared mutex. */
 #include "tlsh_lock.h"
+#include "relax.h"
 
 #include <errno.h>
 #include <sched.h>
 #include <string.h>
 #include <unistd.h>
-
-static inline void cpu_relax(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#elif defined(__aarch64__)
-    __asm__ __volatile__("yield" ::: "memory");
-#endif
-}
 
 int tlsh_lock_init(tlsh_lock *l, int flavor, int id)
 {

@@ -4,6 +4,7 @@
 #define _GNU_SOURCE
 #include "stand_internal.h"
 #include "chan.h"
+#include "exits.h"
 #include "tlsh_util.h"
 #include <arpa/inet.h>
 #include <errno.h>
@@ -15,6 +16,24 @@
 #include <sys/socket.h>
 #include <sys/prctl.h>
 #include <unistd.h>
+
+/* A stand set-up that failed half-way: free what was made (nchans channel
+ * pairs, the listening socket, the shared maps), so that a caller that goes
+ * on (a test, a retry) keeps no descriptor or mapping of it. */
+static struct tlsh_stand *stand_new_failed(struct tlsh_stand *st, int nchans)
+{
+    for (int s = 1; s <= nchans; s++) {
+        close(st->chan_l[s]);
+        close(st->chan_w[s]);
+    }
+    if (st->listen_fd >= 0) close(st->listen_fd);
+    if (st->ctx_lock) tlsh_shared_unmap(st->ctx_lock, sizeof(tlsh_lock) + sizeof(void *));
+    if (st->conns) tlsh_shared_unmap(st->conns, st->conns_bytes);
+    free(st->ioch_io);                  /* tlsh_io_prepare's, if it got that far */
+    free(st->ioch_w);
+    free(st);
+    return NULL;
+}
 
 struct tlsh_stand *tlsh_stand_new(const struct tlsh_stand_cfg *cfg, struct tlsh_status *status,
                                   tlsh_arena *arena, char *err, size_t errlen)
@@ -28,6 +47,7 @@ struct tlsh_stand *tlsh_stand_new(const struct tlsh_stand_cfg *cfg, struct tlsh_
     }
     struct tlsh_stand *st = calloc(1, sizeof(*st));
     if (!st) { snprintf(err, errlen, "out of memory"); return NULL; }
+    st->listen_fd = -1;                 /* 0 is a descriptor: nothing opened yet */
     st->cfg = *cfg;
     st->status = status;
     st->arena = arena;
@@ -35,26 +55,25 @@ struct tlsh_stand *tlsh_stand_new(const struct tlsh_stand_cfg *cfg, struct tlsh_
     st->conns = tlsh_shared_map(st->conns_bytes);
     if (!st->conns) {
         snprintf(err, errlen, "cannot map connection table: %s", strerror(errno));
-        free(st);
-        return NULL;
+        return stand_new_failed(st, 0);
     }
     for (int i = 0; i < cfg->max_conns; i++) {
         int e = tlsh_lock_init(&st->conns[i].lock, cfg->lock_flavor, i);
         if (!e && cfg->split_locks)
             e = tlsh_lock_init(&st->conns[i].wlock, cfg->lock_flavor, TLSH_LOCK_ID_WRITE + i);
-        if (e) { snprintf(err, errlen, "lock init: %s", strerror(e)); return NULL; }
+        if (e) { snprintf(err, errlen, "lock init: %s", strerror(e)); return stand_new_failed(st, 0); }
         st->conns[i].last_worker = -1;
         st->conns[i].owner = -1;
     }
     if (cfg->global_lock) {
         st->glock = (tlsh_lock *)((char *)st->conns + (size_t)cfg->max_conns * sizeof(struct tlsh_conn));
         int e = tlsh_lock_init(st->glock, cfg->lock_flavor, TLSH_LOCK_ID_GLOBAL);
-        if (e) { snprintf(err, errlen, "lock init: %s", strerror(e)); return NULL; }
+        if (e) { snprintf(err, errlen, "lock init: %s", strerror(e)); return stand_new_failed(st, 0); }
     }
     st->ctx_lock = tlsh_shared_map(sizeof(tlsh_lock) + sizeof(void *));
     if (!st->ctx_lock || tlsh_lock_init(st->ctx_lock, TLSH_LOCK_SPIN, TLSH_LOCK_ID_CTX) != 0) {
         snprintf(err, errlen, "cannot map the context slot: %s", strerror(errno));
-        return NULL;
+        return stand_new_failed(st, 0);
     }
     st->ctx_cur = (void *volatile *)(st->ctx_lock + 1);
     *st->ctx_cur = NULL;
@@ -68,17 +87,17 @@ struct tlsh_stand *tlsh_stand_new(const struct tlsh_stand_cfg *cfg, struct tlsh_
         || listen(st->listen_fd, 1024) != 0
         || getsockname(st->listen_fd, (struct sockaddr *)&a, &alen) != 0) {
         snprintf(err, errlen, "cannot listen on 127.0.0.1:%d: %s", cfg->port, strerror(errno));
-        return NULL;
+        return stand_new_failed(st, 0);
     }
     status->port = ntohs(a.sin_port);
     tlsh_crash_prepare();
     if (cfg->io_model)
-        return tlsh_io_prepare(st, err, errlen) == 0 ? st : NULL;
+        return tlsh_io_prepare(st, err, errlen) == 0 ? st : stand_new_failed(st, 0);
     for (int s = 1; s <= cfg->nworkers; s++) {
         int sv[2];
         if (tlsh_chan_pair(sv) != 0) {
             snprintf(err, errlen, "socketpair: %s", strerror(errno));
-            return NULL;
+            return stand_new_failed(st, s - 1);
         }
         st->chan_l[s] = sv[0];
         st->chan_w[s] = sv[1];
@@ -90,7 +109,7 @@ static void child_common(struct tlsh_stand *st, int parent)
 {
     /* Die with the stand: a stuck or killed supervisor never leaves workers. */
     if (tlsh_set_pdeathsig(SIGKILL, parent) != 0)
-        _exit(70);
+        _exit(TLSH_EXIT_ORPHANED);
     signal(SIGPIPE, SIG_IGN);
     signal(SIGTERM, SIG_DFL);
     signal(SIGINT, SIG_IGN);     /* the controller decides; a terminal ^C goes to it */
