@@ -1,6 +1,7 @@
 """Kernel futex events: the pairing of a lost wake-up on synthetic events, the
 rule that names it at once, the forced /proc fallback, and (root with a
-working bpftrace only) the real tracer on two processes and on the stand."""
+working bpftrace only) the real tracer on two processes, on the stand and on
+a small foreign server under `watch` (which is also run forced to /proc)."""
 import ctypes
 import json
 import mmap
@@ -126,11 +127,16 @@ def _kernel_or_skip():
         pytest.skip(f"no kernel source here: {why}")
 
 
-def _fork_futex(addr, op):
+def _fork_futex(addr, op, linger=0.0):
+    """A child making one futex call; it stays `linger` s after it (a waker
+    must outlive the reading of its event: its address is resolved through
+    its /proc/PID/maps, as a server's processes do)."""
     pid = os.fork()
     if pid == 0:
         libc = ctypes.CDLL(None, use_errno=True)
-        os._exit(libc.syscall(202, ctypes.c_void_p(addr), op, 0, None, None, 0) & 0x7f)
+        rc = libc.syscall(202, ctypes.c_void_p(addr), op, 0, None, None, 0) & 0x7f
+        time.sleep(linger)
+        os._exit(rc)
     return pid
 
 
@@ -146,10 +152,10 @@ def test_the_real_tracer_sees_a_lost_wake_between_two_processes():
         addr = ctypes.addressof(ctypes.c_char.from_buffer(m)) + 0x40
         waiter = _fork_futex(addr, WAIT | P)
         time.sleep(0.2)
-        waker = _fork_futex(addr, WAKE | P)
-        assert os.waitpid(waker, 0)[1] == 0           # woke nobody
-        time.sleep(0.1)
+        waker = _fork_futex(addr, WAKE | P, linger=0.5)
+        time.sleep(0.3)
         got = t.current(time.monotonic_ns())
+        assert os.waitpid(waker, 0)[1] == 0           # woke nobody
         assert [(r["waker"], r["waiter"], r["offset"]) for r in got] == [(waker, waiter, 0x40)]
         assert "/memfd:tlsh-test-futex+0x40" in t.lines()[0]
     finally:
@@ -172,3 +178,72 @@ def test_a_real_stand_run_with_the_kernel_source_has_the_line(tmp_path):
         pytest.skip(f"the bug did not show in this run ({o['verdict']})")
     v = json.loads(Path(o["run_dir"], "verdict.json").read_text())
     assert [e for e in v["evidence"] if e.startswith("wake lost: pid ")], v["evidence"]
+
+
+# A small foreign server: two processes sharing one MAP_SHARED anonymous page
+# (/dev/zero, as OpenSIPS's shared memory), a private futex on it.  Once the
+# file GO exists the child waits there forever (FUTEX_WAIT|PRIVATE) and the
+# parent, 0.3 s later, issues a FUTEX_WAKE|PRIVATE that cannot reach it.
+LOST_SERVER = r"""
+import ctypes, mmap, os, sys, time
+go, libc = sys.argv[1], ctypes.CDLL(None, use_errno=True)
+m = mmap.mmap(-1, 4096, mmap.MAP_SHARED)
+addr = ctypes.addressof(ctypes.c_char.from_buffer(m)) + 0x40
+def futex(op):
+    return libc.syscall(202, ctypes.c_void_p(addr), op, 0, None, None, 0)
+end = time.monotonic() + 30                      # bounded, whatever happens
+while not os.path.exists(go) and time.monotonic() < end:
+    time.sleep(0.02)
+if os.fork() == 0:
+    futex(0 | 128)
+    os._exit(0)
+time.sleep(0.3)
+print(futex(1 | 128), flush=True)                # 0: it woke nobody
+while time.monotonic() < end:
+    time.sleep(0.2)
+"""
+
+
+def _watch_lost_server(tmp_path, env):
+    go = tmp_path / "go"
+    srv = subprocess.Popen([sys.executable, "-c", LOST_SERVER, str(go)], stdout=subprocess.PIPE,
+                           text=True, start_new_session=True)
+    try:
+        w = subprocess.Popen([sys.executable, "-m", "harness", "watch", "--pid", str(srv.pid),
+                              "--duration", "6", "--json", "-q", "--out", str(tmp_path / "r")],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             cwd=str(ROOT), env=env)
+        deadline = time.monotonic() + 30          # the first sample: the tracer is attached
+        while not any(p.stat().st_size for p in (tmp_path / "r").glob("*/samples.jsonl")):
+            assert w.poll() is None and time.monotonic() < deadline, w.communicate()
+            time.sleep(0.05)
+        go.touch()
+        out, err = w.communicate(timeout=60)
+        assert srv.stdout.readline().strip() == "0"   # the wake woke nobody
+        o = json.loads(out)
+        v = json.loads(Path(o["run_dir"], "verdict.json").read_text())
+        waiter = [c.pid for c in __import__("psutil").Process(srv.pid).children()]
+        return o, v, srv.pid, waiter
+    finally:
+        os.killpg(srv.pid, 9)
+        srv.wait()
+
+
+def test_watch_on_a_foreign_server_has_the_wake_lost_line(tmp_path):
+    _kernel_or_skip()
+    o, v, waker, waiter = _watch_lost_server(tmp_path, dict(os.environ))
+    assert o["evidence_source"] == "kernel", o["evidence_source_reason"]
+    assert o["verdict"] in ("deadlock", "degraded") and "lost wake-up" in o["families"], o
+    assert [s["pid"] for s in o["stuck"]] == waiter and "woke nobody" in o["stuck"][0]["why"]
+    lines = [e for e in v["evidence"] if e.startswith("wake lost: ")]
+    assert len(lines) == 1 and lines[0].startswith(f"wake lost: pid {waker}'s FUTEX_WAKE|PRIVATE"
+                                                   " on [anon shared ") and "+0x40 at " in lines[0]
+    assert lines[0].split(" while pid ")[1].startswith(f"{waiter[0]} waits there since ")
+
+
+def test_watch_on_a_foreign_server_forced_to_proc_says_why_and_judges_alike(tmp_path):
+    o, v, _, waiter = _watch_lost_server(tmp_path, dict(os.environ, TLSH_NO_BPF="1"))
+    assert o["evidence_source"] == "proc"
+    assert o["evidence_source_reason"] == "TLSH_NO_BPF=1 forces the /proc fallback"
+    assert "lost wake-up" in o["families"] and [s["pid"] for s in o["stuck"]] == waiter, o
+    assert not [e for e in v["evidence"] if e.startswith("wake lost: ")]

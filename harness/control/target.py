@@ -28,8 +28,8 @@ from harness.control.kamailio import (KAMAILIO_MODULES, TargetError, check_kamai
 from harness.control.kept import Kept, log_tail as kept_log_tail
 from harness.analysis import results
 from harness.watchdog import bad_replies, families
-from harness.watchdog.foreign import (ForeignSampler, ForeignWatchdog, observe, stuck_summary,
-                             take_stacks)
+from harness.watchdog.foreign import (ForeignSampler, ForeignWatchdog, kernel_source, observe,
+                                      stuck_summary, take_stacks)
 from harness.control.children import Children, start_loadgens
 from harness.segments import abuse_figures
 from harness.spec.params import c_fields, defaults
@@ -119,8 +119,11 @@ class _Live:
     children: Children
     kept: Kept | None = None
     lg: object = None
+    futex: object = None             # the kernel futex events (foreign.kernel_source)
 
     def stop(self) -> None:
+        if self.futex:
+            self.futex.stop()
         if self.kept:
             self.kept.stop()
         self.children.stop_all(5.0)
@@ -179,6 +182,8 @@ def _run(cfg: TargetConfig, d: Path, port: int, taken: list, live: _Live, progre
     if progress:
         progress(f"server ready on 127.0.0.1:{port} ({len(live.kept.tree_pids())} processes, "
                  f"{ready['tls']})")
+    # the keeper's tree from now on, seeded before the load so the first waits are seen
+    live.futex = kernel_source([live.kept.pid] + live.kept.tree_pids(), progress)
     lg_port = cfg.tcp_port if cfg.transport == "tcp" else port
     live.lg, _ = start_loadgens(live.children, lg_port, cfg.conns, cfg.clients, c_fields(defaults(
         conns=cfg.conns, window=cfg.window, load=cfg.load, churn_every=cfg.churn_every, tls=cfg.tls,
@@ -188,10 +193,10 @@ def _run(cfg: TargetConfig, d: Path, port: int, taken: list, live: _Live, progre
         rate=cfg.rate, clients=cfg.clients, duration=cfg.duration, timeout=2.0), "loadgen"))
     if cfg.reload_every:
         with opensips.Reloader(d, cfg.reload_every) as rl:
-            out = _watch(cfg, d, live.kept, port, live.lg, roles, progress)
+            out = _watch(cfg, d, live, port, roles, progress)
         out["tls_reloads"] = rl.counts()
     else:
-        out = _watch(cfg, d, live.kept, port, live.lg, roles, progress)
+        out = _watch(cfg, d, live, port, roles, progress)
     out["tls_negotiated"] = ready["tls"]
     results.write_json(d / "outcome.json", out)
     history.record(d.parent, dict(out, command=" ".join(map(str, cmd))), "target",
@@ -209,12 +214,14 @@ def _early(cfg: TargetConfig, d: Path, verdict: str, reason: str, code: int) -> 
     return out
 
 
-def _watch(cfg, d: Path, kept: Kept, port: int, lg, roles: dict, progress) -> dict:
+def _watch(cfg, d: Path, live: _Live, port: int, roles: dict, progress) -> dict:
+    kept, lg = live.kept, live.lg
     sampler = ForeignSampler([kept.pid], port=port, roles=roles, skip_roots=True)
     wd = ForeignWatchdog(Thresholds(), unread=sampler.unread_holders)
     owner = ports.OwnerWatch(port, kept.tree_pids)
     v, s, t0 = observe(sampler, wd, lg.total, cfg.duration, cfg.linger, 20.0,
-                       results.SampleLog(d / "samples.jsonl"), progress, alive=owner.ok)
+                       results.SampleLog(d / "samples.jsonl"), progress, alive=owner.ok,
+                       futex=live.futex)
     if owner.check():
         if not v.failed:
             v = Verdict(V.INCONCLUSIVE, reason=owner.reason())
@@ -243,6 +250,7 @@ def _watch(cfg, d: Path, kept: Kept, port: int, lg, roles: dict, progress) -> di
     v.families = families.name(v.to_dict(), taken, [], text.splitlines())
     out = _outcome(cfg, d, v, s, t0, sampler, kept, stats, deaths, evidence)
     out.update(measures.load_figures(lg, sampler, out, (s["t"] - t0) / 1e9 if s else 0))
+    out.update(live.futex.outcome())
     results.write_json(d / "verdict.json", v.to_dict())
     results.write_json(d / "outcome.json", out)
     return out

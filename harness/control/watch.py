@@ -23,7 +23,8 @@ from harness.watchdog import families, procfs
 from harness.control import interrupt, ports, reaper
 from harness.control.children import Children, start_loadgens
 from harness.spec.params import c_fields, defaults
-from harness.watchdog.foreign import ForeignSampler, ForeignWatchdog, observe, stuck_summary, take_stacks
+from harness.watchdog.foreign import (ForeignSampler, ForeignWatchdog, kernel_source, observe,
+                                      stuck_summary, take_stacks)
 from harness.verdicts import exit_code
 from harness.watchdog import Thresholds, Verdict
 from harness.verdicts import V
@@ -137,8 +138,13 @@ def _observe(cfg: WatchConfig, run_dir, lg, owner, progress) -> dict:
             d.update(answered=counter.read(), ready=1, start_ns=t0)
         return d
 
-    v, s, _ = observe(sampler, wd, lg_total, cfg.duration, cfg.linger, cfg.sample_hz,
-                      results.SampleLog(run_dir / "samples.jsonl"), progress, alive=owner.ok)
+    futex = kernel_source(_tree(cfg.pids) if cfg.tree else list(cfg.pids), progress)
+    try:
+        v, s, _ = observe(sampler, wd, lg_total, cfg.duration, cfg.linger, cfg.sample_hz,
+                          results.SampleLog(run_dir / "samples.jsonl"), progress,
+                          alive=owner.ok, futex=futex)
+    finally:
+        futex.stop()
     if owner.check():
         if not v.failed:
             v = Verdict(V.INCONCLUSIVE, reason=owner.reason())
@@ -155,11 +161,12 @@ def _observe(cfg: WatchConfig, run_dir, lg, owner, progress) -> dict:
     if v.failed:
         v.families = families.name(v.to_dict(), taken, [])
     gone = sorted(tr.pid for tr in sampler.tracks.values() if tr.gone_ns)
-    return _write(cfg, run_dir, v, sorted(sampler.tracks), gone)
+    return _write(cfg, run_dir, v, sorted(sampler.tracks), gone, futex.outcome())
 
 
-def _write(cfg: WatchConfig, run_dir, v: Verdict, watched: list, gone: list) -> dict:
-    out = {"run_dir": str(run_dir), "verdict": v.verdict, "outcome": v.verdict,
+def _write(cfg: WatchConfig, run_dir, v: Verdict, watched: list, gone: list,
+           source: dict | None = None) -> dict:
+    out = {**(source or {}), "run_dir": str(run_dir), "verdict": v.verdict, "outcome": v.verdict,
            "reason": v.reason, "exit_code": exit_code(v.verdict),
            "watched": watched, "vanished": gone,
            "families": [f["family"] for f in v.families],

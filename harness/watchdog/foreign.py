@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 
 from harness.watchdog.foreign_sampler import ForeignSampler
+from harness.watchdog.futex_tracer import Tracer
 from harness.watchdog.rules import Watchdog
 from harness.watchdog.verdict import Thresholds, Verdict, outstanding
 from harness.verdicts import V
@@ -82,14 +83,16 @@ class ForeignWatchdog(Watchdog):
 
     def _liveness(self, s: dict) -> Verdict:
         t, th = s["t"], self.th
-        stuck = self._find_stuck(s)
+        stuck, lost = self._seen_lost(s, self._find_stuck(s))
         if stuck:
             since = min(w["since_ns"] for w, _ in stuck)
             if self.progress_source:
                 progress = self._progress(th.progress_s, since)
             else:
                 progress = self._io_progress(th.progress_s, {w["pid"] for w, _ in stuck})
-            return self._classify(s, stuck, progress)
+            v = self._classify(s, stuck, progress)
+            v.evidence += lost
+            return v
         if (self.progress_source and self.load_start_ns
                 and (t - self.load_start_ns) / 1e9 > th.no_progress_s
                 and self._progress(th.no_progress_s) == 0 and self._offered(s)):
@@ -109,6 +112,21 @@ class ForeignWatchdog(Watchdog):
                                  f"{', '.join(conds)}): the requests do not reach a worker, or "
                                  "it drops them")
         return Verdict(V.PASS)
+
+    @staticmethod
+    def _seen_lost(s: dict, stuck: list) -> tuple[list, list]:
+        """The kernel's lost wake-ups (s["lost_wakes"], futex_tracer): their
+        waiters stuck at once, without waiting for samples; and their lines."""
+        lost = {r["waiter"]: r for r in s.get("lost_wakes") or ()}
+        if not lost:
+            return stuck, []
+        why = dict((w["pid"], y) for w, y in stuck)
+        out = [(w, y) for w, y in stuck if w["pid"] not in lost]
+        for w in s["slots"]:
+            if w["state"] == "alive" and w["pid"] in lost:
+                y = why.get(w["pid"])
+                out.append((w, lost[w["pid"]]["why"] + (f" ({y})" if y else "")))
+        return out, [lost[w["pid"]]["line"] for w, _ in out if w["pid"] in lost]
 
     def _deaf(self, s: dict) -> Verdict | None:
         """The server answered, then stopped: no reply for no_progress_s while
@@ -154,18 +172,32 @@ def stuck_pids(v: Verdict) -> list[int]:
     return [d["pid"] for d in v.blocked + v.spinning + v.stopped]
 
 
+def kernel_source(seeds, progress=None) -> Tracer:
+    """The kernel futex events of the watched tree (the seeds, their forks from
+    now on), or /proc alone: said once, through progress."""
+    tracer = Tracer()
+    if not tracer.start(seeds=seeds) and progress:
+        progress(f"evidence from /proc only: {tracer.reason}")
+    return tracer
+
+
 def observe(sampler: ForeignSampler, wd: ForeignWatchdog, lg_total, duration: float,
-            linger: float, sample_hz: float, log, progress=None, alive=lambda: True):
+            linger: float, sample_hz: float, log, progress=None, alive=lambda: True,
+            futex: Tracer | None = None):
     """Sample at sample_hz until duration ends, or `linger` s after the first
     failure (to see whether it lasts), or everything watched has gone.
-    lg_total() gives the progress counters.  Returns (final verdict, last sample, t0)."""
+    lg_total() gives the progress counters; futex (kernel_source) the lost
+    wake-ups seen in the kernel.  Returns (final verdict, last sample, t0)."""
     t0 = time.monotonic_ns()
+    if futex is not None:
+        futex.pairing.base_ns = t0
     end, stop_at = t0 + int(duration * 1e9), None
     period = 1.0 / sample_hz
     s = None
     while True:
         now = time.monotonic_ns()
         s = sampler.sample(now, lg_total())
+        s["lost_wakes"] = futex.current(now) if futex is not None else []
         v = wd.observe(s)
         if v is not None and stop_at is None:
             stop_at = now + int(linger * 1e9)
@@ -178,6 +210,7 @@ def observe(sampler: ForeignSampler, wd: ForeignWatchdog, lg_total, duration: fl
         if now >= end or (stop_at and now >= stop_at) or not s["procs"] or not alive():
             if not alive() and s["procs"]:
                 s = sampler.sample(time.monotonic_ns(), lg_total())
+                s["lost_wakes"] = futex.current(s["t"]) if futex is not None else []
                 wd.observe(s)
             break
         time.sleep(max(0.0, period - (time.monotonic_ns() - now) / 1e9))
