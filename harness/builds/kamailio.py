@@ -24,8 +24,7 @@ from pathlib import Path
 
 from harness.builds import native
 from harness.builds import sources
-from harness.builds.sources import servers_dir
-from harness.builds.safepath import BadName, check_name, inside
+from harness.builds.safepath import check_name, inside
 
 MODULES = ("tls", "sl", "ctl", "kex", "corex")
 DEBIAN_BUILD = "kamailio6"          # the name of make kamailio6's Debian build
@@ -104,8 +103,8 @@ def build(source: Path | None, name: str | None = None, progress=print) -> dict:
     t0 = time.monotonic()
     dest = None
     try:
-        top = sources.unpack(source.resolve(), work, _is_top, "Kamailio (Makefile, src/main.c "
-                             "and src/Makefile.defs at its top)", KamailioBuildError)
+        top = sources.unpack(source.resolve(), work, _is_top, "Kamailio",
+                             "Makefile, src/main.c and src/Makefile.defs", KamailioBuildError)
         version = tree_version(top)
         name = check_name(name or f"kamailio-{version}", "build name")
         dest = root / name
@@ -171,15 +170,7 @@ def _debian_build() -> dict | None:
 
 def builds() -> list[dict]:
     """Every complete Kamailio build: the cache's, then make kamailio6's."""
-    out = []
-    root = servers_dir()
-    for j in sorted(root.glob("*/build.json")) if root.is_dir() else []:
-        try:
-            info = json.loads(j.read_text())
-        except (OSError, ValueError):
-            continue
-        if isinstance(info, dict) and info.get("server") == "kamailio":
-            out.append(info)
+    out = sources.recorded("kamailio")
     deb = _debian_build()
     if deb and not any(i.get("name") == DEBIAN_BUILD for i in out):
         out.append(deb)
@@ -189,14 +180,6 @@ def builds() -> list[dict]:
 
 def find(name: str) -> dict:
     """The build called NAME; one line naming the builds there are when none is."""
-    try:
-        check_name(name, "--kamailio-build")
-    except BadName as e:
-        raise KamailioBuildError(str(e)) from None
-    have = builds()
-    hit = next((i for i in have if i["name"] == name), None)
-    if hit is None:
-        raise KamailioBuildError(f"--kamailio-build {name}: no such build (have: "
-                                 f"{', '.join(i['name'] for i in have) or 'none'}; make one with "
-                                 "`tlsharness servers build kamailio --from-source TARBALL`)")
-    return hit
+    return sources.find_named(name, builds(), "--kamailio-build", KamailioBuildError,
+                              "; make one with `tlsharness servers build kamailio "
+                              "--from-source TARBALL`")

@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 
 from harness.builds import native, sources
-from harness.builds.safepath import BadName, check_name, inside
+from harness.builds.safepath import check_name, inside
 
 TLS_LIBS = ("openssl", "wolfssl")
 BASE_MODULES = ("sl", "mi_fifo", "proto_tls", "tls_mgm", "signaling", "tm",
@@ -222,8 +222,8 @@ def build(source: Path | None, tls_lib: str = "openssl", openssl: str | None = N
 
 def _build_in(work, root, source, tls_lib, openssl, override, name, fetch_tag,
               wolfssl_source, env, libdir, t0, progress) -> dict:
-    top = (sources.unpack(source.resolve(), work, _is_top, "OpenSIPS (main.c and Makefile.defs "
-                          "at its top)", OpensipsBuildError)
+    top = (sources.unpack(source.resolve(), work, _is_top, "OpenSIPS", "main.c and Makefile.defs",
+                          OpensipsBuildError)
            if source is not None else _fetch_tag(fetch_tag, work))
     version = _tree_version(top)
     name = check_name(name or default_name(version, tls_lib, override, openssl), "build name")
@@ -267,31 +267,12 @@ def _build_in(work, root, source, tls_lib, openssl, override, name, fetch_tag,
 
 def builds() -> list[dict]:
     """Every complete OpenSIPS build in the cache, by name."""
-    out = []
-    root = sources.servers_dir()
-    for j in sorted(root.glob("*/build.json")) if root.is_dir() else []:
-        try:
-            info = json.loads(j.read_text())
-        except (OSError, ValueError):
-            continue
-        if isinstance(info, dict) and info.get("server") == "opensips" \
-                and Path(info.get("binary", "")).is_file():
-            out.append(info)
-    return out
+    return [i for i in sources.recorded("opensips") if Path(i.get("binary", "")).is_file()]
 
 
 def find(name: str) -> dict:
     """The build called NAME; one line naming the builds there are when none is."""
-    try:
-        check_name(name, "--opensips")
-    except BadName as e:
-        raise OpensipsBuildError(str(e)) from None
-    have = builds()
-    hit = next((i for i in have if i["name"] == name), None)
-    if hit is None:
-        raise OpensipsBuildError(f"--opensips {name}: no such build (have: "
-                                 f"{', '.join(i['name'] for i in have) or 'none'})")
-    return hit
+    return sources.find_named(name, builds(), "--opensips", OpensipsBuildError)
 
 
 def select(name: str = "auto", version: str | None = None, tls_lib: str | None = None,

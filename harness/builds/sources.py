@@ -14,7 +14,7 @@ import tarfile
 from pathlib import Path
 
 from harness.builds import native
-from harness.builds.safepath import inside
+from harness.builds.safepath import BadName, check_name, inside
 
 
 class SourceBuildError(RuntimeError):
@@ -25,10 +25,11 @@ def servers_dir() -> Path:
     return native.user_dir() / "servers"
 
 
-def unpack(source: Path, work: Path, is_top, what: str, err=SourceBuildError) -> Path:
+def unpack(source: Path, work: Path, is_top, what: str, looked_for: str,
+           err=SourceBuildError) -> Path:
     """SOURCE (a tree, copied; or a tarball, unpacked) into work/src; the
     folder at its top for which is_top(folder) holds, else err(one line)
-    saying that no WHAT tree is in it."""
+    saying that no WHAT tree is in it (LOOKED_FOR not found at its top)."""
     src = work / "src"
     if source.is_dir():
         shutil.copytree(source, src, symlinks=True, ignore=shutil.ignore_patterns(".git"))
@@ -43,7 +44,8 @@ def unpack(source: Path, work: Path, is_top, what: str, err=SourceBuildError) ->
         raise err(f"--from-source {source}: no such file or directory")
     top = next((d for d in [src, *(d for d in src.iterdir() if d.is_dir())] if is_top(d)), None)
     if top is None:
-        raise err(f"--from-source {source}: no {what} tree in it")
+        raise err(f"--from-source {source}: no {what} tree in it ({looked_for} not found at "
+                  "its top)")
     return top
 
 
@@ -80,3 +82,31 @@ def sha256(p: Path) -> str | None:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def recorded(server: str) -> list[dict]:
+    """build.json of every build of SERVER ("opensips", "kamailio") in the cache."""
+    import json
+    out, root = [], servers_dir()
+    for j in sorted(root.glob("*/build.json")) if root.is_dir() else []:
+        try:
+            info = json.loads(j.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(info, dict) and info.get("server") == server:
+            out.append(info)
+    return out
+
+
+def find_named(name: str, have: list[dict], flag: str, err, hint: str = "") -> dict:
+    """The build called NAME among HAVE; err(one line) naming the builds there
+    are when none is (FLAG is the option the user typed)."""
+    try:
+        check_name(name, flag)
+    except BadName as e:
+        raise err(str(e)) from None
+    hit = next((i for i in have if i["name"] == name), None)
+    if hit is None:
+        raise err(f"{flag} {name}: no such build (have: "
+                  f"{', '.join(i['name'] for i in have) or 'none'}{hint})")
+    return hit
