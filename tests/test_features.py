@@ -34,7 +34,8 @@ def test_the_system_openssl_has_every_feature():
     assert got == {"TLSH_MEM_LINK_TIME": False,      # a setter, no weak symbols to define
                    "TLSH_RAND_SEED_INT": True, "TLSH_HAVE_RAND_METHOD": True,
                    "TLSH_MEM_FILE_LINE": True, "TLSH_MEM_PLAIN": False,
-                   "TLSH_HAVE_THREAD_STOP": True, "TLSH_HAVE_ERR_MARK": True}
+                   "TLSH_HAVE_THREAD_STOP": True, "TLSH_HAVE_ERR_MARK": True,
+                   "TLSH_HAVE_ATEXIT_CLEANUP": True}   # 3.0 registers its cleanup with atexit
 
 
 def test_a_fork_with_older_signatures_is_found_out(tmp_path):

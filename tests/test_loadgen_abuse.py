@@ -204,10 +204,13 @@ def test_abort_every_resets_after_the_requests_are_written(server):
     assert t["aborted"] <= t["abandoned"] <= 2 * t["aborted"], t
     ends = server(t["handshakes"])
     # TLS 1.3: the client's Finished and requests go out together; the RST may
-    # reach a server that has not read that Finished yet (its handshake fails)
-    assert t["aborted"] <= ends["end reset"] + ends["hs reset"] <= t["aborted"] + 2, ends
+    # reach a server that has not read that Finished yet (its handshake fails).
+    # The run's last connections are cut when the load generator stops: the server
+    # may count one more or one less than the client (seen: 54 ends for 53
+    # handshakes; beside a CPU hog, 17 resets for 18 aborts): 2 of slack.
+    assert t["aborted"] - 2 <= ends["end reset"] + ends["hs reset"] <= t["aborted"] + 2, (t, ends)
     assert t["handshakes"] - t["aborted"] - 2 <= ends["end notify"] <= t["handshakes"] - t["aborted"]
-    assert sum(ends.values()) == t["handshakes"], ends
+    assert abs(sum(ends.values()) - t["handshakes"]) <= 2, (t, ends)
 
 
 def test_rst_handshake_every_breaks_handshakes_off(server):
