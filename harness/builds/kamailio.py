@@ -147,12 +147,7 @@ def _build_in(top: Path, work: Path, dest: Path, source: Path, version: str, t0:
             "source": source.name, "source_sha256": sources.sha256(source),
             "make": ["make " + " ".join(a) for a, _ in steps(dest, stage)],
             "seconds": round(time.monotonic() - t0, 1), "built": time.strftime("%Y-%m-%d %H:%M:%S")}
-    shutil.move(str(log_path), staged / "build.log")
-    (staged / "build.json").write_text(json.dumps(info, indent=2) + "\n")
-    if dest.exists():
-        shutil.rmtree(dest)
-    shutil.move(str(staged), dest)                       # registered only once complete
-    return info
+    return sources.register(staged, dest, log_path, info)
 
 
 def _debian_build() -> dict | None:

@@ -21,7 +21,6 @@ Variants:
 """
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -257,12 +256,7 @@ def _build_in(work, root, source, tls_lib, openssl, override, name, fetch_tag,
             "source": source.name if source is not None else f"git tag {fetch_tag}",
             "source_sha256": sources.sha256(source) if source is not None else None,
             "seconds": round(time.monotonic() - t0, 1), "built": time.strftime("%Y-%m-%d %H:%M:%S")}
-    shutil.move(str(log_path), staged / "build.log")
-    (staged / "build.json").write_text(json.dumps(info, indent=2) + "\n")
-    if dest.exists():
-        shutil.rmtree(dest)
-    shutil.move(str(staged), dest)                       # registered only once complete
-    return info
+    return sources.register(staged, dest, log_path, info)
 
 
 def builds() -> list[dict]:

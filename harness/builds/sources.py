@@ -110,3 +110,15 @@ def find_named(name: str, have: list[dict], flag: str, err, hint: str = "") -> d
         raise err(f"{flag} {name}: no such build (have: "
                   f"{', '.join(i['name'] for i in have) or 'none'}{hint})")
     return hit
+
+
+def register(staged: Path, dest: Path, log_path: Path, info: dict) -> dict:
+    """The staged build, with its log and build.json, moved into place: a build
+    is listed only once it is complete."""
+    import json
+    shutil.move(str(log_path), staged / "build.log")
+    (staged / "build.json").write_text(json.dumps(info, indent=2) + "\n")
+    if dest.exists():
+        shutil.rmtree(dest)
+    shutil.move(str(staged), dest)
+    return info
